@@ -1,0 +1,59 @@
+"""Text environments, registered with Gymnasium under `longhorizon/<Name>-v0`.
+
+`import longhorizon.envs` registers them all; then `gymnasium.make(id, horizon=...)`.
+To add an env: write its module, then add one line to `ENTRY_POINTS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import gymnasium as gym
+
+from longhorizon.envs.base import FreeText, TextEnv
+
+ENTRY_POINTS: dict[str, str] = {
+    "longhorizon/Execution-v0": "longhorizon.envs.execution:ExecutionEnv",
+}
+
+
+def register_envs() -> None:
+    """Register every longhorizon env with Gymnasium (safe to call twice)."""
+    for env_id, entry_point in ENTRY_POINTS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point, disable_env_checker=True)
+
+
+def list_envs() -> list[str]:
+    """Ids of all registered longhorizon envs."""
+    return sorted(ENTRY_POINTS)
+
+
+def env_class(env_id: str) -> type[TextEnv]:
+    """The class behind a registered id."""
+    module, _, name = ENTRY_POINTS[env_id].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def knobs(env_id: str) -> dict[str, dict[str, Any]]:
+    """Each knob of an env with its description and default value."""
+    cls = env_class(env_id)
+    params = inspect.signature(cls.__init__).parameters
+    return {
+        name: {"description": doc, "default": params[name].default if name in params else None}
+        for name, doc in cls.KNOBS.items()
+    }
+
+
+def make(env_id: str, **kwargs: Any) -> gym.Env:
+    """`gymnasium.make` with a clear error for unknown ids."""
+    if env_id not in ENTRY_POINTS and env_id not in gym.registry:
+        raise KeyError(f"unknown env {env_id!r}; known: {', '.join(list_envs())}")
+    return gym.make(env_id, **kwargs)
+
+
+register_envs()
+
+__all__ = ["ENTRY_POINTS", "FreeText", "TextEnv", "env_class", "knobs", "list_envs", "make", "register_envs"]

@@ -1,0 +1,71 @@
+"""What every longhorizon environment shares.
+
+An environment is a Gymnasium env whose observations and actions are text.
+Besides `reset`/`step` it offers:
+
+- `oracle_action()`: the action a perfect agent takes now (model-free);
+- `wrong_action(rng)`: a well-formed but wrong action (for noisy oracles);
+- `KNOBS`: the documented difficulty/horizon knobs, shown by `longhorizon envs`;
+- `tools`: OpenAI function schemas for tool-using envs (None otherwise).
+
+Step `info` conventions: `correct` (bool, this turn's answer was right),
+`error` (str, why the action was rejected; absent if it was fine), and, on the
+last step, `success` (bool, the task as a whole was solved).
+"""
+
+from __future__ import annotations
+
+import string
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+MAX_TEXT = 1 << 22  # 4M characters
+
+
+class FreeText(spaces.Text):
+    """A Text space that holds any Python string up to `max_length` characters.
+
+    Gymnasium's `Text` only accepts characters from a fixed charset; model
+    output can contain anything, and observations may quote it back.
+    """
+
+    def __init__(self, max_length: int = MAX_TEXT, seed: int | None = None):
+        super().__init__(max_length=max_length, min_length=0, charset=string.printable, seed=seed)
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, str) and len(x) <= self.max_length
+
+
+def clip_text(text: str, limit: int = 200) -> str:
+    """Shorten text quoted back to the agent so a huge answer can't blow up the observation."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more chars]"
+
+
+class TextEnv(gym.Env[str, str]):
+    """Base class: text spaces, knob metadata and the oracle hooks."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
+    KNOBS: ClassVar[dict[str, str]] = {}
+    tools: list[dict[str, Any]] | None = None
+
+    def __init__(self, render_mode: str | None = None):
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        self.render_mode = render_mode
+        self.observation_space = FreeText()
+        self.action_space = FreeText()
+        self._last_obs = ""
+
+    def oracle_action(self) -> str:
+        raise NotImplementedError
+
+    def wrong_action(self, rng: np.random.Generator) -> str:
+        """A well-formed action that the verifier rejects. Default: an empty answer."""
+        return ""
+
+    def render(self) -> str | None:
+        return self._last_obs if self.render_mode == "ansi" else None

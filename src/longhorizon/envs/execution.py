@@ -1,0 +1,156 @@
+"""`longhorizon/Execution-v0`: long-horizon execution of a trivial plan.
+
+After "The Illusion of Diminishing Returns: Measuring Long Horizon Execution in
+LLMs" (Sinha et al., ICLR 2026, arXiv 2509.09677). The agent is given a
+dictionary of 5-letter words -> integers once; each turn it is shown K keys
+(the turn complexity) and must reply with the running sum of all values seen
+so far inside `<answer></answer>`. There are H turns (the horizon). Knowledge
+and planning are given; only execution over many turns is tested.
+
+Construction, as in the paper's code (`dict_sum_util.py`): N distinct words,
+values uniform in [-value_range, value_range], keys drawn with replacement.
+
+Departures from the paper:
+- words come from a fixed list of common English words (no download), and the
+  dictionary is drawn from the episode seed rather than a fixed seed 42;
+- the paper always runs every turn; `stop_on_error=True` ends the episode at
+  the first wrong total instead (cheaper when only success matters).
+
+Reward: 1 per turn whose answer equals the true running total. An answer that
+does not parse counts as wrong, and the next observation says why. `info`
+carries `correct` (equals the true total) and `step_correct` (correct update
+of the agent's *own* previous total: the paper's step accuracy).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+import numpy as np
+
+from longhorizon.envs.base import TextEnv, clip_text
+from longhorizon.envs.words import WORDS
+
+ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+INT_RE = re.compile(r"[+-]?\d{1,18}")
+
+
+def parse_answer(text: str) -> tuple[int | None, str | None]:
+    """Strictly parse one integer inside one `<answer></answer>` tag.
+
+    Returns `(value, None)` or `(None, reason)`.
+    """
+    found = ANSWER_RE.findall(text)
+    if not found:
+        return None, "no <answer>...</answer> tag found"
+    if len(found) > 1:
+        return None, f"found {len(found)} <answer> tags; give exactly one"
+    content = found[0].strip()
+    if not INT_RE.fullmatch(content):
+        return None, f"the answer {clip_text(content, 40)!r} is not an integer"
+    return int(content), None
+
+
+class ExecutionEnv(TextEnv):
+    """Keep a running sum of dictionary values over H turns of K keys each."""
+
+    KNOBS: ClassVar[dict[str, str]] = {
+        "horizon": "H, number of turns (the horizon knob)",
+        "turn_complexity": "K, keys given per turn",
+        "dict_size": "N, words in the dictionary",
+        "value_range": "values are uniform integers in [-value_range, value_range]",
+        "stop_on_error": "end the episode at the first wrong total (else run all H turns)",
+    }
+
+    def __init__(
+        self,
+        horizon: int = 8,
+        turn_complexity: int = 1,
+        dict_size: int = 100,
+        value_range: int = 99,
+        stop_on_error: bool = False,
+        render_mode: str | None = None,
+    ):
+        super().__init__(render_mode)
+        _check_positive(horizon=horizon, turn_complexity=turn_complexity, dict_size=dict_size, value_range=value_range)
+        if dict_size > len(WORDS):
+            raise ValueError(f"dict_size must be <= {len(WORDS)}, got {dict_size}")
+        self.horizon, self.turn_complexity = horizon, turn_complexity
+        self.dict_size, self.value_range = dict_size, value_range
+        self.stop_on_error = stop_on_error
+
+    # -- episode generation ------------------------------------------------
+    def _generate(self) -> None:
+        rng = self.np_random
+        words = [str(w) for w in rng.choice(WORDS, size=self.dict_size, replace=False)]
+        values = rng.integers(-self.value_range, self.value_range + 1, size=self.dict_size)
+        self.dictionary = dict(zip(words, (int(v) for v in values)))
+        idx = rng.integers(0, self.dict_size, size=(self.horizon, self.turn_complexity))
+        self.keys = [[words[i] for i in row] for row in idx]
+        sums = np.cumsum([sum(self.dictionary[k] for k in row) for row in self.keys])
+        self.totals = [int(s) for s in sums]
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._generate()
+        self.turn = 0  # turns answered so far
+        self.own_total = 0  # the agent's last parsed total (for step accuracy)
+        self.all_correct = True
+        self.done = False
+        self._last_obs = self._intro() + "\n\n" + self._keys_prompt()
+        return self._last_obs, {"turn": 0, "horizon": self.horizon}
+
+    def _intro(self) -> str:
+        lines = "\n".join(f"{w}: {v}" for w, v in self.dictionary.items())
+        k = self.turn_complexity
+        return (
+            "You are given a dictionary that maps words to integers.\n"
+            f"Dictionary:\n{lines}\n\n"
+            f"Each turn I give you {k} key{'s' if k > 1 else ''}. Look up the value of each key and add it "
+            "to your running total, which starts at 0. Reply with the updated running total inside "
+            "<answer></answer>, for example <answer>-7</answer>."
+        )
+
+    def _keys_prompt(self) -> str:
+        return f"Turn {self.turn + 1} of {self.horizon}. Keys: {', '.join(self.keys[self.turn])}"
+
+    # -- stepping ------------------------------------------------------------
+    def step(self, action: str):
+        if self.done:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        value, error = parse_answer(str(action))
+        expected = self.totals[self.turn]
+        turn_sum = sum(self.dictionary[k] for k in self.keys[self.turn])
+        info: dict[str, Any] = {"turn": self.turn + 1, "expected": expected, "parsed": value}
+        info["correct"] = value == expected
+        info["step_correct"] = value == self.own_total + turn_sum
+        if error:
+            info["error"] = error
+        self.own_total = value if value is not None else expected
+        self.all_correct = self.all_correct and info["correct"]
+        self.turn += 1
+        terminated = self.turn >= self.horizon or (self.stop_on_error and not info["correct"])
+        if terminated:
+            self.done = True
+            info["success"] = self.all_correct and self.turn >= self.horizon
+        self._last_obs = self._next_observation(error, terminated)
+        return self._last_obs, float(info["correct"]), terminated, False, info
+
+    def _next_observation(self, error: str | None, terminated: bool) -> str:
+        prefix = f"Your answer could not be read: {error}.\n" if error else ""
+        return prefix + ("The task is over." if terminated else self._keys_prompt())
+
+    # -- oracle ----------------------------------------------------------------
+    def oracle_action(self) -> str:
+        return f"<answer>{self.totals[self.turn]}</answer>"
+
+    def wrong_action(self, rng: np.random.Generator) -> str:
+        offset = int(rng.integers(1, 10)) * (1 if rng.random() < 0.5 else -1)
+        return f"<answer>{self.totals[self.turn] + offset}</answer>"
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
