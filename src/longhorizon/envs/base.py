@@ -6,11 +6,14 @@ Besides `reset`/`step` it offers:
 - `oracle_action()`: the action a perfect agent takes now (model-free);
 - `wrong_action(rng)`: a well-formed but wrong action (for noisy oracles);
 - `KNOBS`: the documented difficulty/horizon knobs, shown by `longhorizon envs`;
+- `LEVELS`: named knob settings (e.g. short/long) that the registry tests cover;
 - `tools`: OpenAI function schemas for tool-using envs (None otherwise).
 
 Step `info` conventions: `correct` (bool, this turn's answer was right),
-`error` (str, why the action was rejected; absent if it was fine), and, on the
-last step, `success` (bool, the task as a whole was solved).
+`error` (str, why the action was rejected; absent if it was fine), `role`
+("user" by default, "tool" for tool results), and, on the last step,
+`success` (bool, the task as a whole was solved) and `metrics` (dict of
+floats: the env's paper metrics, e.g. F1 or a partial score).
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class TextEnv(gym.Env[str, str]):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
     KNOBS: ClassVar[dict[str, str]] = {}
+    # Named knob settings the registry-wide tests run the oracle on (smallest to largest).
+    LEVELS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
     tools: list[dict[str, Any]] | None = None
 
     def __init__(self, render_mode: str | None = None):

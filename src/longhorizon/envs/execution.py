@@ -62,6 +62,11 @@ class ExecutionEnv(TextEnv):
         "value_range": "values are uniform integers in [-value_range, value_range]",
         "stop_on_error": "end the episode at the first wrong total (else run all H turns)",
     }
+    LEVELS: ClassVar[dict[str, dict[str, Any]]] = {
+        "short": {"horizon": 2, "dict_size": 10},
+        "default": {},
+        "long": {"horizon": 64, "turn_complexity": 4},
+    }
 
     def __init__(
         self,
@@ -97,6 +102,7 @@ class ExecutionEnv(TextEnv):
         self.turn = 0  # turns answered so far
         self.own_total = 0  # the agent's last parsed total (for step accuracy)
         self.all_correct = True
+        self._n_correct = 0
         self.done = False
         self._last_obs = self._intro() + "\n\n" + self._keys_prompt()
         return self._last_obs, {"turn": 0, "horizon": self.horizon}
@@ -129,11 +135,13 @@ class ExecutionEnv(TextEnv):
             info["error"] = error
         self.own_total = value if value is not None else expected
         self.all_correct = self.all_correct and info["correct"]
+        self._n_correct += int(info["correct"])
         self.turn += 1
         terminated = self.turn >= self.horizon or (self.stop_on_error and not info["correct"])
         if terminated:
             self.done = True
             info["success"] = self.all_correct and self.turn >= self.horizon
+            info["metrics"] = {"turns_correct": float(self._n_correct)}
         self._last_obs = self._next_observation(error, terminated)
         return self._last_obs, float(info["correct"]), terminated, False, info
 
