@@ -7,7 +7,11 @@ Besides `reset`/`step` it offers:
 - `wrong_action(rng)`: a well-formed but wrong action (for noisy oracles);
 - `KNOBS`: the documented difficulty/horizon knobs, shown by `longhorizon envs`;
 - `LEVELS`: named knob settings (e.g. short/long) that the registry tests cover;
-- `tools`: OpenAI function schemas for tool-using envs (None otherwise).
+- `tools`: OpenAI function schemas for tool-using envs (None otherwise);
+- `system_prompt`: an optional system message for chat models;
+- `response_prefix`: optional text a model policy may pre-fill at the start of
+  each answer (e.g. "<answer>"), so small models spend their tokens on the task
+  rather than the format. The prefix is part of the action the env parses.
 
 Step `info` conventions: `correct` (bool, this turn's answer was right),
 `error` (str, why the action was rejected; absent if it was fine), `role`
@@ -56,6 +60,8 @@ class TextEnv(gym.Env[str, str]):
     # Named knob settings the registry-wide tests run the oracle on (smallest to largest).
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
     tools: list[dict[str, Any]] | None = None
+    system_prompt: str | None = None
+    response_prefix: str | None = None
 
     def __init__(self, render_mode: str | None = None):
         if render_mode not in (None, "ansi"):

@@ -55,6 +55,8 @@ def parse_answer(text: str) -> tuple[int | None, str | None]:
 class ExecutionEnv(TextEnv):
     """Keep a running sum of dictionary values over H turns of K keys each."""
 
+    response_prefix = "<answer>"
+
     KNOBS: ClassVar[dict[str, str]] = {
         "horizon": "H, number of turns (the horizon knob)",
         "turn_complexity": "K, keys given per turn",
@@ -115,7 +117,7 @@ class ExecutionEnv(TextEnv):
             f"Dictionary:\n{lines}\n\n"
             f"Each turn I give you {k} key{'s' if k > 1 else ''}. Look up the value of each key and add it "
             "to your running total, which starts at 0. Reply with the updated running total inside "
-            "<answer></answer>, for example <answer>-7</answer>."
+            "<answer></answer> tags, for example <answer>12</answer> if your total is 12."
         )
 
     def _keys_prompt(self) -> str:
@@ -150,12 +152,16 @@ class ExecutionEnv(TextEnv):
         return prefix + ("The task is over." if terminated else self._keys_prompt())
 
     # -- oracle ----------------------------------------------------------------
+    def _own_update(self) -> int:
+        return self.own_total + sum(self.dictionary[k] for k in self.keys[self.turn])
+
     def oracle_action(self) -> str:
-        return f"<answer>{self.totals[self.turn]}</answer>"
+        """The correct update of the agent's own previous total (the true total if it made no error)."""
+        return f"<answer>{self._own_update()}</answer>"
 
     def wrong_action(self, rng: np.random.Generator) -> str:
         offset = int(rng.integers(1, 10)) * (1 if rng.random() < 0.5 else -1)
-        return f"<answer>{self.totals[self.turn] + offset}</answer>"
+        return f"<answer>{self._own_update() + offset}</answer>"
 
 
 def _check_positive(**values: int) -> None:

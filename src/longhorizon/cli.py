@@ -1,0 +1,233 @@
+"""The `longhorizon` command: envs, play, eval.
+
+Every user mistake (unknown env or model, bad option value, missing package,
+unwritable output directory) prints one line `error: ...` and exits with
+code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from longhorizon.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train and evaluate LLM agents on long-horizon tasks.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn user errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        except ValidationError as err:
+            first = err.errors()[0]
+            key = ".".join(str(p) for p in first["loc"]) or "config"
+            err_console.print(f"[bold red]error:[/] {key}: {first['msg']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+    return wrapper
+
+
+# --------------------------------------------------------------------- parsing
+def parse_horizons(text: str) -> list[int]:
+    """'1,2,4,8' -> [1, 2, 4, 8]."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--horizons must be comma-separated positive integers, like 1,2,4,8; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UserError(f"--horizons must be comma-separated positive integers, like 1,2,4,8; got {text!r}")
+    return values
+
+
+def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
+    """['a=1', 'b=true'] -> {'a': 1, 'b': True} (values parsed as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{flag} takes KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def check_env(env_id: str, env_kwargs: dict[str, Any]) -> None:
+    """Fail fast on an unknown env id or bad knob values, before any model loads."""
+    import gymnasium as gym
+
+    from longhorizon.envs import list_envs
+
+    if env_id not in list_envs():
+        raise UserError(f"unknown env {env_id!r}; known envs: {', '.join(list_envs())}")
+    try:
+        gym.make(env_id, **env_kwargs).close()
+    except (TypeError, ValueError) as err:
+        raise UserError(f"bad knobs for {env_id}: {err}") from None
+
+
+def make_policy(cfg: Any) -> Any:
+    """A scripted policy (oracle, noisy-oracle:p) or a model behind a context strategy."""
+    from longhorizon.context import make_strategy
+    from longhorizon.models import SamplingParams
+    from longhorizon.rollout import model_policy, scripted_policy
+
+    scripted = scripted_policy(cfg.model, cfg.seed)
+    if scripted is not None:
+        return scripted
+    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
+                            stop=("</answer>",), seed=cfg.seed)
+    return model_policy(cfg.model, make_strategy(cfg.context), params, dtype=cfg.dtype, prefill=cfg.prefill)
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("turns"), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
+
+
+# --------------------------------------------------------------------- eval
+@app.command("eval")
+@user_errors
+def eval_cmd(
+    model: str = typer.Option("smollm2-135m", help="smollm2-135m | tiny-random | oracle | noisy-oracle:P | path to a HF model dir"),
+    env: str = typer.Option("longhorizon/Execution-v0", "--env", help="registered env id (see `longhorizon envs`)"),
+    horizons: str = typer.Option("1,2,4,8,16,32", help="comma-separated horizons"),
+    episodes: int = typer.Option(16, help="episodes per horizon"),
+    turn_complexity: Optional[int] = typer.Option(None, help="keys per turn (Execution's K)"),
+    temperature: float = typer.Option(0.0, help="sampling temperature (0 = greedy)"),
+    top_p: float = typer.Option(1.0, help="nucleus sampling threshold"),
+    max_new_tokens: int = typer.Option(24, help="token cap per model turn"),
+    context: str = typer.Option("full", help="context strategy"),
+    dtype: str = typer.Option("float32", help="float32 or bfloat16 (about 3x faster on CPUs with AVX512-BF16)"),
+    s: float = typer.Option(0.5, "--s", help="success threshold for H_s"),
+    seed: int = typer.Option(0, help="base env seed and sampling seed"),
+    prefill: bool = typer.Option(True, help="pre-fill the env's answer prefix (e.g. <answer>) in model turns"),
+    knob: list[str] = typer.Option([], "--knob", help="other env knobs as KEY=VALUE (repeatable)"),
+    out: Path = typer.Option(Path("runs/eval"), help="run directory to write"),
+) -> None:
+    """Measure success vs horizon, per-step accuracy and the horizon length H_s."""
+    from longhorizon.eval import HorizonEvalConfig, run_horizon_eval
+    from longhorizon.eval.report import plot_horizon_curves
+    from longhorizon.store import RunDir
+
+    env_kwargs = parse_assignments(knob, "--knob")
+    if turn_complexity is not None:
+        env_kwargs["turn_complexity"] = turn_complexity
+    cfg = HorizonEvalConfig(model=model, env_id=env, horizons=parse_horizons(horizons), episodes=episodes,
+                            env_kwargs=env_kwargs, context=context, temperature=temperature, top_p=top_p,
+                            max_new_tokens=max_new_tokens, dtype=dtype, prefill=prefill, s=s, seed=seed)
+    check_env(cfg.env_id, {**cfg.env_kwargs, "horizon": max(cfg.horizons)})
+    run = RunDir(out)
+    policy = make_policy(cfg)
+    total = cfg.episodes * sum(cfg.horizons)
+    start = time.perf_counter()
+    with progress_bar() as bar:
+        task = bar.add_task(f"eval {cfg.model}", total=total)
+        trajectories, metrics = run_horizon_eval(cfg, policy, on_tick=lambda n, live: bar.advance(task, n))
+        bar.update(task, completed=total)
+    metrics["wall_seconds"] = time.perf_counter() - start
+    run.write_config(cfg.model_dump())
+    run.write_trajectories(trajectories)
+    run.write_metrics(metrics)
+    plot = plot_horizon_curves(metrics, run.path / "horizon.png")
+    print_summary(metrics, plot)
+
+
+def print_summary(metrics: dict[str, Any], plot: Path) -> None:
+    table = Table(title=f"{metrics['model']} on {metrics['env_id']}")
+    for col in ("H", "episodes", "success", "± se", "turns survived", "step acc (mean)"):
+        table.add_column(col, justify="right")
+    for r in metrics["horizons"]:
+        acc = [a for a in r["per_step_accuracy"] if a is not None]
+        table.add_row(str(r["horizon"]), str(r["episodes"]), f"{r['success_rate']:.3f}", f"{r['success_se']:.3f}",
+                      f"{r['mean_turns_survived']:.2f}", f"{sum(acc) / len(acc):.3f}" if acc else "-")
+    console.print(table)
+    h = metrics["horizon_length"]
+    bound = {"above": ">= ", "below": "< "}.get(h["censored"] or "", "")
+    console.print(f"H_{h['s']:g} = {bound}{h['value']:.2f} turns   ({metrics['wall_seconds']:.0f} s)")
+    console.print(f"plot: {plot}")
+
+
+# --------------------------------------------------------------------- envs / play
+@app.command("envs")
+@user_errors
+def envs_cmd() -> None:
+    """List every registered env with its knobs and their defaults."""
+    from longhorizon.envs import env_class, knobs, list_envs
+
+    table = Table(title="longhorizon environments", show_lines=True)
+    table.add_column("id", style="bold")
+    table.add_column("what it tests")
+    table.add_column("knobs (default)")
+    for env_id in list_envs():
+        doc = (env_class(env_id).__doc__ or "").strip().splitlines()
+        knob_text = "\n".join(f"{k} ({v['default']!r}): {v['description']}" for k, v in knobs(env_id).items())
+        table.add_row(env_id, doc[0] if doc else "", knob_text)
+    console.print(table)
+
+
+@app.command("play")
+@user_errors
+def play_cmd(
+    env: str = typer.Argument(..., help="env id, e.g. longhorizon/Execution-v0"),
+    seed: int = typer.Option(0, help="episode seed"),
+    knob: list[str] = typer.Option([], "--knob", help="env knobs as KEY=VALUE (repeatable)"),
+) -> None:
+    """Play an env yourself in the terminal. Type your action; `:oracle` shows the oracle's move, `:quit` ends."""
+    import gymnasium as gym
+
+    env_kwargs = parse_assignments(knob, "--knob")
+    check_env(env, env_kwargs)
+    game = gym.make(env, **env_kwargs)
+    obs, _ = game.reset(seed=seed)
+    total, done = 0.0, False
+    while not done:
+        console.print(f"\n[cyan]{obs}[/]", highlight=False)
+        action = _read_action(game)
+        if action is None:
+            return
+        obs, reward, terminated, truncated, info = game.step(action)
+        total += reward
+        done = terminated or truncated
+        console.print(f"[dim]reward {reward:g}  total {total:g}  correct={info.get('correct')}[/]")
+    console.print(f"\n[cyan]{obs}[/]", highlight=False)
+    console.print(f"[bold]episode over[/]: success={info.get('success')}  metrics={info.get('metrics')}")
+
+
+def _read_action(game: Any) -> str | None:
+    """Read one action; handles :oracle and :quit. None means quit."""
+    while True:
+        try:
+            line = input("> ")
+        except EOFError:
+            return None
+        if line.strip() == ":quit":
+            return None
+        if line.strip() == ":oracle":
+            console.print(f"[yellow]oracle:[/] {game.unwrapped.oracle_action()}", highlight=False)
+            continue
+        return line.replace("\\n", "\n")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

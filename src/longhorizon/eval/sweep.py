@@ -1,0 +1,83 @@
+"""`longhorizon eval`: run a policy at several horizons and measure where it breaks.
+
+All episodes of all horizons run in ONE batched rollout (episodes of
+different lengths end independently), so a model sees one generate call per
+tick however many horizons are asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from longhorizon.eval.horizon import horizon_length, horizon_summary
+from longhorizon.rollout.runner import EpisodeSpec, Policy, run_episodes
+from longhorizon.types import Trajectory
+
+
+class HorizonEvalConfig(BaseModel):
+    """Everything that defines a horizon evaluation (written to runs/NAME/config.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("smollm2-135m", description="smollm2-135m, tiny-random, oracle, noisy-oracle:p, or a local HF directory")
+    env_id: str = Field("longhorizon/Execution-v0", description="registered env id")
+    horizons: list[int] = Field([1, 2, 4, 8, 16, 32], description="horizons H to evaluate (passed as the env's `horizon` knob)")
+    episodes: int = Field(16, ge=1, description="episodes per horizon")
+    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="other env knobs, e.g. turn_complexity")
+    context: str = Field("full", description="context strategy name")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature; 0 is greedy")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling threshold")
+    max_new_tokens: int = Field(24, ge=1, description="token cap per model turn")
+    dtype: str = Field("float32", description="model dtype: float32 or bfloat16")
+    prefill: bool = Field(True, description="pre-fill the env's response prefix (e.g. <answer>) in each model turn")
+    s: float = Field(0.5, gt=0, lt=1, description="success threshold for the horizon length H_s")
+    seed: int = Field(0, description="episode i of every horizon uses env seed `seed + i`; also the sampling seed")
+
+    @field_validator("horizons")
+    @classmethod
+    def _positive_horizons(cls, v: list[int]) -> list[int]:
+        if not v or any(h < 1 for h in v):
+            raise ValueError("horizons must be a non-empty list of positive integers")
+        return sorted(set(v))
+
+
+def episode_specs(cfg: HorizonEvalConfig) -> list[EpisodeSpec]:
+    """One spec per (horizon, episode)."""
+    return [
+        EpisodeSpec(cfg.env_id, seed=cfg.seed + i, env_kwargs={**cfg.env_kwargs, "horizon": h}, group_id=i)
+        for h in cfg.horizons
+        for i in range(cfg.episodes)
+    ]
+
+
+def run_horizon_eval(
+    cfg: HorizonEvalConfig, policy: Policy, on_tick: Callable[[int, int], None] | None = None
+) -> tuple[list[Trajectory], dict[str, Any]]:
+    """Run every horizon's episodes in one batched rollout; return trajectories and metrics."""
+    trajectories = run_episodes(episode_specs(cfg), policy, on_tick=on_tick)
+    return trajectories, summarize(cfg, trajectories)
+
+
+def summarize(cfg: HorizonEvalConfig, trajectories: list[Trajectory]) -> dict[str, Any]:
+    """Per-horizon summaries plus H_s."""
+    by_h = {h: [t for t in trajectories if t.metadata["env_kwargs"]["horizon"] == h] for h in cfg.horizons}
+    rows = [horizon_summary(by_h[h], h) for h in cfg.horizons]
+    return {
+        "model": cfg.model,
+        "env_id": cfg.env_id,
+        "horizons": rows,
+        "horizon_length": horizon_length(cfg.horizons, [r["success_rate"] for r in rows], cfg.s),
+        "prompt_tokens_by_turn": _prompt_lengths(by_h[max(cfg.horizons)]),
+    }
+
+
+def _prompt_lengths(trajectories: list[Trajectory]) -> list[float]:
+    """Mean prompt length (tokens) at each turn of the longest horizon (empty for scripted policies)."""
+    out = []
+    for i in range(max((len(t.turns) for t in trajectories), default=0)):
+        lens = [len(t.turns[i].prompt_ids) for t in trajectories if len(t.turns) > i and t.turns[i].prompt_ids]
+        if lens:
+            out.append(sum(lens) / len(lens))
+    return out

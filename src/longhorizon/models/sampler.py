@@ -1,0 +1,137 @@
+"""Batched sampling with transformers: token ids in, token ids and behaviour log-probs out.
+
+`TransformersSampler.generate(prompts)` left-pads a batch of prompt token ids,
+runs `model.generate` (KV cache on), and returns for every prompt the sampled
+ids, the log-prob of each sampled id under the distribution it was drawn from
+(temperature and top-p applied, renormalised), and the decoded text.
+
+With `temperature == 0` decoding is greedy and the log-probs are those of the
+model's own distribution (temperature 1), since the point mass is uninformative.
+
+Each call draws from its own seed, `params.seed + call_index`, inside a forked
+RNG, so runs repeat exactly and the global torch RNG is left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample one completion."""
+
+    temperature: float = 1.0
+    """Softmax temperature; 0 means greedy decoding."""
+    top_p: float = 1.0
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p."""
+    max_new_tokens: int = 64
+    """Hard cap on generated tokens per call."""
+    stop: tuple[str, ...] = ()
+    """Stop once the generated text contains any of these strings (kept in the output)."""
+    seed: int = 0
+    """Base seed; call k of a sampler uses seed + k."""
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+@dataclass
+class Generation:
+    """One sampled completion."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    text: str
+    finish_reason: str  # "eos", "stop" (a stop string) or "length"
+    prompt_ids: list[int] = field(default_factory=list)
+
+
+class TransformersSampler:
+    """Samples completions for many prompts at once from a transformers causal LM."""
+
+    def __init__(self, model: Any, tokenizer: Any, params: SamplingParams | None = None, batch_size: int = 64):
+        self.model, self.tokenizer = model, tokenizer
+        self.params = params or SamplingParams()
+        self.batch_size = batch_size
+        self.calls = 0
+
+    @property
+    def max_length(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
+
+    @torch.no_grad()
+    def generate(self, prompts: list[list[int]], params: SamplingParams | None = None) -> list[Generation]:
+        """Sample one completion per prompt (prompts are lists of token ids)."""
+        params = params or self.params
+        seed = params.seed + self.calls
+        self.calls += 1
+        out: list[Generation] = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = prompts[start : start + self.batch_size]
+            out += self._generate_batch(chunk, replace(params, seed=seed + start))
+        return out
+
+    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+        input_ids, attention_mask = left_pad(prompts, self.tokenizer.pad_token_id)
+        device = self.model.device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(params.seed)
+            result = self.model.generate(
+                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
+                generation_config=self._generation_config(params),
+                tokenizer=self.tokenizer if params.stop else None,
+            )
+        new_ids = result.sequences[:, input_ids.shape[1] :].cpu()
+        logprobs = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in result.scores], dim=1).cpu()
+        return [self._trim(p, new_ids[i], logprobs[i], params) for i, p in enumerate(prompts)]
+
+    def _generation_config(self, params: SamplingParams) -> Any:
+        from transformers import GenerationConfig
+
+        greedy = params.temperature == 0
+        return GenerationConfig(
+            do_sample=not greedy, temperature=None if greedy else params.temperature,
+            top_p=None if greedy else params.top_p, top_k=0, max_new_tokens=params.max_new_tokens,
+            stop_strings=list(params.stop) or None, output_scores=True, return_dict_in_generate=True,
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+        )
+
+    def _trim(self, prompt: list[int], ids: torch.Tensor, logprobs: torch.Tensor, params: SamplingParams) -> Generation:
+        """Cut one row after its first EOS or stop string; what follows is padding, not samples."""
+        ids_list = ids.tolist()
+        eos = self.tokenizer.eos_token_id
+        end = ids_list.index(eos) + 1 if eos in ids_list else len(ids_list)
+        reason = "eos" if eos in ids_list else "length"
+        if params.stop and self._has_stop(ids_list[:end], params.stop):
+            end = next(j + 1 for j in range(end) if self._has_stop(ids_list[: j + 1], params.stop))
+            reason = "stop"
+        kept = ids_list[:end]
+        token_logprobs = logprobs[torch.arange(end), torch.tensor(kept, dtype=torch.long)].tolist()
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        return Generation(token_ids=kept, logprobs=token_logprobs, text=text, finish_reason=reason, prompt_ids=list(prompt))
+
+    def _has_stop(self, ids: list[int], stop: tuple[str, ...]) -> bool:
+        text = self.tokenizer.decode(ids)
+        return any(s in text for s in stop)
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) ids and attention mask, padded on the left so generation continues every row."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[i, width - len(p) :] = 1
+    return ids, mask

@@ -1,0 +1,101 @@
+"""Policies the runner can drive: a model behind a context strategy, or scripted oracles.
+
+- `ModelPolicy`: builds each episode's prompt with the context strategy and
+  samples all of them in one batched call.
+- `oracle`: the env's own oracle action (model-free, scores the maximum).
+- `noisy-oracle:p`: the oracle's action with probability p, else the env's
+  `wrong_action`. On Execution, success(H) = p^H, so H_0.5 = ln 0.5 / ln p.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from longhorizon.context.base import ContextStrategy, encode
+from longhorizon.errors import UserError
+from longhorizon.models.sampler import SamplingParams, TransformersSampler
+from longhorizon.rollout.runner import Action, LiveEpisode
+
+
+class ModelPolicy:
+    """A sampler plus a context strategy.
+
+    With `prefill=True`, an env's `response_prefix` (e.g. "<answer>") is appended
+    to the prompt as forced tokens and prepended to the sampled text, so the env
+    parses `prefix + completion`. The prefix tokens are prompt, never loss.
+    """
+
+    def __init__(self, sampler: TransformersSampler, strategy: ContextStrategy, prefill: bool = True):
+        self.sampler, self.strategy, self.prefill = sampler, strategy, prefill
+
+    def act(self, episodes: list[LiveEpisode]) -> list[Action]:
+        prefixes = [self._prefix(e) for e in episodes]
+        tok = self.sampler.tokenizer
+        prompts = [self.strategy.build_prompt(e.view(), tok) + encode(tok, p) for e, p in zip(episodes, prefixes)]
+        budget = self.sampler.max_length - self.sampler.params.max_new_tokens
+        fits = [i for i, p in enumerate(prompts) if len(p) <= budget]
+        gens = dict(zip(fits, self.sampler.generate([prompts[i] for i in fits]))) if fits else {}
+        return [self._action(prompts[i], prefixes[i], gens.get(i)) for i in range(len(episodes))]
+
+    def _prefix(self, episode: LiveEpisode) -> str:
+        return (getattr(episode.env.unwrapped, "response_prefix", None) or "") if self.prefill else ""
+
+    @staticmethod
+    def _action(prompt: list[int], prefix: str, gen) -> Action:
+        if gen is None:
+            return Action(text="", prompt_ids=prompt, overflow=True)
+        return Action(text=prefix + gen.text, prompt_ids=prompt, token_ids=gen.token_ids, logprobs=gen.logprobs)
+
+
+class OraclePolicy:
+    """The env's oracle action for every episode."""
+
+    def act(self, episodes: list[LiveEpisode]) -> list[Action]:
+        return [Action(text=e.env.unwrapped.oracle_action()) for e in episodes]
+
+
+class NoisyOraclePolicy:
+    """Each step is the oracle's with probability p, else a well-formed wrong action."""
+
+    def __init__(self, p: float, seed: int = 0):
+        if not 0.0 <= p <= 1.0:
+            raise UserError(f"noisy-oracle probability must be in [0, 1], got {p}")
+        self.p, self.rng = p, np.random.default_rng(seed)
+
+    def act(self, episodes: list[LiveEpisode]) -> list[Action]:
+        return [Action(text=self._one(e.env.unwrapped)) for e in episodes]
+
+    def _one(self, env: Any) -> str:
+        return env.oracle_action() if self.rng.random() < self.p else env.wrong_action(self.rng)
+
+
+def _noisy(arg: str, seed: int) -> NoisyOraclePolicy:
+    try:
+        p = float(arg)
+    except ValueError:
+        raise UserError(f"noisy-oracle needs a probability, as in noisy-oracle:0.9; got {arg!r}") from None
+    return NoisyOraclePolicy(p, seed)
+
+
+SCRIPTED_POLICIES: dict[str, Callable[[str, int], Any]] = {
+    "oracle": lambda arg, seed: OraclePolicy(),
+    "noisy-oracle": _noisy,
+}
+
+
+def scripted_policy(spec: str, seed: int = 0) -> Any | None:
+    """`oracle` or `noisy-oracle:p` as a policy; None if the spec names no scripted policy."""
+    name, _, arg = spec.partition(":")
+    return SCRIPTED_POLICIES[name](arg, seed) if name in SCRIPTED_POLICIES else None
+
+
+def model_policy(model_spec: str, strategy: ContextStrategy, params: SamplingParams, dtype: str = "float32",
+                 batch_size: int = 64, prefill: bool = True) -> ModelPolicy:
+    """Load a model and wrap it as a policy."""
+    from longhorizon.models import load_model
+
+    loaded = load_model(model_spec, dtype=dtype)
+    sampler = TransformersSampler(loaded.model, loaded.tokenizer, params, batch_size)
+    return ModelPolicy(sampler, strategy, prefill=prefill)

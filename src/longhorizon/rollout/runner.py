@@ -1,0 +1,110 @@
+"""Run many episodes at once, batching every live episode's prompt into one call per tick.
+
+    specs = [EpisodeSpec("longhorizon/Execution-v0", seed=s, env_kwargs={"horizon": 8}) for s in range(16)]
+    trajectories = run_episodes(specs, policy)
+
+Each tick the policy gets every live episode and returns one action for each
+(a model policy makes ONE batched generate call for all of them). Episodes
+end independently; finished ones drop out of the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+import gymnasium as gym
+
+import longhorizon.envs  # noqa: F401  (registers the envs)
+from longhorizon.context.base import EpisodeView
+from longhorizon.types import Trajectory, Turn, jsonable
+
+
+@dataclass
+class EpisodeSpec:
+    """Which task to run: env id, its knobs, the seed, and the group (samples of one task share it)."""
+
+    env_id: str
+    seed: int
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    group_id: int = 0
+
+
+@dataclass
+class Action:
+    """A policy's answer for one episode: the text and, for model policies, the tokens behind it."""
+
+    text: str
+    prompt_ids: list[int] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    overflow: bool = False  # the prompt no longer fits the model's context: truncate the episode
+
+
+class LiveEpisode:
+    """An env plus the trajectory recorded so far."""
+
+    def __init__(self, spec: EpisodeSpec):
+        self.spec = spec
+        self.env = gym.make(spec.env_id, **spec.env_kwargs)
+        self.observation, info = self.env.reset(seed=spec.seed)
+        self.role = info.get("role", "user")
+        self.roles: list[str] = []
+        horizon = getattr(self.env.unwrapped, "horizon", None)
+        self.trajectory = Trajectory(env_id=spec.env_id, seed=spec.seed, group_id=spec.group_id,
+                                     horizon=horizon, metadata={"env_kwargs": jsonable(spec.env_kwargs)})
+        self.done = False
+
+    def view(self) -> EpisodeView:
+        unwrapped = self.env.unwrapped
+        return EpisodeView(turns=self.trajectory.turns, observation=self.observation, role=self.role,
+                           system_prompt=getattr(unwrapped, "system_prompt", None),
+                           tools=getattr(unwrapped, "tools", None), roles=self.roles)
+
+    def step(self, action: Action) -> None:
+        if action.overflow:
+            self._finish(terminated=False, truncated=True, info={"truncated_reason": "context_overflow"})
+            return
+        obs, reward, terminated, truncated, info = self.env.step(action.text)
+        self.trajectory.turns.append(Turn(
+            observation=self.observation, action=action.text, reward=float(reward),
+            prompt_ids=action.prompt_ids, action_ids=action.token_ids,
+            action_logprobs=action.logprobs, info=jsonable(info)))
+        self.roles.append(self.role)
+        self.observation, self.role = obs, info.get("role", "user")
+        if terminated or truncated:
+            self._finish(terminated, truncated, info)
+
+    def _finish(self, terminated: bool, truncated: bool, info: dict[str, Any]) -> None:
+        traj = self.trajectory
+        traj.terminated, traj.truncated = bool(terminated), bool(truncated)
+        traj.success = bool(info["success"]) if "success" in info else (False if truncated else None)
+        traj.metadata["final_observation"] = self.observation
+        traj.metadata.update({k: jsonable(info[k]) for k in ("metrics", "truncated_reason") if k in info})
+        self.done = True
+        self.env.close()
+
+
+class Policy(Protocol):
+    """Anything that answers a batch of live episodes."""
+
+    def act(self, episodes: list[LiveEpisode]) -> list[Action]: ...
+
+
+def run_episodes(
+    specs: list[EpisodeSpec],
+    policy: Policy,
+    *,
+    on_tick: Callable[[int, int], None] | None = None,
+) -> list[Trajectory]:
+    """Run all episodes to the end; `on_tick(actions_this_tick, live_before_tick)` reports progress."""
+    episodes = [LiveEpisode(spec) for spec in specs]
+    while live := [e for e in episodes if not e.done]:
+        actions = policy.act(live)
+        if len(actions) != len(live):
+            raise RuntimeError(f"policy returned {len(actions)} actions for {len(live)} episodes")
+        for episode, action in zip(live, actions):
+            episode.step(action)
+        if on_tick:
+            on_tick(len(actions), len(live))
+    return [e.trajectory for e in episodes]

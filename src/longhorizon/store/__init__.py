@@ -1,0 +1,45 @@
+"""The run directory: one folder holding a run's config, metrics, trajectories and plots."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from longhorizon.errors import UserError
+from longhorizon.types import Trajectory, jsonable, save_trajectories
+
+
+class RunDir:
+    """`runs/NAME/`: config.yaml, metrics.json, trajectories.jsonl, plots."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create output directory {self.path}: {err.strerror}") from None
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise UserError(f"output directory {self.path} is not writable")
+
+    def write_config(self, config: dict[str, Any]) -> Path:
+        return self._write("config.yaml", yaml.safe_dump(jsonable(config), sort_keys=False))
+
+    def write_metrics(self, metrics: dict[str, Any], name: str = "metrics.json") -> Path:
+        return self._write(name, json.dumps(jsonable(metrics), indent=2))
+
+    def write_trajectories(self, trajectories: list[Trajectory], name: str = "trajectories.jsonl") -> Path:
+        tmp = self.path / f".{name}.tmp"
+        save_trajectories(tmp, trajectories)
+        os.replace(tmp, self.path / name)
+        return self.path / name
+
+    def _write(self, name: str, text: str) -> Path:
+        """Write through a temporary file and rename, so a crash never leaves half a file."""
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, self.path / name)
+        return self.path / name
