@@ -1,0 +1,58 @@
+"""Pure advantage estimators and losses, each picked by name from a registry dict.
+
+- `ADVANTAGE_ESTIMATORS`: "grpo", "dr_grpo", "rloo", "loop", "reinforce++", "gae".
+- `POLICY_LOSSES`: "ppo_clip", "loop", "reinforce" (shared signature
+  `fn(logprobs, old_logprobs, advantages, mask, **kw)`).
+- `AGGREGATIONS`: "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length".
+- `KL_ESTIMATORS`: "k1", "k2", "k3".
+"""
+
+from longhorizon.algorithms.advantages import (
+    ADVANTAGE_ESTIMATORS,
+    broadcast_outcome,
+    discounted_turn_returns,
+    gae_advantages,
+    grpo_advantages,
+    kl_penalized_rewards,
+    loop_advantages,
+    reinforce_pp_advantages,
+    rloo_advantages,
+    whiten,
+)
+from longhorizon.algorithms.losses import (
+    AGGREGATIONS,
+    KL_ESTIMATORS,
+    POLICY_LOSSES,
+    aggregate,
+    entropy_from_logits,
+    kl_loss,
+    kl_penalty,
+    loop_loss,
+    ppo_clip_loss,
+    reinforce_loss,
+    value_loss,
+)
+
+__all__ = [
+    "ADVANTAGE_ESTIMATORS",
+    "AGGREGATIONS",
+    "KL_ESTIMATORS",
+    "POLICY_LOSSES",
+    "aggregate",
+    "broadcast_outcome",
+    "discounted_turn_returns",
+    "entropy_from_logits",
+    "gae_advantages",
+    "grpo_advantages",
+    "kl_loss",
+    "kl_penalized_rewards",
+    "kl_penalty",
+    "loop_advantages",
+    "loop_loss",
+    "ppo_clip_loss",
+    "reinforce_loss",
+    "reinforce_pp_advantages",
+    "rloo_advantages",
+    "value_loss",
+    "whiten",
+]
