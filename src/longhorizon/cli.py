@@ -172,7 +172,7 @@ def envs_cmd() -> None:
     from longhorizon.envs import env_class, knobs, list_envs
 
     table = Table(title="longhorizon environments", show_lines=True)
-    table.add_column("id", style="bold")
+    table.add_column("id", style="bold", no_wrap=True)
     table.add_column("what it tests")
     table.add_column("knobs (default)")
     for env_id in list_envs():

@@ -35,6 +35,15 @@ class HorizonEvalConfig(BaseModel):
     s: float = Field(0.5, gt=0, lt=1, description="success threshold for the horizon length H_s")
     seed: int = Field(0, description="episode i of every horizon uses env seed `seed + i`; also the sampling seed")
 
+    @field_validator("context")
+    @classmethod
+    def _known_context(cls, v: str) -> str:
+        from longhorizon.context import STRATEGIES
+
+        if v not in STRATEGIES:
+            raise ValueError(f"unknown context strategy {v!r}; choose from {', '.join(STRATEGIES)}")
+        return v
+
     @field_validator("horizons")
     @classmethod
     def _positive_horizons(cls, v: list[int]) -> list[int]:

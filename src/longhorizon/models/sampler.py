@@ -82,17 +82,17 @@ class TransformersSampler:
 
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         input_ids, attention_mask = left_pad(prompts, self.tokenizer.pad_token_id)
+        stopper = StopOnText(self.tokenizer, params.stop, input_ids.shape[1])
         device = self.model.device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(params.seed)
             result = self.model.generate(
                 input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                generation_config=self._generation_config(params),
-                tokenizer=self.tokenizer if params.stop else None,
+                generation_config=self._generation_config(params), stopping_criteria=[stopper],
             )
         new_ids = result.sequences[:, input_ids.shape[1] :].cpu()
         logprobs = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in result.scores], dim=1).cpu()
-        return [self._trim(p, new_ids[i], logprobs[i], params) for i, p in enumerate(prompts)]
+        return [self._trim(p, new_ids[i], logprobs[i], stopper.ends.get(i)) for i, p in enumerate(prompts)]
 
     def _generation_config(self, params: SamplingParams) -> Any:
         from transformers import GenerationConfig
@@ -100,28 +100,47 @@ class TransformersSampler:
         greedy = params.temperature == 0
         return GenerationConfig(
             do_sample=not greedy, temperature=None if greedy else params.temperature,
-            top_p=None if greedy else params.top_p, top_k=0, max_new_tokens=params.max_new_tokens,
-            stop_strings=list(params.stop) or None, output_scores=True, return_dict_in_generate=True,
+            top_p=None if greedy else params.top_p, top_k=None if greedy else 0,
+            max_new_tokens=params.max_new_tokens, output_scores=True, return_dict_in_generate=True,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
         )
 
-    def _trim(self, prompt: list[int], ids: torch.Tensor, logprobs: torch.Tensor, params: SamplingParams) -> Generation:
-        """Cut one row after its first EOS or stop string; what follows is padding, not samples."""
+    def _trim(self, prompt: list[int], ids: torch.Tensor, logprobs: torch.Tensor, stop_end: int | None) -> Generation:
+        """Cut a row after its first EOS or stop string: what follows is padding, not samples."""
         ids_list = ids.tolist()
         eos = self.tokenizer.eos_token_id
-        end = ids_list.index(eos) + 1 if eos in ids_list else len(ids_list)
-        reason = "eos" if eos in ids_list else "length"
-        if params.stop and self._has_stop(ids_list[:end], params.stop):
-            end = next(j + 1 for j in range(end) if self._has_stop(ids_list[: j + 1], params.stop))
-            reason = "stop"
+        end, reason = (ids_list.index(eos) + 1, "eos") if eos in ids_list else (len(ids_list), "length")
+        if stop_end is not None and eos not in ids_list[:stop_end]:
+            end, reason = stop_end, "stop"
         kept = ids_list[:end]
         token_logprobs = logprobs[torch.arange(end), torch.tensor(kept, dtype=torch.long)].tolist()
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
         return Generation(token_ids=kept, logprobs=token_logprobs, text=text, finish_reason=reason, prompt_ids=list(prompt))
 
-    def _has_stop(self, ids: list[int], stop: tuple[str, ...]) -> bool:
-        text = self.tokenizer.decode(ids)
-        return any(s in text for s in stop)
+
+class StopOnText:
+    """A transformers stopping criterion: a row stops once its *generated* text contains a stop string.
+
+    (transformers' own `stop_strings` also match text that spans the prompt.)
+    `ends[row]` records how many tokens the row had generated when it stopped.
+    """
+
+    def __init__(self, tokenizer: Any, stops: tuple[str, ...], prompt_width: int):
+        self.tokenizer, self.stops, self.prompt_width = tokenizer, stops, prompt_width
+        self.window = max((len(s) for s in stops), default=0) + 4  # tokens: each holds >= 1 char of a stop
+        self.ends: dict[int, int] = {}
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
+        n_new = input_ids.shape[1] - self.prompt_width
+        for row in range(input_ids.shape[0]) if self.stops else ():
+            if row not in self.ends and self._hit(input_ids[row, input_ids.shape[1] - min(n_new, self.window) :]):
+                self.ends[row] = n_new
+        done = [row in self.ends for row in range(input_ids.shape[0])]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    def _hit(self, tail: torch.Tensor) -> bool:
+        text = self.tokenizer.decode(tail.tolist())
+        return any(s in text for s in self.stops)
 
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

