@@ -16,6 +16,12 @@ from longhorizon.envs.base import FreeText, TextEnv
 
 ENTRY_POINTS: dict[str, str] = {
     "longhorizon/Execution-v0": "longhorizon.envs.execution:ExecutionEnv",
+    "longhorizon/Tabletop-v0": "longhorizon.envs.tabletop:TabletopEnv",
+    "longhorizon/Compose-v0": "longhorizon.envs.compose:ComposeEnv",
+    "longhorizon/HtmlToTsv-v0": "longhorizon.envs.longproc_html:HtmlToTsvEnv",
+    "longhorizon/PathTraversal-v0": "longhorizon.envs.longproc_path:PathTraversalEnv",
+    "longhorizon/TomTracking-v0": "longhorizon.envs.longproc_tom:TomTrackingEnv",
+    "longhorizon/Countdown-v0": "longhorizon.envs.longproc_countdown:CountdownEnv",
 }
 
 
