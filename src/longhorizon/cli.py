@@ -92,7 +92,7 @@ def make_policy(cfg: Any) -> Any:
     if scripted is not None:
         return scripted
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                            stop=("</answer>",), seed=cfg.seed)
+                            seed=cfg.seed)
     return model_policy(cfg.model, make_strategy(cfg.context), params, dtype=cfg.dtype, prefill=cfg.prefill)
 
 
@@ -119,20 +119,26 @@ def eval_cmd(
     seed: int = typer.Option(0, help="base env seed and sampling seed"),
     prefill: bool = typer.Option(True, help="pre-fill the env's answer prefix (e.g. <answer>) in model turns"),
     knob: list[str] = typer.Option([], "--knob", help="other env knobs as KEY=VALUE (repeatable)"),
+    horizon_knob: Optional[str] = typer.Option(None, help="env knob that --horizons sets (default: the env's own, e.g. horizon, n_problems, days)"),
     out: Path = typer.Option(Path("runs/eval"), help="run directory to write"),
 ) -> None:
     """Measure success vs horizon, per-step accuracy and the horizon length H_s."""
+    from longhorizon.envs import env_class
     from longhorizon.eval import HorizonEvalConfig, run_horizon_eval
     from longhorizon.eval.report import plot_horizon_curves
+    from longhorizon.eval.sweep import env_kwargs_at
     from longhorizon.store import RunDir
 
     env_kwargs = parse_assignments(knob, "--knob")
     if turn_complexity is not None:
         env_kwargs["turn_complexity"] = turn_complexity
-    cfg = HorizonEvalConfig(model=model, env_id=env, horizons=parse_horizons(horizons), episodes=episodes,
-                            env_kwargs=env_kwargs, context=context, temperature=temperature, top_p=top_p,
-                            max_new_tokens=max_new_tokens, dtype=dtype, prefill=prefill, s=s, seed=seed)
-    check_env(cfg.env_id, {**cfg.env_kwargs, "horizon": max(cfg.horizons)})
+    check_env(env, env_kwargs)
+    knob_name = horizon_knob or env_class(env).HORIZON_KNOB
+    cfg = HorizonEvalConfig(model=model, env_id=env, horizons=parse_horizons(horizons) if knob_name else [1],
+                            horizon_knob=knob_name, episodes=episodes, env_kwargs=env_kwargs, context=context,
+                            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, dtype=dtype,
+                            prefill=prefill, s=s, seed=seed)
+    check_env(cfg.env_id, env_kwargs_at(cfg, max(cfg.horizons)))
     run = RunDir(out)
     policy = make_policy(cfg)
     total = cfg.episodes * sum(cfg.horizons)
@@ -151,17 +157,28 @@ def eval_cmd(
 
 def print_summary(metrics: dict[str, Any], plot: Path) -> None:
     table = Table(title=f"{metrics['model']} on {metrics['env_id']}")
-    for col in ("H", "episodes", "success", "± se", "turns survived", "step acc (mean)"):
+    for col in (metrics["horizon_knob"] or "setting", "episodes", "success", "± se", "reward", "turns survived",
+                "step acc (mean)"):
         table.add_column(col, justify="right")
     for r in metrics["horizons"]:
-        acc = [a for a in r["per_step_accuracy"] if a is not None]
-        table.add_row(str(r["horizon"]), str(r["episodes"]), f"{r['success_rate']:.3f}", f"{r['success_se']:.3f}",
-                      f"{r['mean_turns_survived']:.2f}", f"{sum(acc) / len(acc):.3f}" if acc else "-")
+        acc = [a for a in r.get("per_step_accuracy", []) if a is not None]
+        survived = f"{r['mean_turns_survived']:.2f}" if "mean_turns_survived" in r else "-"
+        table.add_row(_setting(metrics, r), str(r["episodes"]), f"{r['success_rate']:.3f}", f"{r['success_se']:.3f}",
+                      f"{r['mean_reward']:.3g}", survived, f"{sum(acc) / len(acc):.3f}" if acc else "-")
     console.print(table)
-    h = metrics["horizon_length"]
-    bound = {"above": ">= ", "below": "< "}.get(h["censored"] or "", "")
-    console.print(f"H_{h['s']:g} = {bound}{h['value']:.2f} turns   ({metrics['wall_seconds']:.0f} s)")
+    for r in metrics["horizons"]:
+        if r["env_metrics"]:
+            values = ", ".join(f"{k}={v:.3g}" for k, v in r["env_metrics"].items())
+            console.print(f"env metrics ({_setting(metrics, r)}): {values}", highlight=False, markup=False)
+    if h := metrics["horizon_length"]:
+        bound = {"above": ">= ", "below": "< "}.get(h["censored"] or "", "")
+        console.print(f"H_{h['s']:g} = {bound}{h['value']:.2f} ({metrics['horizon_knob']})")
+    console.print(f"wall time {metrics['wall_seconds']:.0f} s")
     console.print(f"plot: {plot}")
+
+
+def _setting(metrics: dict[str, Any], row: dict[str, Any]) -> str:
+    return f"{metrics['horizon_knob']}={row['horizon']}" if metrics["horizon_knob"] else "default"
 
 
 # --------------------------------------------------------------------- envs / play

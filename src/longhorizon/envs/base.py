@@ -11,7 +11,9 @@ Besides `reset`/`step` it offers:
 - `system_prompt`: an optional system message for chat models;
 - `response_prefix`: optional text a model policy may pre-fill at the start of
   each answer (e.g. "<answer>"), so small models spend their tokens on the task
-  rather than the format. The prefix is part of the action the env parses.
+  rather than the format. The prefix is part of the action the env parses;
+- `stop`: strings that end a model's turn (e.g. "</answer>");
+- `HORIZON_KNOB`: the knob that `longhorizon eval --horizons` sweeps.
 
 Step `info` conventions: `correct` (bool, this turn's answer was right),
 `error` (str, why the action was rejected; absent if it was fine), `role`
@@ -62,6 +64,9 @@ class TextEnv(gym.Env[str, str]):
     tools: list[dict[str, Any]] | None = None
     system_prompt: str | None = None
     response_prefix: str | None = None
+    stop: tuple[str, ...] = ()
+    # The knob `longhorizon eval --horizons` sweeps (None: the env has no single horizon knob).
+    HORIZON_KNOB: ClassVar[str | None] = "horizon"
 
     def __init__(self, render_mode: str | None = None):
         if render_mode not in (None, "ansi"):

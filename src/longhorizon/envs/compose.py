@@ -283,6 +283,7 @@ class ComposeEnv(TextEnv):
     Knobs `n_problems` (1..32) and `mode` (single / multi turn); metric: all answers right, plus per-problem accuracy.
     """
 
+    HORIZON_KNOB: ClassVar[str | None] = "n_problems"
     KNOBS: ClassVar[dict[str, str]] = {
         "n_problems": f"n, problems in the chain (1..{MAX_PROBLEMS}); in multi mode also the number of turns",
         "mode": "'single': all problems in one turn, answered in a Final Answers block (the paper); "

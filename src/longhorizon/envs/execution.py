@@ -56,6 +56,7 @@ class ExecutionEnv(TextEnv):
     """Keep a running sum of dictionary values over H turns of K keys each."""
 
     response_prefix = "<answer>"
+    stop = ("</answer>",)
 
     KNOBS: ClassVar[dict[str, str]] = {
         "horizon": "H, number of turns (the horizon knob)",

@@ -90,6 +90,7 @@ class LongProcEnv(TextEnv):
     `REWARD_METRIC`.
     """
 
+    HORIZON_KNOB: ClassVar[str | None] = None  # the level is a string: 0.5k, 2k, 8k
     KNOBS: ClassVar[dict[str, str]] = {
         "level": "output budget: '0.5k', '2k' or '8k' tokens; the oracle's output has B/2..B tokens (chars/4)",
     }

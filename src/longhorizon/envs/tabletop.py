@@ -456,6 +456,7 @@ class Progress:
 class TabletopEnv(TextEnv):
     """Move blocks between stacks and zones to satisfy a chain of language goals."""
 
+    HORIZON_KNOB: ClassVar[str | None] = "n_goals"
     KNOBS: ClassVar[dict[str, str]] = {
         "n_blocks": "number of blocks on the table (more blocks: more moves per goal)",
         "n_goals": "number of goals completed one after another (more goals: longer episodes)",

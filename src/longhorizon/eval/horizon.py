@@ -2,9 +2,10 @@
 
 For each horizon H, over N episodes:
 - success rate (every turn correct) and its standard error sqrt(p(1-p)/N);
-- per-step accuracy by turn index: among episodes that reached turn i, the
-  fraction whose turn-i answer was a correct update of the agent's own
-  previous state (`info["step_correct"]`, else `info["correct"]`);
+- per-step accuracy by turn index: among episodes that reached turn i (and
+  were judged there), the fraction whose turn-i answer was a correct update
+  of the agent's own previous state (`info["step_correct"]`, else
+  `info["correct"]`);
 - task (prefix) accuracy by turn index: fraction of episodes whose turns
   1..i were all correct;
 - mean number of turns survived before the first error.
@@ -27,11 +28,14 @@ from longhorizon.types import Trajectory
 
 
 def _turn_correct(turn) -> bool:
-    return bool(turn.info.get("correct", False))
+    """A turn without a verdict (e.g. a tool call) is not an error."""
+    return bool(turn.info.get("correct", True))
 
 
-def _step_correct(turn) -> bool:
-    return bool(turn.info.get("step_correct", turn.info.get("correct", False)))
+def _step_correct(turn) -> bool | None:
+    """The turn's step verdict, or None if the env judged nothing at this turn."""
+    verdict = turn.info.get("step_correct", turn.info.get("correct"))
+    return None if verdict is None else bool(verdict)
 
 
 def turns_survived(traj: Trajectory) -> int:
@@ -45,28 +49,47 @@ def turns_survived(traj: Trajectory) -> int:
 
 
 def horizon_summary(trajectories: list[Trajectory], horizon: int) -> dict[str, Any]:
-    """Success, per-step accuracy and survival for episodes of one horizon."""
+    """Success, per-step accuracy and survival for episodes of one horizon.
+
+    Envs whose turns carry no `correct` verdict (tool worlds) get success,
+    reward, turn counts and their own end-of-episode metrics only.
+    """
     n = len(trajectories)
-    success = np.array([bool(t.success) for t in trajectories], dtype=float)
-    p = float(success.mean()) if n else float("nan")
-    survived = [turns_survived(t) for t in trajectories]
-    return {
+    p = float(np.mean([bool(t.success) for t in trajectories])) if n else float("nan")
+    row = {
         "horizon": horizon,
         "episodes": n,
         "success_rate": p,
         "success_se": math.sqrt(p * (1 - p) / n) if n else float("nan"),
-        "mean_turns_survived": float(np.mean(survived)) if n else float("nan"),
-        "per_step_accuracy": _by_turn(trajectories, horizon, _step_correct),
-        "prefix_accuracy": [float(np.mean([s >= i for s in survived])) for i in range(1, horizon + 1)] if n else [],
         "mean_reward": float(np.mean([t.total_reward for t in trajectories])) if n else float("nan"),
+        "mean_turns": float(np.mean([len(t.turns) for t in trajectories])) if n else float("nan"),
+        "env_metrics": mean_env_metrics(trajectories),
     }
+    if any("correct" in turn.info for t in trajectories for turn in t.turns):
+        survived = [turns_survived(t) for t in trajectories]
+        length = max(len(t.turns) for t in trajectories)
+        row["mean_turns_survived"] = float(np.mean(survived))
+        row["per_step_accuracy"] = _by_turn(trajectories, length, _step_correct)
+        row["prefix_accuracy"] = [float(np.mean([s >= i for s in survived])) for i in range(1, length + 1)]
+    return row
+
+
+def mean_env_metrics(trajectories: list[Trajectory]) -> dict[str, float]:
+    """Mean of each numeric end-of-episode metric the env reported."""
+    values: dict[str, list[float]] = {}
+    for t in trajectories:
+        for key, v in (t.metadata.get("metrics") or {}).items():
+            if isinstance(v, (int, float)):  # bools count as 0/1
+                values.setdefault(key, []).append(float(v))
+    return {k: float(np.mean(v)) for k, v in values.items()}
 
 
 def _by_turn(trajectories: list[Trajectory], horizon: int, correct) -> list[float | None]:
     """Accuracy at each turn index among episodes that reached it (None where none did)."""
     out: list[float | None] = []
     for i in range(horizon):
-        reached = [correct(t.turns[i]) for t in trajectories if len(t.turns) > i]
+        judged = [correct(t.turns[i]) for t in trajectories if len(t.turns) > i]
+        reached = [v for v in judged if v is not None]
         out.append(float(np.mean(reached)) if reached else None)
     return out
 

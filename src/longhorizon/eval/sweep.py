@@ -23,7 +23,8 @@ class HorizonEvalConfig(BaseModel):
 
     model: str = Field("smollm2-135m", description="smollm2-135m, tiny-random, oracle, noisy-oracle:p, or a local HF directory")
     env_id: str = Field("longhorizon/Execution-v0", description="registered env id")
-    horizons: list[int] = Field([1, 2, 4, 8, 16, 32], description="horizons H to evaluate (passed as the env's `horizon` knob)")
+    horizons: list[int] = Field([1, 2, 4, 8, 16, 32], description="values of the horizon knob to evaluate")
+    horizon_knob: str | None = Field("horizon", description="env knob the horizons set (None: run the env's own settings once)")
     episodes: int = Field(16, ge=1, description="episodes per horizon")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="other env knobs, e.g. turn_complexity")
     context: str = Field("full", description="context strategy name")
@@ -53,12 +54,16 @@ class HorizonEvalConfig(BaseModel):
 
 
 def episode_specs(cfg: HorizonEvalConfig) -> list[EpisodeSpec]:
-    """One spec per (horizon, episode)."""
+    """One spec per (horizon, episode); the horizon is stored as `metadata["horizon_value"]` via env_kwargs."""
     return [
-        EpisodeSpec(cfg.env_id, seed=cfg.seed + i, env_kwargs={**cfg.env_kwargs, "horizon": h}, group_id=i)
+        EpisodeSpec(cfg.env_id, seed=cfg.seed + i, env_kwargs=env_kwargs_at(cfg, h), group_id=i)
         for h in cfg.horizons
         for i in range(cfg.episodes)
     ]
+
+
+def env_kwargs_at(cfg: HorizonEvalConfig, horizon: int) -> dict[str, Any]:
+    return {**cfg.env_kwargs, cfg.horizon_knob: horizon} if cfg.horizon_knob else dict(cfg.env_kwargs)
 
 
 def run_horizon_eval(
@@ -71,13 +76,16 @@ def run_horizon_eval(
 
 def summarize(cfg: HorizonEvalConfig, trajectories: list[Trajectory]) -> dict[str, Any]:
     """Per-horizon summaries plus H_s."""
-    by_h = {h: [t for t in trajectories if t.metadata["env_kwargs"]["horizon"] == h] for h in cfg.horizons}
+    per_h = len(trajectories) // len(cfg.horizons)  # episode_specs orders them horizon by horizon
+    by_h = {h: trajectories[k * per_h : (k + 1) * per_h] for k, h in enumerate(cfg.horizons)}
     rows = [horizon_summary(by_h[h], h) for h in cfg.horizons]
+    swept = cfg.horizon_knob is not None
     return {
         "model": cfg.model,
         "env_id": cfg.env_id,
+        "horizon_knob": cfg.horizon_knob,
         "horizons": rows,
-        "horizon_length": horizon_length(cfg.horizons, [r["success_rate"] for r in rows], cfg.s),
+        "horizon_length": horizon_length(cfg.horizons, [r["success_rate"] for r in rows], cfg.s) if swept else None,
         "prompt_tokens_by_turn": _prompt_lengths(by_h[max(cfg.horizons)]),
     }
 

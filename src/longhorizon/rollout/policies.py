@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 import numpy as np
@@ -36,7 +37,8 @@ class ModelPolicy:
         prompts = [self.strategy.build_prompt(e.view(), tok) + encode(tok, p) for e, p in zip(episodes, prefixes)]
         budget = self.sampler.max_length - self.sampler.params.max_new_tokens
         fits = [i for i, p in enumerate(prompts) if len(p) <= budget]
-        gens = dict(zip(fits, self.sampler.generate([prompts[i] for i in fits]))) if fits else {}
+        params = replace(self.sampler.params, stop=self.sampler.params.stop + _env_stops(episodes))
+        gens = dict(zip(fits, self.sampler.generate([prompts[i] for i in fits], params))) if fits else {}
         return [self._action(prompts[i], prefixes[i], gens.get(i)) for i in range(len(episodes))]
 
     def _prefix(self, episode: LiveEpisode) -> str:
@@ -47,6 +49,12 @@ class ModelPolicy:
         if gen is None:
             return Action(text="", prompt_ids=prompt, overflow=True)
         return Action(text=prefix + gen.text, prompt_ids=prompt, token_ids=gen.token_ids, logprobs=gen.logprobs)
+
+
+def _env_stops(episodes: list[LiveEpisode]) -> tuple[str, ...]:
+    """Stop strings declared by the envs in the batch."""
+    stops = {s for e in episodes for s in getattr(e.env.unwrapped, "stop", ())}
+    return tuple(sorted(stops))
 
 
 class OraclePolicy:
