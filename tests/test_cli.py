@@ -92,3 +92,23 @@ def test_play_with_oracle_hint_and_answers(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"oracle: {first}" in result.output and "could not be read" in result.output
     assert "success=False" in result.output
+
+
+def test_play_and_eval_accept_wrappers(tmp_path):
+    result = runner.invoke(app, ["play", "longhorizon/Execution-v0", "--knob", "horizon=1", "--knob", "dict_size=3",
+                                 "--wrap", "try_again:max_attempts=2"], input="garbage\n<answer>123456</answer>\n")
+    assert result.exit_code == 0, result.output
+    assert "try again" in result.output.lower() and "success=False" in result.output
+    out = tmp_path / "w"
+    result = runner.invoke(app, ["eval", "--model", "noisy-oracle:0.5", "--horizons", "1", "--episodes", "40",
+                                 "--wrap", "try_again:max_attempts=3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    # three tries at p = 0.5: success 1 - 0.5^3 = 0.875 in expectation
+    assert metrics["horizons"][0]["success_rate"] > 0.6
+    assert yaml.safe_load((out / "config.yaml").read_text())["wrappers"] == [{"name": "try_again", "max_attempts": 3}]
+
+
+def test_bad_wrapper_is_a_user_error(tmp_path):
+    result = runner.invoke(app, ["eval", "--model", "oracle", "--wrap", "nope", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "unknown wrapper" in result.output

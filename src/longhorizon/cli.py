@@ -68,18 +68,33 @@ def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
     return out
 
 
-def check_env(env_id: str, env_kwargs: dict[str, Any]) -> None:
-    """Fail fast on an unknown env id or bad knob values, before any model loads."""
+def parse_wrappers(items: list[str]) -> list[dict[str, Any]]:
+    """['try_again:max_attempts=3,decay=0.5', 'turn_limit:max_turns=5'] -> wrapper specs."""
+    specs = []
+    for item in items:
+        name, _, args = item.partition(":")
+        specs.append({"name": name.strip(), **parse_assignments([a for a in args.split(",") if a.strip()], "--wrap")})
+    return specs
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any], wrappers: list[dict[str, Any]] = ()) -> Any:
+    """Build an env (wrapped), turning unknown ids and bad knobs into user errors."""
     import gymnasium as gym
 
     from longhorizon.envs import list_envs
+    from longhorizon.envs.wrappers import apply_wrappers
 
     if env_id not in list_envs():
         raise UserError(f"unknown env {env_id!r}; known envs: {', '.join(list_envs())}")
     try:
-        gym.make(env_id, **env_kwargs).close()
+        return apply_wrappers(gym.make(env_id, **env_kwargs), wrappers)
     except (TypeError, ValueError) as err:
         raise UserError(f"bad knobs for {env_id}: {err}") from None
+
+
+def check_env(env_id: str, env_kwargs: dict[str, Any], wrappers: list[dict[str, Any]] = ()) -> None:
+    """Fail fast on an unknown env id, bad knob values or bad wrappers, before any model loads."""
+    make_env(env_id, env_kwargs, wrappers).close()
 
 
 def make_policy(cfg: Any) -> Any:
@@ -120,6 +135,7 @@ def eval_cmd(
     prefill: bool = typer.Option(True, help="pre-fill the env's answer prefix (e.g. <answer>) in model turns"),
     knob: list[str] = typer.Option([], "--knob", help="other env knobs as KEY=VALUE (repeatable)"),
     horizon_knob: Optional[str] = typer.Option(None, help="env knob that --horizons sets (default: the env's own, e.g. horizon, n_problems, days)"),
+    wrap: list[str] = typer.Option([], "--wrap", help="feedback wrapper NAME[:k=v,...], e.g. try_again:max_attempts=3 (repeatable)"),
     out: Path = typer.Option(Path("runs/eval"), help="run directory to write"),
 ) -> None:
     """Measure success vs horizon, per-step accuracy and the horizon length H_s."""
@@ -137,8 +153,8 @@ def eval_cmd(
     cfg = HorizonEvalConfig(model=model, env_id=env, horizons=parse_horizons(horizons) if knob_name else [1],
                             horizon_knob=knob_name, episodes=episodes, env_kwargs=env_kwargs, context=context,
                             temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, dtype=dtype,
-                            prefill=prefill, s=s, seed=seed)
-    check_env(cfg.env_id, env_kwargs_at(cfg, max(cfg.horizons)))
+                            prefill=prefill, s=s, seed=seed, wrappers=parse_wrappers(wrap))
+    check_env(cfg.env_id, env_kwargs_at(cfg, max(cfg.horizons)), cfg.wrappers)
     run = RunDir(out)
     policy = make_policy(cfg)
     total = cfg.episodes * sum(cfg.horizons)
@@ -205,13 +221,10 @@ def play_cmd(
     env: str = typer.Argument(..., help="env id, e.g. longhorizon/Execution-v0"),
     seed: int = typer.Option(0, help="episode seed"),
     knob: list[str] = typer.Option([], "--knob", help="env knobs as KEY=VALUE (repeatable)"),
+    wrap: list[str] = typer.Option([], "--wrap", help="feedback wrapper NAME[:k=v,...] (repeatable, innermost first)"),
 ) -> None:
     """Play an env yourself in the terminal. Type your action; `:oracle` shows the oracle's move, `:quit` ends."""
-    import gymnasium as gym
-
-    env_kwargs = parse_assignments(knob, "--knob")
-    check_env(env, env_kwargs)
-    game = gym.make(env, **env_kwargs)
+    game = make_env(env, parse_assignments(knob, "--knob"), parse_wrappers(wrap))
     obs, _ = game.reset(seed=seed)
     total, done = 0.0, False
     while not done:

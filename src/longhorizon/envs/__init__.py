@@ -16,6 +16,8 @@ from longhorizon.envs.base import FreeText, TextEnv
 
 ENTRY_POINTS: dict[str, str] = {
     "longhorizon/Execution-v0": "longhorizon.envs.execution:ExecutionEnv",
+    "longhorizon/Vending-v0": "longhorizon.envs.vending:VendingEnv",
+    "longhorizon/Apps-v0": "longhorizon.envs.apps:AppsEnv",
     "longhorizon/Tabletop-v0": "longhorizon.envs.tabletop:TabletopEnv",
     "longhorizon/Compose-v0": "longhorizon.envs.compose:ComposeEnv",
     "longhorizon/HtmlToTsv-v0": "longhorizon.envs.longproc_html:HtmlToTsvEnv",

@@ -27,6 +27,7 @@ class HorizonEvalConfig(BaseModel):
     horizon_knob: str | None = Field("horizon", description="env knob the horizons set (None: run the env's own settings once)")
     episodes: int = Field(16, ge=1, description="episodes per horizon")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="other env knobs, e.g. turn_complexity")
+    wrappers: list[dict[str, Any]] = Field(default_factory=list, description='feedback wrappers, innermost first: [{"name": "try_again", "max_attempts": 3}]')
     context: str = Field("full", description="context strategy name")
     temperature: float = Field(0.0, ge=0, description="sampling temperature; 0 is greedy")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling threshold")
@@ -56,7 +57,7 @@ class HorizonEvalConfig(BaseModel):
 def episode_specs(cfg: HorizonEvalConfig) -> list[EpisodeSpec]:
     """One spec per (horizon, episode); the horizon is stored as `metadata["horizon_value"]` via env_kwargs."""
     return [
-        EpisodeSpec(cfg.env_id, seed=cfg.seed + i, env_kwargs=env_kwargs_at(cfg, h), group_id=i)
+        EpisodeSpec(cfg.env_id, seed=cfg.seed + i, env_kwargs=env_kwargs_at(cfg, h), group_id=i, wrappers=cfg.wrappers)
         for h in cfg.horizons
         for i in range(cfg.episodes)
     ]

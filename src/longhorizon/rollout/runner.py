@@ -17,6 +17,7 @@ import gymnasium as gym
 
 import longhorizon.envs  # noqa: F401  (registers the envs)
 from longhorizon.context.base import EpisodeView
+from longhorizon.envs.wrappers import apply_wrappers
 from longhorizon.types import Trajectory, Turn, jsonable
 
 
@@ -28,6 +29,7 @@ class EpisodeSpec:
     seed: int
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     group_id: int = 0
+    wrappers: list[dict[str, Any]] = field(default_factory=list)  # [{"name": "try_again", ...}], innermost first
 
 
 @dataclass
@@ -46,7 +48,7 @@ class LiveEpisode:
 
     def __init__(self, spec: EpisodeSpec):
         self.spec = spec
-        self.env = gym.make(spec.env_id, **spec.env_kwargs)
+        self.env = apply_wrappers(gym.make(spec.env_id, **spec.env_kwargs), spec.wrappers)
         self.observation, info = self.env.reset(seed=spec.seed)
         self.role = info.get("role", "user")
         self.roles: list[str] = []
