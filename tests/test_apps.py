@@ -1,0 +1,257 @@
+"""Apps-v0: every template's scripted solution passes, no-op and wrong changes fail, the API errors explain."""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from longhorizon.envs.apps import AppsEnv
+from longhorizon.envs.apps_api import APIS, APPS
+from longhorizon.envs.apps_tasks import TEMPLATES, call, finish
+from longhorizon.envs.apps_world import diff
+from longhorizon.envs.tools import ToolCall, format_tool_call
+
+TEMPLATE_IDS = [(level, name) for level, templates in TEMPLATES.items() for name in templates]
+SEEDS = range(50)
+
+
+def play(env: AppsEnv, calls: list[ToolCall]) -> tuple[float, bool, bool, dict]:
+    """Step each call; return the last (reward, terminated, truncated, info)."""
+    for c in calls:
+        _, reward, terminated, truncated, info = env.step(format_tool_call(c.name, c.arguments))
+        assert "error" not in info, info["error"]
+    return reward, terminated, truncated, info
+
+
+def make(level: int, template: str, seed: int = 0, **kwargs) -> AppsEnv:
+    env = AppsEnv(difficulty=level, template=template, **kwargs)
+    env.reset(seed=seed)
+    return env
+
+
+@pytest.mark.parametrize("level,template", TEMPLATE_IDS)
+def test_scripted_solution_passes(level, template):
+    env = AppsEnv(difficulty=level, template=template)
+    for seed in SEEDS:
+        env.reset(seed=seed)
+        terminated = False
+        while not terminated:
+            _, reward, terminated, truncated, info = env.step(env.oracle_action())
+            assert "error" not in info and not truncated, (seed, info.get("error"))
+        assert info["success"] is True and reward == 1.0 and all(info["checks"].values()), (seed, info["checks"])
+        assert info["metrics"] == {"task_goal_completion": 1.0, "checks_passed_fraction": 1.0}
+        assert info["template"] == template
+
+
+@pytest.mark.parametrize("level,template", TEMPLATE_IDS)
+def test_no_op_fails(level, template):
+    env = AppsEnv(difficulty=level, template=template)
+    for seed in SEEDS:
+        env.reset(seed=seed)
+        _, reward, terminated, _, info = env.step(format_tool_call("complete_task", {}))
+        assert terminated and info["success"] is False and reward < 1.0
+        assert info["checks"]["no_other_changes"] is True, "doing nothing changes nothing"
+
+
+def test_noisy_oracle_still_solves():
+    """The oracle follows its script from the state: mistakes in between (wrong_action) do not derail it."""
+    rng = np.random.default_rng(0)
+    for level, template in TEMPLATE_IDS:
+        env = make(level, template, seed=5)
+        for step in range(60):
+            action = env.wrong_action(rng) if step % 2 else env.oracle_action()
+            obs, _, terminated, _, info = env.step(action)
+            if step % 2:
+                assert info["error"].startswith("no ") and info["error"] in obs
+            if terminated:
+                break
+        assert info["success"] is True, template
+
+
+def test_paying_the_wrong_person_fails():
+    env = make(1, "pay_contact")
+    pay = env.task.solution[2]
+    right = pay.arguments["arguments"]["to_email"]
+    wrong = next(c["email"] for c in env.world.db["contacts"].values() if c["email"] != right)
+    wrong_pay = call("payments", "send_payment", **{**pay.arguments["arguments"], "to_email": wrong})
+    reward, terminated, _, info = play(env, [wrong_pay, finish()])
+    assert terminated and info["success"] is False
+    assert info["checks"] == {"paid_recipient_once": False, "amount_correct": False, "balance_updated": True,
+                              "no_other_changes": False}
+    assert reward == pytest.approx(1 / 4)
+
+
+def test_an_extra_change_fails_only_no_other_changes():
+    env = make(2, "reschedule_meeting", seed=3)
+    reward, _, _, info = play(env, env.task.solution[:-1] + [call("notes", "delete_note", note_id=1), finish()])
+    failed = [name for name, ok in info["checks"].items() if not ok]
+    assert failed == ["no_other_changes"] and info["success"] is False
+    assert reward == pytest.approx(1 - 1 / len(info["checks"]))
+
+
+def test_reward_is_the_fraction_of_checks_passed():
+    env = make(3, "repay_dinner", seed=2)
+    # pay the first payer only, and reply to them
+    first_pay = next(c for c in env.task.solution if c.arguments.get("api") == "send_payment")
+    first_reply = next(c for c in env.task.solution if c.arguments.get("api") == "send_email")
+    reward, _, _, info = play(env, [first_pay, first_reply, finish()])
+    checks = info["checks"]
+    n_payers = sum(name.startswith("repaid_") for name in checks)
+    # passed: one repaid_, one replied_, no_payment_to_others, no_other_changes; failed: the other payers, balance
+    assert sum(checks.values()) == 4 and len(checks) == 2 * n_payers + 3
+    assert reward == pytest.approx(4 / (2 * n_payers + 3)) and info["metrics"]["checks_passed_fraction"] == reward
+
+
+def test_step_limit_truncates_and_checks():
+    env = make(1, "pay_contact", max_steps=2)
+    _, _, truncated, info = play(env, [ToolCall("api_docs", {})])
+    assert not truncated and "success" not in info
+    reward, terminated, truncated, info = play(env, [ToolCall("api_docs", {"app": "payments"})])
+    assert (terminated, truncated) == (False, True) and info["success"] is False
+    assert reward == pytest.approx(1 / 4) and info["checks"]["no_other_changes"] is True
+
+
+@pytest.mark.parametrize("answer,ok", [(None, False), ("I don't know", False), ("PHONE", True), ("+1 (555) {}", True)])
+def test_question_answer_check(answer, ok):
+    env = make(1, "phone_lookup", seed=4)
+    phone = env.task.solution[-1].arguments["answer"]
+    if answer == "PHONE":
+        answer = phone
+    elif answer and "{}" in answer:
+        answer = answer.format(phone[len("+1-555-"):])
+    _, _, _, info = play(env, [finish(answer)])
+    assert info["success"] is ok
+
+
+@pytest.mark.parametrize("arguments,message", [
+    ({"app": "bank", "api": "x"}, "arguments.app must be one of"),
+    ({"app": "email", "api": "fly"}, "the email app has no API 'fly'; its APIs: search_emails"),
+    ({"app": "contacts", "api": "show_contact", "arguments": {"contact_id": "3"}},
+     "invalid call to show_contact: arguments.contact_id must be an integer, got string"),
+    ({"app": "contacts", "api": "show_contact", "arguments": {}}, "missing required argument(s) 'contact_id'"),
+    ({"app": "contacts", "api": "show_contact", "arguments": {"id": 3}}, "missing required argument(s) 'contact_id'"),
+    ({"app": "contacts", "api": "show_contact", "arguments": {"contact_id": 999}}, "no contact with id 999"),
+    ({"app": "calendar", "api": "search_events", "arguments": {"date": "next friday"}}, "dates are YYYY-MM-DD"),
+    ({"app": "calendar", "api": "create_event",
+      "arguments": {"title": "x", "date": "2025-02-30", "start_time": "9:00"}},
+     "dates are YYYY-MM-DD"),
+    ({"app": "payments", "api": "send_payment",
+      "arguments": {"to_email": "a@b.c", "amount": 99999, "description": "x"}},
+     "insufficient balance"),
+    ({"app": "payments", "api": "send_payment",
+      "arguments": {"to_email": "a@b.c", "amount": 1.005, "description": "x"}},
+     "at most 2 decimals"),
+    ({"app": "email", "api": "send_email", "arguments": {"to": [], "subject": "s", "body": "b"}},
+     "at least one recipient"),
+    ({"app": "files", "api": "read_file", "arguments": {"path": "/nope.txt"}}, "no file at '/nope.txt'"),
+])
+def test_api_errors_explain_and_change_nothing(arguments, message):
+    env = make(1, "create_note")
+    obs, reward, terminated, _, info = env.step(format_tool_call("call_api", arguments))
+    assert message in info["error"] and info["error"] in obs and not terminated and reward == 0.0
+    assert diff(env.before, env.world.db) == []
+
+
+def test_reads_change_nothing():
+    env = make(3, "cancel_day")
+    reads = [("contacts", "search_contacts", {}), ("contacts", "show_contact", {"contact_id": 1}),
+             ("email", "search_emails", {}), ("email", "show_email", {"email_id": 1}),
+             ("calendar", "search_events", {}), ("calendar", "show_event", {"event_id": 1}),
+             ("files", "list_files", {}), ("files", "read_file", {"path": "/work/ideas.txt"}),
+             ("notes", "search_notes", {}), ("notes", "show_note", {"note_id": 1}),
+             ("payments", "show_balance", {}), ("payments", "search_transactions", {"direction": "sent"})]
+    play(env, [call(app, api, **args) for app, api, args in reads])
+    assert diff(env.before, env.world.db) == []
+
+
+def test_api_docs():
+    env = make(1, "create_note")
+    obs, *_ = env.step(format_tool_call("api_docs", {}))
+    assert all(app in obs for app in APPS) and "send_payment" in obs
+    obs, *_ = env.step(format_tool_call("api_docs", {"app": "notes"}))
+    assert "create_note" in obs and "Create a note." in obs
+    obs, *_ = env.step(format_tool_call("api_docs", {"app": "notes", "api": "create_note"}))
+    assert '"required": ["title", "body"]' in obs
+    _, _, _, _, info = env.step(format_tool_call("api_docs", {"app": "cooking"}))
+    assert "unknown app 'cooking'" in info["error"]
+    assert all(len(APIS[app]) >= 3 for app in APPS)
+
+
+def test_difficulty_lengthens_the_solution():
+    means = []
+    for level in TEMPLATES:
+        env = AppsEnv(difficulty=level)
+        lengths = []
+        for seed in range(30):
+            env.reset(seed=seed)
+            lengths.append(len(env.task.solution))
+        means.append(sum(lengths) / len(lengths))
+    assert means[0] < means[1] < means[2]
+
+
+def test_tasks_vary_with_the_seed():
+    env, seen = AppsEnv(difficulty=3), set()
+    for seed in range(20):
+        env.reset(seed=seed)
+        seen.add(env.task.template)
+    assert seen == set(TEMPLATES[3])
+
+
+@pytest.mark.parametrize("kwargs,knob", [({"difficulty": 4}, "difficulty"), ({"difficulty": True}, "difficulty"),
+                                         ({"difficulty": [1]}, "difficulty"),
+                                         ({"max_steps": 0}, "max_steps"),
+                                         ({"difficulty": 1, "template": "repay_dinner"}, "template")])
+def test_knobs_are_validated(kwargs, knob):
+    with pytest.raises(ValueError, match=knob):
+        AppsEnv(**kwargs)
+
+
+PLAUSIBLE_STRINGS = st.sampled_from(["", "a", "alice", "2025-03-14", "2025-02-30", "10:00", "25:00", "/", "/work",
+                                     "/work/ideas.txt", "x@mail.com", "family", "Dinner", "inbox", "sent", "all"])
+
+
+def value_for(spec: dict) -> st.SearchStrategy:
+    """Mostly well-typed values for one API parameter (the interesting case: they reach the API code), some junk."""
+    by_type = {
+        "string": st.sampled_from(spec["enum"]) if "enum" in spec else PLAUSIBLE_STRINGS | st.text(max_size=12),
+        "integer": st.integers(-2, 40),
+        "number": st.floats(-5, 5000, allow_nan=False) | st.integers(0, 100),
+        "array": st.lists(PLAUSIBLE_STRINGS, max_size=3),
+    }
+    junk = st.none() | st.booleans() | st.lists(st.integers(), max_size=2)
+    return st.one_of(by_type.get(spec.get("type"), junk), junk) if spec.get("type") else junk
+
+
+API_NAMES = [(app, api) for app in APPS for api in APIS[app]]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_random_api_calls_never_raise(data):
+    """Every API with random (often well-typed) arguments: a result or an explanatory error, never an exception."""
+    env = make(3, "cancel_day", seed=data.draw(st.integers(0, 3)))
+    for _ in range(data.draw(st.integers(1, 5))):
+        app, api = data.draw(st.sampled_from(API_NAMES))
+        props = APIS[app][api].schema["function"]["parameters"]["properties"]
+        keys = data.draw(st.lists(st.sampled_from(sorted(props)), unique=True, max_size=len(props))) if props else []
+        arguments = {k: data.draw(value_for(props[k])) for k in keys}
+        obs, reward, terminated, truncated, info = env.step(format_tool_call(
+            "call_api", {"app": app, "api": api, "arguments": arguments}))
+        assert math.isfinite(reward) and not terminated
+        if "error" in info:
+            assert info["error"] in obs and len(info["error"]) > 10
+
+
+@pytest.mark.parametrize("app,api", API_NAMES)
+def test_api_schemas_match_functions(app, api):
+    entry = APIS[app][api]
+    params = entry.schema["function"]["parameters"]
+    signature = inspect.signature(entry.fn).parameters
+    assert list(signature)[0] == "world" and set(list(signature)[1:]) == set(params["properties"])
+    optional = {k for k, p in signature.items() if p.default is not inspect.Parameter.empty}
+    assert optional == set(params["properties"]) - set(params["required"])
