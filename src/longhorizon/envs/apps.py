@@ -90,6 +90,7 @@ def evaluate(task: Task, before: Db, after: Db, answer: str | None) -> dict[str,
 class AppsEnv(ToolEnv):
     """One everyday task over email, calendar, contacts, files, notes and payments."""
 
+    HORIZON_KNOB: ClassVar[str | None] = "difficulty"
     KNOBS: ClassVar[dict[str, str]] = {
         "difficulty": "1-3: how many apps and records a task touches (templates per level in the module docstring)",
         "max_steps": "step limit; the episode is truncated and checked there (LOOP/AppWorld use 40-50)",

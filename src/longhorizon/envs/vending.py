@@ -231,6 +231,7 @@ TOOLS = [
 class VendingEnv(ToolEnv):
     """Operate a vending machine for D days; the score is the final net worth."""
 
+    HORIZON_KNOB: ClassVar[str | None] = "days"
     KNOBS: ClassVar[dict[str, str]] = {
         "days": "D, days to run the business (1..365): the horizon knob",
         "max_actions_per_day": "messages allowed per day; the message that reaches it ends the day (bounds episodes)",
