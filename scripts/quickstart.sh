@@ -6,5 +6,5 @@ bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 longhorizon eval --model smollm2-135m --env longhorizon/Execution-v0 \
-  --horizons 1,2,4,8,16 --episodes 16 --knob dict_size=10 --knob value_range=9 \
+  --horizons 1,2,4,8,16 --episodes 8 --knob dict_size=10 --knob value_range=9 \
   --dtype bfloat16 --out runs/quickstart-eval "$@"

@@ -34,6 +34,8 @@ def test_horizon_length_interpolates_log_success():
     # below the first horizon: interpolate from success 1 at H = 0
     below = horizon_length([2, 4], [0.25, 0.0], 0.5)
     assert below["value"] == pytest.approx(2 * math.log(2) / math.log(4)) and below["censored"] is None
+    # zero success already at the smallest horizon: censored below it
+    assert horizon_length([1, 2], [0.0, 0.0], 0.5) == {"s": 0.5, "value": 1.0, "censored": "below"}
     # a drop to exactly zero falls back to linear interpolation
     assert horizon_length([1, 3], [0.75, 0.0], 0.5)["value"] == pytest.approx(1 + (0.25 / 0.75) * 2)
 

@@ -14,7 +14,8 @@ H_s, the horizon length at success rate s: the success curve is interpolated
 between the last horizon with success >= s and the next one, linearly in
 log(success) against H. That is exact when success decays geometrically
 (success(H) = p^H gives H_s = ln s / ln p). A curve that never reaches s is
-reported as censored ("above" the largest horizon or "below" the smallest).
+reported as censored ("above" the largest horizon, or "below" the smallest
+when even the smallest horizon has zero success).
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def horizon_length(horizons: list[int], success: list[float], s: float = 0.5) ->
     if not 0 < s < 1:
         raise ValueError(f"s must be in (0, 1), got {s}")
     points = sorted(zip(horizons, success))
+    if points[0][1] == 0:  # nothing to interpolate: H_s is below the smallest horizon tried
+        return {"s": s, "value": float(points[0][0]), "censored": "below"}
     if points[0][1] < s:
         lo = (0, 1.0)  # success at horizon 0 is 1 by definition
         return {"s": s, "value": _interpolate(lo, points[0], s), "censored": None}
