@@ -15,6 +15,8 @@ import gymnasium as gym
 from longhorizon.envs.base import FreeText, TextEnv
 
 ENTRY_POINTS: dict[str, str] = {
+    "longhorizon/Discovery-v0": "longhorizon.envs.discovery:DiscoveryEnv",
+    "longhorizon/Travel-v0": "longhorizon.envs.travel:TravelEnv",
     "longhorizon/Execution-v0": "longhorizon.envs.execution:ExecutionEnv",
     "longhorizon/Vending-v0": "longhorizon.envs.vending:VendingEnv",
     "longhorizon/Apps-v0": "longhorizon.envs.apps:AppsEnv",
