@@ -287,7 +287,12 @@ def malformed_calls(tools: list[dict]) -> list[tuple[str, str]]:
 def _required_ok(params: dict) -> dict:
     """Well-typed placeholder values for the required arguments."""
     samples = {"string": "x", "integer": 1, "number": 1.0, "boolean": True, "array": [], "object": {}}
-    return {k: params["properties"][k].get("enum", [samples.get(params["properties"][k].get("type"), "x")])[0]
+
+    def first_type(spec: dict) -> str | None:
+        kind = spec.get("type")
+        return kind[0] if isinstance(kind, list) else kind  # multi-typed: any listed type is well-typed
+
+    return {k: params["properties"][k].get("enum", [samples.get(first_type(params["properties"][k]), "x")])[0]
             for k in params["required"]}
 
 
