@@ -2,9 +2,10 @@
 
     python benchmarks/bundled_on_every_env.py [--episodes 4] [--out runs/bundled-every-env]
 
-One model load; each env runs its first `LEVELS` entry (the smallest) through
-the same `run_horizon_eval` that `longhorizon eval` uses, and each env's
-metrics are written to `<out>/<EnvName>/metrics.json` with its trajectories.
+One model load; each env runs its first `LEVELS` entry (the smallest), cut to
+a short horizon by the `TurnLimit` wrapper (`--max-turns`), through the same
+`run_horizon_eval` that `longhorizon eval` uses; each env's metrics are
+written to `<out>/<EnvName>/metrics.json` with its trajectories.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from longhorizon.store import RunDir
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--episodes", type=int, default=4)
-    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--max-turns", type=int, default=8, help="TurnLimit per episode (a short horizon)")
     ap.add_argument("--out", default="runs/bundled-every-env")
     args = ap.parse_args()
     params = SamplingParams(temperature=0.0, max_new_tokens=args.max_new_tokens)
@@ -36,7 +38,7 @@ def main() -> None:
         level, knobs = next(iter(cls.LEVELS.items()))
         cfg = HorizonEvalConfig(model="smollm2-135m", env_id=env_id, horizons=[1], horizon_knob=None,
                                 episodes=args.episodes, env_kwargs=knobs, max_new_tokens=args.max_new_tokens,
-                                dtype=args.dtype)
+                                dtype=args.dtype, wrappers=[{"name": "turn_limit", "max_turns": args.max_turns}])
         start = time.perf_counter()
         trajectories, metrics = run_horizon_eval(cfg, policy)
         row = metrics["horizons"][0]
