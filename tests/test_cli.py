@@ -112,3 +112,20 @@ def test_play_and_eval_accept_wrappers(tmp_path):
 def test_bad_wrapper_is_a_user_error(tmp_path):
     result = runner.invoke(app, ["eval", "--model", "oracle", "--wrap", "nope", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "unknown wrapper" in result.output
+
+
+def test_play_a_tool_env_by_following_the_oracle():
+    from longhorizon.envs import make
+
+    env = make("longhorizon/Apps-v0", difficulty=1)
+    env.reset(seed=4)
+    moves = []
+    while True:  # the oracle's moves, replayed through the terminal
+        moves.append(env.unwrapped.oracle_action())
+        *_, terminated, truncated, info = env.step(moves[-1])
+        if terminated or truncated:
+            break
+    typed = "\n".join(m.replace("\n", "\\n") for m in moves) + "\n"
+    result = runner.invoke(app, ["play", "longhorizon/Apps-v0", "--seed", "4", "--knob", "difficulty=1"], input=typed)
+    assert result.exit_code == 0, result.output
+    assert "success=True" in result.output and info["success"] is True
