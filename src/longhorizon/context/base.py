@@ -6,12 +6,27 @@ the agent must now answer, the env's system prompt and tools. It returns the
 exact prompt token ids. After the episode, `to_samples` turns the Trajectory
 into `Sample`s whose `loss_mask` covers only tokens the model sampled.
 Strategies are picked by name from `STRATEGIES` (see `context/__init__.py`).
+
+Besides those two, a strategy may shape the rollout through a few hooks whose
+defaults do nothing special (the model policy calls them; `full` keeps them all):
+
+- `response_prefix(env_prefix)`: the text pre-filled at the start of an answer;
+- `env_action(text)`: the part of the model's text the env is given;
+- `max_new_tokens(params)` / `generate(sampler, prompts, params)`: how one
+  answer is sampled (Delethink's chunked answers span several model calls);
+- `end_episode(trajectory)`: called by the runner as each episode ends;
+- `attach(run_dir)`: called once with the run directory (persistent stores).
+
+Samples and traces: every row from one `to_samples` call belongs to one trace,
+the episode; the caller assigns trace ids (`train.batch.collate` uses the
+episode index as `trace_ids`). Rows carry `metadata["turn"]` (and `"chunk"`).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from longhorizon.types import Sample, Trajectory, Turn
@@ -27,6 +42,26 @@ class EpisodeView:
     system_prompt: str | None = None
     tools: list[dict[str, Any]] | None = None
     roles: list[str] = field(default_factory=list)  # role of each past turn's observation
+    env_id: str = ""
+    task_statement: str | None = None  # the env's own statement of the task, if it has one
+    # The live trajectory's metadata: per-episode strategy state (e.g. the memory
+    # lessons shown) is pinned here at turn 0 and saved with the episode.
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str:
+        """The first observation of the episode (the question / task)."""
+        return self.turns[0].observation if self.turns else self.observation
+
+
+@dataclass
+class Answer:
+    """One sampled answer: ids, their behaviour log-probs, the decoded text, and facts for the turn's info."""
+
+    token_ids: list[int]
+    logprobs: list[float]
+    text: str
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class ContextStrategy(ABC):
@@ -42,6 +77,61 @@ class ContextStrategy(ABC):
     def to_samples(self, trajectory: Trajectory, turn_advantages: list[float]) -> list[Sample]:
         """Training rows for a finished episode; `turn_advantages[t]` applies to turn t's sampled tokens."""
 
+    # -- rollout hooks (defaults: one plain sampler call, the env sees everything) --
+    def response_prefix(self, env_prefix: str) -> str:
+        """Text forced at the start of each answer (prompt tokens, never loss)."""
+        return env_prefix
+
+    def env_action(self, text: str) -> str:
+        """The part of the model's answer the env is given."""
+        return text
+
+    def max_new_tokens(self, params: Any) -> int:
+        """The most tokens one model call may add to a prompt (for the context-length check)."""
+        return int(params.max_new_tokens)
+
+    def generate(self, sampler: Any, prompts: list[list[int]], params: Any) -> list[Answer]:
+        """Sample one answer per prompt."""
+        return [Answer(g.token_ids, g.logprobs, g.text) for g in sampler.generate(prompts, params)]
+
+    def end_episode(self, trajectory: Trajectory) -> None:
+        """Called once per finished episode (the runner calls it as each one ends)."""
+
+    def attach(self, run_dir: str | Path) -> None:
+        """Called once with the run directory, before any episode."""
+
+
+class StrategyWrapper(ContextStrategy):
+    """A strategy that edits what another sees (like `gymnasium.Wrapper`); every hook goes to `inner`."""
+
+    def __init__(self, inner: ContextStrategy):
+        self.inner = inner
+        self.name = inner.name
+
+    def build_prompt(self, episode: EpisodeView, tokenizer: Any) -> list[int]:
+        return self.inner.build_prompt(episode, tokenizer)
+
+    def to_samples(self, trajectory: Trajectory, turn_advantages: list[float]) -> list[Sample]:
+        return self.inner.to_samples(trajectory, turn_advantages)
+
+    def response_prefix(self, env_prefix: str) -> str:
+        return self.inner.response_prefix(env_prefix)
+
+    def env_action(self, text: str) -> str:
+        return self.inner.env_action(text)
+
+    def max_new_tokens(self, params: Any) -> int:
+        return self.inner.max_new_tokens(params)
+
+    def generate(self, sampler: Any, prompts: list[list[int]], params: Any) -> list[Answer]:
+        return self.inner.generate(sampler, prompts, params)
+
+    def end_episode(self, trajectory: Trajectory) -> None:
+        self.inner.end_episode(trajectory)
+
+    def attach(self, run_dir: str | Path) -> None:
+        self.inner.attach(run_dir)
+
 
 def render(tokenizer: Any, messages: list[dict[str, str]], tools: list[dict] | None, generation_prompt: bool) -> str:
     """The chat template applied to messages, as text."""
@@ -53,3 +143,38 @@ def render(tokenizer: Any, messages: list[dict[str, str]], tools: list[dict] | N
 def encode(tokenizer: Any, text: str) -> list[int]:
     """Token ids of text that already contains its special tokens."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def chat_ids(tokenizer: Any, messages: list[dict[str, str]], tools: list[dict] | None) -> list[int]:
+    """Prompt ids of a chat rendered afresh, ending with the generation prompt."""
+    return encode(tokenizer, render(tokenizer, messages, tools, True))
+
+
+def system_messages(episode: EpisodeView) -> list[dict[str, str]]:
+    return [{"role": "system", "content": episode.system_prompt}] if episode.system_prompt else []
+
+
+def role_of(episode: EpisodeView, t: int) -> str:
+    """Role of turn t's observation (the current one if t == len(turns))."""
+    if t < len(episode.roles):
+        return episode.roles[t]
+    return episode.role if t == len(episode.turns) else "user"
+
+
+def turn_sample(prompt_ids: list[int], action_ids: list[int], logprobs: list[float], advantage: float,
+                **metadata: Any) -> Sample:
+    """One row: prompt (mask 0) then the sampled ids (mask 1, their log-probs and the advantage)."""
+    if len(logprobs) != len(action_ids):
+        raise ValueError(f"{len(action_ids)} sampled ids but {len(logprobs)} log-probs")
+    n, k = len(prompt_ids), len(action_ids)
+    return Sample(input_ids=list(prompt_ids) + list(action_ids), loss_mask=[0] * n + [1] * k,
+                  old_logprobs=[0.0] * n + [float(x) for x in logprobs], advantages=[0.0] * n + [float(advantage)] * k,
+                  metadata=metadata)
+
+
+def per_turn_samples(trajectory: Trajectory, turn_advantages: list[float]) -> list[Sample]:
+    """One row per model turn: its exact prompt ids, then its sampled ids (turns without samples are skipped)."""
+    if len(turn_advantages) != len(trajectory.turns):
+        raise ValueError(f"{len(trajectory.turns)} turns but {len(turn_advantages)} advantages")
+    return [turn_sample(turn.prompt_ids, turn.action_ids, turn.action_logprobs, a, turn=t)
+            for t, (turn, a) in enumerate(zip(trajectory.turns, turn_advantages)) if turn.action_ids]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from longhorizon.eval.horizon import horizon_length, horizon_summary
 from longhorizon.rollout.runner import EpisodeSpec, Policy, run_episodes
-from longhorizon.types import Trajectory
+from longhorizon.types import Trajectory, Turn
 
 
 class HorizonEvalConfig(BaseModel):
@@ -29,6 +29,7 @@ class HorizonEvalConfig(BaseModel):
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="other env knobs, e.g. turn_complexity")
     wrappers: list[dict[str, Any]] = Field(default_factory=list, description='feedback wrappers, innermost first: [{"name": "try_again", "max_attempts": 3}]')
     context: str = Field("full", description="context strategy name")
+    context_options: dict[str, Any] = Field(default_factory=dict, description='options of the context strategy, e.g. {"k": 4}')
     temperature: float = Field(0.0, ge=0, description="sampling temperature; 0 is greedy")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling threshold")
     max_new_tokens: int = Field(24, ge=1, description="token cap per model turn")
@@ -44,6 +45,19 @@ class HorizonEvalConfig(BaseModel):
 
         if v not in STRATEGIES:
             raise ValueError(f"unknown context strategy {v!r}; choose from {', '.join(STRATEGIES)}")
+        return v
+
+    @field_validator("context_options")
+    @classmethod
+    def _known_context_options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        from longhorizon.context import make_strategy
+        from longhorizon.errors import UserError
+
+        if "context" in info.data:  # else the context name itself was rejected
+            try:
+                make_strategy(info.data["context"], **v)
+            except UserError as err:
+                raise ValueError(str(err)) from None
         return v
 
     @field_validator("horizons")
@@ -92,10 +106,20 @@ def summarize(cfg: HorizonEvalConfig, trajectories: list[Trajectory]) -> dict[st
 
 
 def _prompt_lengths(trajectories: list[Trajectory]) -> list[float]:
-    """Mean prompt length (tokens) at each turn of the longest horizon (empty for scripted policies)."""
+    """Mean prompt length (tokens) at each turn of the longest horizon (empty for scripted policies).
+
+    A turn's prompt length is that of the longest prompt the model saw in it:
+    `len(prompt_ids)`, or for an answer sampled in chunks (Delethink) the
+    longest chunk prompt recorded in `info["policy"]["chunk_prompt_tokens"]`.
+    """
     out = []
     for i in range(max((len(t.turns) for t in trajectories), default=0)):
-        lens = [len(t.turns[i].prompt_ids) for t in trajectories if len(t.turns) > i and t.turns[i].prompt_ids]
+        lens = [turn_prompt_tokens(t.turns[i]) for t in trajectories if len(t.turns) > i and t.turns[i].prompt_ids]
         if lens:
             out.append(sum(lens) / len(lens))
     return out
+
+
+def turn_prompt_tokens(turn: Turn) -> int:
+    """Tokens in the longest prompt the model saw during this turn."""
+    return max(turn.info.get("policy", {}).get("chunk_prompt_tokens") or [len(turn.prompt_ids)])

@@ -14,10 +14,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from longhorizon.context.base import ContextStrategy, encode
+from longhorizon.context.base import Answer, ContextStrategy, encode
 from longhorizon.errors import UserError
 from longhorizon.models.sampler import SamplingParams, TransformersSampler
 from longhorizon.rollout.runner import Action, LiveEpisode
+from longhorizon.types import Trajectory
 
 
 class ModelPolicy:
@@ -26,6 +27,8 @@ class ModelPolicy:
     With `prefill=True`, an env's `response_prefix` (e.g. "<answer>") is appended
     to the prompt as forced tokens and prepended to the sampled text, so the env
     parses `prefix + completion`. The prefix tokens are prompt, never loss.
+    The strategy's hooks may change the prefix, how an answer is sampled
+    (Delethink chunks) and which part of it the env sees (see `context/base.py`).
     """
 
     def __init__(self, sampler: TransformersSampler, strategy: ContextStrategy, prefill: bool = True):
@@ -35,20 +38,28 @@ class ModelPolicy:
         prefixes = [self._prefix(e) for e in episodes]
         tok = self.sampler.tokenizer
         prompts = [self.strategy.build_prompt(e.view(), tok) + encode(tok, p) for e, p in zip(episodes, prefixes)]
-        budget = self.sampler.max_length - self.sampler.params.max_new_tokens
+        budget = self.sampler.max_length - self.strategy.max_new_tokens(self.sampler.params)
         fits = [i for i, p in enumerate(prompts) if len(p) <= budget]
         params = replace(self.sampler.params, stop=self.sampler.params.stop + _env_stops(episodes))
-        gens = dict(zip(fits, self.sampler.generate([prompts[i] for i in fits], params))) if fits else {}
+        answers = self.strategy.generate(self.sampler, [prompts[i] for i in fits], params) if fits else []
+        gens = dict(zip(fits, answers))
         return [self._action(prompts[i], prefixes[i], gens.get(i)) for i in range(len(episodes))]
 
-    def _prefix(self, episode: LiveEpisode) -> str:
-        return (getattr(episode.env.unwrapped, "response_prefix", None) or "") if self.prefill else ""
+    def end_episode(self, trajectory: Trajectory) -> None:
+        """The runner reports each finished episode; the strategy may learn from it (memory)."""
+        self.strategy.end_episode(trajectory)
 
-    @staticmethod
-    def _action(prompt: list[int], prefix: str, gen) -> Action:
-        if gen is None:
+    def _prefix(self, episode: LiveEpisode) -> str:
+        env_prefix = getattr(episode.env.unwrapped, "response_prefix", None) or ""
+        return self.strategy.response_prefix(env_prefix) if self.prefill else ""
+
+    def _action(self, prompt: list[int], prefix: str, answer: Answer | None) -> Action:
+        if answer is None:
             return Action(text="", prompt_ids=prompt, overflow=True)
-        return Action(text=prefix + gen.text, prompt_ids=prompt, token_ids=gen.token_ids, logprobs=gen.logprobs)
+        text = prefix + answer.text
+        env_text = self.strategy.env_action(text)
+        return Action(text=text, prompt_ids=prompt, token_ids=answer.token_ids, logprobs=answer.logprobs,
+                      env_text=None if env_text == text else env_text, info=answer.info)
 
 
 def _env_stops(episodes: list[LiveEpisode]) -> tuple[str, ...]:

@@ -41,6 +41,8 @@ class Action:
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     overflow: bool = False  # the prompt no longer fits the model's context: truncate the episode
+    env_text: str | None = None  # what the env is given, if not all of `text` (workspace keeps its report)
+    info: dict[str, Any] = field(default_factory=dict)  # policy facts for the turn's info["policy"] (e.g. chunk sizes)
 
 
 class LiveEpisode:
@@ -61,17 +63,21 @@ class LiveEpisode:
         unwrapped = self.env.unwrapped
         return EpisodeView(turns=self.trajectory.turns, observation=self.observation, role=self.role,
                            system_prompt=getattr(unwrapped, "system_prompt", None),
-                           tools=getattr(unwrapped, "tools", None), roles=self.roles)
+                           tools=getattr(unwrapped, "tools", None), roles=self.roles, env_id=self.spec.env_id,
+                           task_statement=getattr(unwrapped, "task_statement", None),
+                           metadata=self.trajectory.metadata)
 
     def step(self, action: Action) -> None:
         if action.overflow:
             self._finish(terminated=False, truncated=True, info={"truncated_reason": "context_overflow"})
             return
-        obs, reward, terminated, truncated, info = self.env.step(action.text)
+        env_text = action.text if action.env_text is None else action.env_text
+        obs, reward, terminated, truncated, info = self.env.step(env_text)
+        policy_info = {"policy": action.info} if action.info else {}
         self.trajectory.turns.append(Turn(
             observation=self.observation, action=action.text, reward=float(reward),
             prompt_ids=action.prompt_ids, action_ids=action.token_ids,
-            action_logprobs=action.logprobs, info=jsonable(info)))
+            action_logprobs=action.logprobs, info=jsonable({**info, **policy_info})))
         self.roles.append(self.role)
         self.observation, self.role = obs, info.get("role", "user")
         if terminated or truncated:
@@ -107,6 +113,8 @@ def run_episodes(
             raise RuntimeError(f"policy returned {len(actions)} actions for {len(live)} episodes")
         for episode, action in zip(live, actions):
             episode.step(action)
+            if episode.done and hasattr(policy, "end_episode"):
+                policy.end_episode(episode.trajectory)  # e.g. a memory strategy writes its lessons
         if on_tick:
             on_tick(len(actions), len(live))
     return [e.trajectory for e in episodes]
