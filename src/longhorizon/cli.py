@@ -1,4 +1,4 @@
-"""The `longhorizon` command: envs, play, eval.
+"""The `longhorizon` command: envs, play, eval, train.
 
 Every user mistake (unknown env or model, bad option value, missing package,
 unwritable output directory) prints one line `error: ...` and exits with
@@ -108,12 +108,13 @@ def make_policy(cfg: Any) -> Any:
         return scripted
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                             seed=cfg.seed)
-    return model_policy(cfg.model, make_strategy(cfg.context), params, dtype=cfg.dtype, prefill=cfg.prefill)
+    strategy = make_strategy(cfg.context, **getattr(cfg, "context_options", {}))
+    return model_policy(cfg.model, strategy, params, dtype=cfg.dtype, prefill=cfg.prefill)
 
 
-def progress_bar() -> Progress:
+def progress_bar(unit: str = "turns") -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("turns"), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
+                    TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
 
 
 # --------------------------------------------------------------------- eval
@@ -128,7 +129,8 @@ def eval_cmd(
     temperature: float = typer.Option(0.0, help="sampling temperature (0 = greedy)"),
     top_p: float = typer.Option(1.0, help="nucleus sampling threshold"),
     max_new_tokens: int = typer.Option(24, help="token cap per model turn"),
-    context: str = typer.Option("full", help="context strategy"),
+    context: str = typer.Option("full", help="context strategy: full, window, markovian, workspace, memory"),
+    context_opt: list[str] = typer.Option([], "--context-opt", help="context strategy option KEY=VALUE, e.g. k=4 (repeatable)"),
     dtype: str = typer.Option("float32", help="float32 or bfloat16 (about 3x faster on CPUs with AVX512-BF16)"),
     s: float = typer.Option(0.5, "--s", help="success threshold for H_s"),
     seed: int = typer.Option(0, help="base env seed and sampling seed"),
@@ -152,11 +154,14 @@ def eval_cmd(
     knob_name = horizon_knob or env_class(env).HORIZON_KNOB
     cfg = HorizonEvalConfig(model=model, env_id=env, horizons=parse_horizons(horizons) if knob_name else [1],
                             horizon_knob=knob_name, episodes=episodes, env_kwargs=env_kwargs, context=context,
+                            context_options=parse_assignments(context_opt, "--context-opt"),
                             temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, dtype=dtype,
                             prefill=prefill, s=s, seed=seed, wrappers=parse_wrappers(wrap))
     check_env(cfg.env_id, env_kwargs_at(cfg, max(cfg.horizons)), cfg.wrappers)
     run = RunDir(out)
     policy = make_policy(cfg)
+    if hasattr(policy, "strategy"):
+        policy.strategy.attach(run.path)  # e.g. the memory strategy keeps its lessons in the run directory
     total = cfg.episodes * sum(cfg.horizons)
     start = time.perf_counter()
     with progress_bar() as bar:
@@ -253,6 +258,57 @@ def _read_action(game: Any) -> str | None:
             console.print(f"[yellow]oracle:[/] {game.unwrapped.oracle_action()}", highlight=False)
             continue
         return line.replace("\\n", "\n")
+
+
+# --------------------------------------------------------------------- train
+@app.command("train")
+@user_errors
+def train_cmd(
+    config: Optional[Path] = typer.Argument(None, help="training recipe (YAML), e.g. recipes/quickstart.yaml"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key, KEY=VALUE (repeatable), e.g. algorithm.kl_coef=0.02"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its latest checkpoint"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run directory (default: the config's run_dir)"),
+) -> None:
+    """Train with RL (grpo, rloo, loop, reinforce++, ppo); print the held-out eval before and after."""
+    from longhorizon.train import train
+    from longhorizon.train.config import run_config
+    from longhorizon.train.loop import check_setup
+
+    cfg = run_config(config, set_, resume, out)
+    check_setup(cfg)
+    with progress_bar("steps") as bar:
+        task = bar.add_task(f"train {cfg.algorithm.name}", total=cfg.steps)
+
+        def on_log(step: int, metrics: dict[str, float]) -> None:
+            if "eval/reward_mean" in metrics:
+                bar.console.print(f"held-out eval at step {step}: {_eval_text(metrics)}", highlight=False)
+            else:
+                bar.update(task, completed=step,
+                           description=f"train {cfg.algorithm.name} (reward {metrics['charts/reward_mean']:.3g})")
+
+        result = train(cfg, resume=resume is not None, on_log=on_log)
+    print_train_summary(result)
+
+
+def _eval_text(m: dict[str, float]) -> str:
+    return (f"reward {m['eval/reward_mean']:.3f} ± {m['eval/reward_se']:.3f}, "
+            f"success {m['eval/success_rate']:.3f} ± {m['eval/success_se']:.3f} (n={m['eval/episodes']:.0f})")
+
+
+def print_train_summary(result: Any) -> None:
+    before, after = result.eval_before, result.eval_after
+    if before and after:
+        table = Table(title="held-out evaluation (± standard error)")
+        for col in ("", "step", "reward", "± se", "success", "± se"):
+            table.add_column(col, justify="right")
+        for name, m in (("before", before), ("after", after)):
+            table.add_row(name, str(m["step"]), f"{m['eval/reward_mean']:.3f}", f"{m['eval/reward_se']:.3f}",
+                          f"{m['eval/success_rate']:.3f}", f"{m['eval/success_se']:.3f}")
+        console.print(table)
+        gain = after["eval/reward_mean"] - before["eval/reward_mean"]
+        se = (after["eval/reward_se"] ** 2 + before["eval/reward_se"] ** 2) ** 0.5
+        console.print(f"reward gain {gain:+.3f} ({gain / se:+.1f} se)" if se > 0 else f"reward gain {gain:+.3f}")
+    console.print(f"run: {result.run_dir}   curves: {result.plot}")
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,221 @@
+"""The training config: one typed class with four small sections, loaded from YAML.
+
+    cfg = load_config("recipes/quickstart.yaml", ["algorithm.kl_coef=0.02", "steps=10"])
+
+Unknown keys and bad values raise pydantic's `ValidationError` (the CLI prints
+it as one line naming the key and exits with code 2); a missing file or a
+malformed `--set` raises `UserError`. Defaults that depend on the algorithm
+(clip range, loss aggregation) are resolved in one place, `resolved_clip_eps`
+and `resolved_aggregation`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from longhorizon.errors import UserError
+
+AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo"]
+Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
+
+# Per-algorithm defaults for the fields left as None (see `resolved_*`).
+DEFAULT_CLIP_EPS = {"loop": 0.1}  # LOOP, apple/ml-loop ppo_epsilon; 0.2 for the others (PPO)
+DEFAULT_AGGREGATION = {"loop": "seq-mean-token-mean"}  # LOOP averages per trajectory; token-mean otherwise
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AlgorithmConfig(Section):
+    """Which RL algorithm, its credit assignment and its regularisers."""
+
+    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo")
+    group_size: int = Field(4, ge=1, description="G: episodes sampled per task (group methods compare them)")
+    scale_by_std: bool = Field(True, description="grpo: divide by the group std (false = Dr.GRPO)")
+    clip_eps: float | None = Field(None, gt=0, description="PPO clip epsilon; None = 0.1 for loop, 0.2 otherwise")
+    clip_eps_high: float | None = Field(None, gt=0, description="upper clip (DAPO clip-higher); None = clip_eps")
+    kl_coef: float = Field(0.0, ge=0, description="KL(pi || pi_ref) weight: in the loss (grpo, rloo) or reward (reinforce++, ppo)")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator (Schulman 2020): k1, k2 or k3")
+    aggregation: Aggregation | None = Field(None, description="token-loss reduction; None = seq-mean-token-mean for loop, token-mean otherwise")
+    credit: Literal["outcome", "per_turn"] = Field("outcome", description="outcome: the episode return goes to every turn; per_turn: discounted return-to-go of turn rewards")
+    turn_gamma: float = Field(1.0, ge=0, le=1, description="per_turn credit: discount per turn")
+    loop_abs_threshold: float = Field(0.01, ge=0, description="loop: drop rollouts with |A| below this")
+    loop_normalize_std: bool = Field(False, description="loop: divide the LOO advantage by the group std")
+    gae_gamma: float = Field(1.0, ge=0, le=1, description="ppo: GAE discount per token")
+    gae_lambda: float = Field(0.95, ge=0, le=1, description="ppo: GAE lambda")
+    whiten_advantages: bool = Field(True, description="ppo: whiten GAE advantages over the batch (PPO-max)")
+    value_coef: float = Field(0.5, ge=0, description="ppo: weight of the value loss")
+    value_clip: float | None = Field(0.2, gt=0, description="ppo: value clipping range (None = off)")
+    reward_norm: Literal["none", "scale", "normalize"] = Field("none", description="turn rewards divided by the running std (scale) or standardised (normalize)")
+    reward_clip: float | None = Field(None, gt=0, description="clip turn rewards to [-c, c] after normalisation (None = off)")
+
+    @model_validator(mode="after")
+    def _loop_has_no_kl(self) -> "AlgorithmConfig":
+        if self.name == "loop" and self.kl_coef > 0:
+            raise ValueError("kl_coef must be 0 for loop (LOOP uses no KL)")
+        return self
+
+
+class OptimConfig(Section):
+    """AdamW with linear warmup, then a constant or cosine learning rate."""
+
+    lr: float = Field(1e-5, gt=0, description="peak learning rate of the policy")
+    value_lr: float | None = Field(None, gt=0, description="ppo: learning rate of the value head (None = lr)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    warmup_updates: int = Field(0, ge=0, description="optimizer updates of linear warmup")
+    schedule: Literal["constant", "cosine"] = Field("constant", description="after warmup: constant, or cosine decay to min_lr_ratio * lr")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine: final learning rate as a fraction of lr")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="clip the global gradient norm (None = off)")
+
+
+class LoraSettings(Section):
+    """LoRA adapters via peft; with LoRA the reference model is the base with adapters disabled."""
+
+    enabled: bool = Field(False, description="train LoRA adapters instead of every weight")
+    r: int = Field(16, ge=1, description="LoRA rank")
+    alpha: float = Field(32.0, gt=0, description="LoRA alpha (scale = alpha / r)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (0 keeps the first PPO ratio exactly 1)")
+    target_modules: str | list[str] = Field("all-linear", description="modules that get adapters (peft's target_modules)")
+
+
+class EvalSettings(Section):
+    """Held-out evaluation with the horizon-eval code, on seeds training never sees."""
+
+    every: int = Field(0, ge=0, description="evaluate every this many steps (0 = only before and after training)")
+    episodes: int = Field(32, ge=0, description="episodes per horizon (0 = no evaluation)")
+    horizons: list[int] | None = Field(None, description="horizons to evaluate (None = the training horizon)")
+    seed: int = Field(1_000_000, ge=0, description="held-out episode i uses env seed seed + i")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature at evaluation (0 = greedy)")
+
+    @field_validator("horizons")
+    @classmethod
+    def _positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or min(v) < 1):
+            raise ValueError("horizons must be a non-empty list of positive integers")
+        return v
+
+
+class TrainConfig(Section):
+    """Everything that defines a training run (written to RUN_DIR/config.yaml)."""
+
+    model: str = Field("smollm2-135m", description="smollm2-135m, tiny-random, or a local HF model directory")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="dtype of the weights")
+    autocast_bf16: bool = Field(False, description="run every forward pass under bf16 autocast (CPU or CUDA)")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1, ...")
+    torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch (None = torch's default; 1 is fastest on a busy machine)")
+    env_id: str = Field("longhorizon/Execution-v0", description="registered Gymnasium env id")
+    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="env knobs, e.g. horizon, dict_size")
+    wrappers: list[dict[str, Any]] = Field(default_factory=list, description='feedback wrappers, innermost first: [{"name": "try_again", "max_attempts": 3}]')
+    context: str = Field("full", description="context strategy (see longhorizon.context.STRATEGIES)")
+    context_options: dict[str, Any] = Field(default_factory=dict, description="options of the context strategy, e.g. {k: 4} for window")
+    prefill: bool = Field(True, description="pre-fill the env's response prefix (e.g. <answer>) as prompt tokens")
+    stop: list[str] = Field(default_factory=list, description="extra stop strings (the env's own, e.g. </answer>, always apply)")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of training rollouts (the loss uses the same)")
+    max_new_tokens: int = Field(16, ge=1, description="token cap per model turn")
+    seed: int = Field(0, ge=0, description="seed of everything; training task k uses env seed seed + k")
+    steps: int = Field(10, ge=1, description="training steps (collect, credit, update)")
+    tasks_per_step: int = Field(8, ge=1, description="distinct tasks per step; each is sampled group_size times")
+    epochs: int = Field(1, ge=1, description="K: passes over each step's episodes")
+    num_minibatches: int = Field(1, ge=1, description="optimizer updates per epoch (the episodes are split evenly)")
+    micro_batch_size: int = Field(4, ge=1, description="rows per forward/backward; a minibatch accumulates gradients over micro-batches")
+    checkpoint_every: int = Field(5, ge=0, description="save a checkpoint every this many steps and at the end (0 = never: no resume)")
+    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept on disk (older ones are deleted)")
+    save_trajectories: bool = Field(True, description="write each step's training episodes to RUN_DIR/trajectories/")
+    save_final_model: bool = Field(True, description="at the end, write a loadable HF model directory to RUN_DIR/model")
+    run_dir: str = Field("runs/train", description="the run directory")
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="algorithm and credit assignment")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA adapters (off = full fine-tune)")
+    eval: EvalSettings = Field(default_factory=EvalSettings, description="held-out evaluation")
+
+    @field_validator("eval")
+    @classmethod
+    def _held_out(cls, v: EvalSettings, info: ValidationInfo) -> EvalSettings:
+        """Training task k uses env seed seed + k; the eval seeds must not be among them."""
+        if not {"seed", "steps", "tasks_per_step"} <= info.data.keys():
+            return v  # an earlier field failed; pydantic reports that one
+        start = info.data["seed"]
+        stop = start + info.data["steps"] * info.data["tasks_per_step"]
+        if v.episodes and max(start, v.seed) < min(stop, v.seed + v.episodes):
+            raise ValueError(f"held-out seeds {v.seed}..{v.seed + v.episodes - 1} overlap the training seeds {start}..{stop - 1}")
+        return v
+
+    @property
+    def episodes_per_step(self) -> int:
+        return self.tasks_per_step * self.algorithm.group_size
+
+    @property
+    def total_updates(self) -> int:
+        return self.steps * self.epochs * self.num_minibatches
+
+
+def resolved_clip_eps(cfg: AlgorithmConfig) -> tuple[float, float]:
+    """(clip_low, clip_high) after algorithm defaults."""
+    low = cfg.clip_eps if cfg.clip_eps is not None else DEFAULT_CLIP_EPS.get(cfg.name, 0.2)
+    return low, cfg.clip_eps_high if cfg.clip_eps_high is not None else low
+
+
+def resolved_aggregation(cfg: AlgorithmConfig) -> str:
+    return cfg.aggregation or DEFAULT_AGGREGATION.get(cfg.name, "token-mean")
+
+
+# ------------------------------------------------------------------ loading
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UserError(f"cannot read config {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of config keys")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`["algorithm.kl_coef=0.02"]` sets data["algorithm"]["kl_coef"] = 0.02 (values parsed as YAML)."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set takes KEY=VALUE, like algorithm.kl_coef=0.02; got {item!r}")
+        *parents, leaf = key.strip().split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {key}: {part} is not a section")
+        node[leaf] = yaml.safe_load(value) if value.strip() else ""
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """A validated config from a YAML file (or the defaults) plus `--set` overrides."""
+    data = read_yaml(path) if path is not None else {}
+    return TrainConfig.model_validate(apply_overrides(data, list(overrides)))
+
+
+def run_config(config: str | Path | None, overrides: list[str], resume: str | Path | None,
+               out: str | Path | None) -> TrainConfig:
+    """The config of `longhorizon train [CONFIG] [--set ...] [--resume RUN_DIR] [--out RUN_DIR]`.
+
+    With --resume it is RUN_DIR/config.yaml (plus any --set); otherwise CONFIG.
+    """
+    if resume is not None:
+        if config is not None or out is not None:
+            raise UserError("--resume RUN_DIR continues that run with its own config; drop CONFIG and --out")
+        saved = Path(resume) / "config.yaml"
+        if not saved.exists():
+            raise UserError(f"{resume} holds no training run (no config.yaml)")
+        return load_config(saved, overrides).model_copy(update={"run_dir": str(resume)})
+    if config is None:
+        raise UserError("give a config file, e.g. longhorizon train recipes/quickstart.yaml, or --resume RUN_DIR")
+    cfg = load_config(config, overrides)
+    return cfg if out is None else cfg.model_copy(update={"run_dir": str(out)})

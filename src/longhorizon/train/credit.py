@@ -1,0 +1,159 @@
+"""Rewards to per-token advantages, and which loss each algorithm uses: the `ALGORITHMS` registry.
+
+Every estimator and loss is a pure function from `longhorizon.algorithms`;
+this module only wires episodes to them.
+
+Multi-turn credit (`algorithm.credit`), per episode and turn (N, K):
+- "outcome": the episode return R = sum of turn rewards goes to every turn;
+- "per_turn": the discounted return-to-go G_k = r_k + turn_gamma * G_{k+1}.
+
+Group methods (grpo, rloo, loop) compare samples of the same task. With
+outcome credit they compare episode returns and give each episode's
+advantage to all its sampled tokens. With per-turn credit they compare the
+turn-k returns of the group's episodes that reached turn k.
+
+Token-level methods (reinforce++, ppo) turn the credit into token rewards: at
+the last sampled token of turn k they place G_k - G_{k+1}, so that the
+undiscounted token return-to-go inside turn k is G_k (for outcome credit
+that is R on the final token, as in PPO-max / REINFORCE++), plus the KL
+penalty -kl_coef * KL_t on every sampled token (`kl_penalized_rewards`).
+
+Departures from the papers:
+1. rloo puts its KL term in the loss (like GRPO), not in the sequence reward
+   (Ahmadian et al. 2024).
+2. reinforce++ and ppo fold the KL into the reward with the behaviour
+   log-probs of the sampled tokens (the policy before this step's updates).
+3. The KL and every log-prob use softmax(logits / temperature), the
+   distribution the rollouts were sampled from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from longhorizon.algorithms import (
+    ADVANTAGE_ESTIMATORS,
+    broadcast_outcome,
+    discounted_turn_returns,
+    kl_penalized_rewards,
+)
+from longhorizon.train.batch import Batch, to_tokens, turn_ends
+from longhorizon.train.config import AlgorithmConfig
+
+Metrics = dict[str, float]
+
+
+@dataclass
+class Credit:
+    """What the update needs: token advantages, the (possibly filtered) loss mask, value targets."""
+
+    advantages: Tensor  # (B, T)
+    loss_mask: Tensor  # (B, T)
+    returns: Tensor | None = None  # (B, T), ppo
+    metrics: Metrics = field(default_factory=dict)
+
+
+def turn_credit(batch: Batch, cfg: AlgorithmConfig) -> Tensor:
+    """Credit of each turn (N, K): the episode return, or the discounted return-to-go."""
+    if cfg.credit == "outcome":
+        return broadcast_outcome(batch.turn_rewards.sum(1), batch.turn_mask)
+    return discounted_turn_returns(batch.turn_rewards, batch.turn_mask, cfg.turn_gamma)
+
+
+# ------------------------------------------------------------------ group methods
+
+
+GroupEstimate = Callable[[Tensor, Tensor, AlgorithmConfig], tuple[Tensor, Tensor, Metrics]]
+
+
+def _grpo(scores: Tensor, groups: Tensor, cfg: AlgorithmConfig) -> tuple[Tensor, Tensor, Metrics]:
+    adv, metrics = ADVANTAGE_ESTIMATORS["grpo" if cfg.scale_by_std else "dr_grpo"](scores, groups)
+    return adv, torch.ones_like(adv, dtype=torch.bool), metrics
+
+
+def _rloo(scores: Tensor, groups: Tensor, cfg: AlgorithmConfig) -> tuple[Tensor, Tensor, Metrics]:
+    adv, metrics = ADVANTAGE_ESTIMATORS["rloo"](scores, groups)
+    return adv, torch.ones_like(adv, dtype=torch.bool), metrics
+
+
+def _loop(scores: Tensor, groups: Tensor, cfg: AlgorithmConfig) -> tuple[Tensor, Tensor, Metrics]:
+    (adv, keep), metrics = ADVANTAGE_ESTIMATORS["loop"](
+        scores, groups, abs_threshold=cfg.loop_abs_threshold, normalize_std=cfg.loop_normalize_std)
+    return adv, keep, metrics
+
+
+def group_credit(estimate: GroupEstimate) -> Callable[[Batch, AlgorithmConfig], Credit]:
+    """Credit for a group method: estimate over episodes (outcome) or over (group, turn) cells (per_turn)."""
+
+    def credit(batch: Batch, cfg: AlgorithmConfig) -> Credit:
+        valid = batch.turn_mask.bool()  # (N, K)
+        if cfg.credit == "outcome":
+            adv, keep, metrics = estimate(batch.turn_rewards.sum(1), batch.group_ids, cfg)  # (N,)
+            adv_turn, keep_turn = broadcast_outcome(adv, valid), broadcast_outcome(keep.float(), valid)
+        else:
+            cells = batch.group_ids[:, None] * valid.shape[1] + torch.arange(valid.shape[1])  # (N, K)
+            adv, keep, metrics = estimate(turn_credit(batch, cfg)[valid], cells[valid], cfg)
+            adv_turn = torch.zeros_like(batch.turn_rewards).masked_scatter(valid, adv)
+            keep_turn = torch.zeros_like(batch.turn_rewards).masked_scatter(valid, keep.float())
+        return Credit(advantages=to_tokens(adv_turn, batch),
+                      loss_mask=batch.loss_mask * to_tokens(keep_turn, batch), metrics=metrics)
+
+    return credit
+
+
+# ------------------------------------------------------------------ token-level methods
+
+
+def token_rewards(batch: Batch, cfg: AlgorithmConfig) -> Tensor:
+    """(B, T) rewards: credit increments at turn ends, minus the KL penalty on every sampled token."""
+    credit = turn_credit(batch, cfg)  # (N, K)
+    increments = credit - torch.cat([credit[:, 1:], credit.new_zeros(credit.shape[0], 1)], dim=1)
+    rewards = to_tokens(increments, batch) * turn_ends(batch)
+    if cfg.kl_coef > 0:  # PPO-max (Zheng et al. 2023, arXiv 2307.04964) token-level KL in the reward
+        no_outcome = batch.old_logprobs.new_zeros(batch.rows)
+        rewards = rewards + kl_penalized_rewards(no_outcome, batch.old_logprobs, batch.ref_logprobs,
+                                                 batch.loss_mask, cfg.kl_coef, kl_estimator=cfg.kl_estimator)
+    return rewards
+
+
+def reinforce_pp_credit(batch: Batch, cfg: AlgorithmConfig) -> Credit:
+    """REINFORCE++ (Hu 2025, arXiv 2501.03262): return-to-go of token rewards, whitened over the batch."""
+    adv, metrics = ADVANTAGE_ESTIMATORS["reinforce++"](token_rewards(batch, cfg), batch.loss_mask)
+    return Credit(advantages=adv, loss_mask=batch.loss_mask, metrics=metrics)
+
+
+def ppo_credit(batch: Batch, cfg: AlgorithmConfig) -> Credit:
+    """PPO with GAE(gamma, lambda) over token rewards and the value head's predictions."""
+    (adv, returns), metrics = ADVANTAGE_ESTIMATORS["gae"](
+        token_rewards(batch, cfg), batch.old_values, batch.loss_mask,
+        gamma=cfg.gae_gamma, lam=cfg.gae_lambda, whiten_advantages=cfg.whiten_advantages)
+    return Credit(advantages=adv, loss_mask=batch.loss_mask, returns=returns, metrics=metrics)
+
+
+# ------------------------------------------------------------------ the registry
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """An algorithm = a credit function + a policy loss (a `POLICY_LOSSES` key) + where its KL goes."""
+
+    credit: Callable[[Batch, AlgorithmConfig], Credit]
+    policy_loss: str
+    kl_in: str  # "loss", "reward" or "none"
+    value_head: bool = False
+
+    def needs_ref(self, cfg: AlgorithmConfig) -> bool:
+        return self.kl_in != "none" and cfg.kl_coef > 0
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "grpo": Algorithm(group_credit(_grpo), "ppo_clip", kl_in="loss"),
+    "rloo": Algorithm(group_credit(_rloo), "reinforce", kl_in="loss"),
+    "loop": Algorithm(group_credit(_loop), "loop", kl_in="none"),
+    "reinforce++": Algorithm(reinforce_pp_credit, "ppo_clip", kl_in="reward"),
+    "ppo": Algorithm(ppo_credit, "ppo_clip", kl_in="reward", value_head=True),
+}

@@ -1,0 +1,277 @@
+"""The training loop, top to bottom: collect → rewards → advantages → K epochs of updates → log → eval → checkpoint.
+
+    from longhorizon.train import load_config, train
+    result = train(load_config("recipes/quickstart.yaml"))
+
+Each step samples `group_size` episodes of `tasks_per_step` tasks (task k
+uses env seed `seed + k`, so the data position is just k), computes
+advantages with the configured algorithm (`train/credit.py`), then makes
+`epochs * num_minibatches` optimizer updates. The loss covers only sampled
+tokens and uses the behaviour log-probs recorded when they were sampled;
+nothing is re-tokenised.
+
+Departures and choices:
+1. Log-probs for the ratio, the KL and the entropy are taken under
+   softmax(logits / temperature), the sampling distribution (so the ratio
+   is 1 before the first update). Training rollouts must sample with
+   top_p = 1 for that to hold, so the config has no top_p.
+2. Minibatches are drawn by shuffling the step's rows with the global torch
+   RNG, which is saved in every checkpoint.
+3. Evaluations use their own sampler, with fixed seeds, and do not touch
+   the training RNGs: evaluating more often does not change training.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from longhorizon.algorithms import kl_penalty
+from longhorizon.context import make_strategy
+from longhorizon.errors import UserError
+from longhorizon.models import SamplingParams, TransformersSampler
+from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
+from longhorizon.store import RunDir
+from longhorizon.train.batch import Batch, collate, microbatches, minibatches, with_credit
+from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
+from longhorizon.train.config import TrainConfig
+from longhorizon.train.credit import ALGORITHMS, Algorithm
+from longhorizon.train.evaluate import held_out_eval
+from longhorizon.train.metrics import MetricsLog, peak_memory_mb, plot_curves, read_records
+from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
+from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
+from longhorizon.train.rewards import RewardNormalizer
+from longhorizon.train.update import minibatch_backward
+from longhorizon.types import Trajectory, save_trajectories
+
+OnLog = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    eval_before: dict[str, float] | None
+    eval_after: dict[str, float] | None
+    plot: Path
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
+    """Train (or, with `resume`, continue from RUN_DIR's latest checkpoint) and return before/after evals."""
+    run = _prepare_run_dir(cfg, resume)
+    algo = ALGORITHMS[cfg.algorithm.name]
+    strategy = make_strategy(cfg.context, **cfg.context_options)
+    if hasattr(strategy, "attach"):
+        strategy.attach(run.path)
+    _seed_everything(cfg.seed)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    models = build_models(cfg, needs_ref=algo.needs_ref(cfg.algorithm), value_head=algo.value_head)
+    optimizer, scheduler = build_optimizer(cfg, models)
+    params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                            stop=tuple(cfg.stop), seed=cfg.seed)
+    sampler = TransformersSampler(models.model, models.tokenizer, params)
+    policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
+    normalizer = RewardNormalizer(cfg.algorithm.reward_norm, cfg.algorithm.reward_clip)
+    state = Resumable(models, optimizer, scheduler, normalizer, sampler)
+    step, position, resume_step = 0, 0, None
+    if resume:
+        checkpoint = latest_checkpoint(run.path)
+        if checkpoint is not None:
+            restored = load_checkpoint(checkpoint, state)
+            step, position = restored["step"], restored["data_position"]
+        resume_step = step if checkpoint is not None else None
+    log = MetricsLog(run.path, resume_step=resume_step)
+
+    def record(at: int, metrics: dict[str, float]) -> None:
+        log.log(at, metrics)
+        if on_log:
+            on_log(at, metrics)
+
+    def evaluate(at: int) -> None:
+        models.model.eval()
+        with autocast(cfg):
+            trajectories, metrics = held_out_eval(cfg, models.model, models.tokenizer, strategy)
+        _write_trajectories(run.path / "eval" / f"step_{at:06d}.jsonl", trajectories)
+        record(at, metrics)
+
+    if step == 0 and cfg.eval.episodes:
+        evaluate(0)  # before any training
+    while step < cfg.steps:
+        t_start = time.perf_counter()
+
+        # 1. Collect: G episodes of each task in one batched rollout, with the current weights.
+        models.model.eval()
+        with autocast(cfg):
+            trajectories = run_episodes(task_specs(cfg, position), policy)
+        position += cfg.tasks_per_step
+        t_rollout = time.perf_counter()
+
+        # 2. Rewards, then advantages: reference log-probs and values first (no grad), then the credit rule.
+        batch = collate(trajectories, strategy, models.tokenizer.pad_token_id)
+        batch.turn_rewards = normalizer(batch.turn_rewards, batch.turn_mask)
+        batch, score_metrics = score(models, batch, cfg, algo)
+        credit = algo.credit(batch, cfg.algorithm)
+        batch = with_credit(batch, advantages=credit.advantages, loss_mask=credit.loss_mask, returns=credit.returns)
+
+        # 3. K epochs of minibatch updates (rows LOOP filtered out carry no mask and are skipped).
+        models.model.train()
+        rows = batch.loss_mask.bool().any(1).nonzero().squeeze(1)
+        updates: list[dict[str, float]] = []
+        for _epoch in range(cfg.epochs):
+            for minibatch in minibatches(rows, cfg.num_minibatches):
+                optimizer.zero_grad(set_to_none=True)
+                metrics = minibatch_backward(models, batch, minibatch, cfg, algo)
+                metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                updates.append(metrics)
+        step += 1
+        t_end = time.perf_counter()
+
+        # 4. Log, evaluate every M steps, checkpoint every N steps.
+        if cfg.save_trajectories:
+            _write_trajectories(run.path / "trajectories" / f"step_{step:06d}.jsonl", trajectories)
+        record(step, {
+            **rollout_metrics(trajectories), **{f"credit/{k}": v for k, v in credit.metrics.items()},
+            **score_metrics, **_mean(updates), "charts/updates": float(len(updates)),
+            "charts/rows_trained": float(len(rows)), "charts/learning_rate": scheduler.get_last_lr()[0],
+            **perf_metrics(trajectories, batch, rows, cfg, t_start, t_rollout, t_end),
+        })
+        if cfg.eval.episodes and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
+            evaluate(step)
+        if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            save_checkpoint(run.path, state, step, position, cfg.keep_checkpoints)
+
+    if cfg.eval.episodes and _eval_record(run.path, cfg.steps) is None:
+        evaluate(cfg.steps)  # after training
+    log.close()
+    if cfg.save_final_model:
+        export_model(models, run.path / "model")
+    return TrainResult(run_dir=run.path, step=step, eval_before=_eval_record(run.path, 0),
+                       eval_after=_eval_record(run.path, cfg.steps), plot=plot_curves(run.path, run.path / "curves.png"))
+
+
+# ------------------------------------------------------------------ helpers of the loop
+
+
+def task_specs(cfg: TrainConfig, position: int) -> list[EpisodeSpec]:
+    """group_size episodes of each of the next tasks_per_step tasks (task k: env seed seed + k, group k)."""
+    return [EpisodeSpec(cfg.env_id, seed=cfg.seed + k, env_kwargs=dict(cfg.env_kwargs), group_id=k, wrappers=cfg.wrappers)
+            for k in range(position, position + cfg.tasks_per_step) for _ in range(cfg.algorithm.group_size)]
+
+
+@torch.no_grad()
+def score(models: Models, batch: Batch, cfg: TrainConfig, algo: Algorithm) -> tuple[Batch, dict[str, float]]:
+    """Reference log-probs (for a KL term) and value predictions (ppo) of every row, before any update."""
+    needs_ref = algo.needs_ref(cfg.algorithm)
+    ref = torch.zeros_like(batch.old_logprobs) if needs_ref else None
+    values = torch.zeros_like(batch.old_logprobs) if algo.value_head else None
+    device = next(models.model.parameters()).device
+    for rows in microbatches(torch.arange(batch.rows), cfg.micro_batch_size):
+        mb = batch.select(rows)
+        inputs = (mb.input_ids.to(device), mb.attention_mask.to(device), mb.loss_mask.to(device), cfg.temperature)
+        width = mb.input_ids.shape[1]
+        with autocast(cfg):
+            if needs_ref:
+                with reference(models) as ref_model:
+                    ref[rows, :width] = token_forward(ref_model, *inputs).logprobs.cpu()
+            if values is not None:
+                values[rows, :width] = token_forward(models.model, *inputs, value_head=models.value_head).values.cpu()
+    metrics = {}
+    if needs_ref:
+        kl = kl_penalty(batch.old_logprobs, ref, batch.loss_mask, estimator=cfg.algorithm.kl_estimator)
+        metrics["losses/kl_ref_behaviour"] = (kl.sum() / batch.loss_mask.sum().clamp(min=1)).item()
+    return with_credit(batch, ref_logprobs=ref, old_values=values), metrics
+
+
+def rollout_metrics(trajectories: list[Trajectory]) -> dict[str, float]:
+    returns = np.array([t.total_reward for t in trajectories], dtype=float)
+    return {"charts/reward_mean": float(returns.mean()), "charts/reward_std": float(returns.std()),
+            "charts/success_rate": float(np.mean([bool(t.success) for t in trajectories])),
+            "charts/episode_turns": float(np.mean([len(t.turns) for t in trajectories])),
+            "charts/episodes": float(len(trajectories))}
+
+
+def perf_metrics(trajectories: list[Trajectory], batch: Batch, rows: torch.Tensor, cfg: TrainConfig,
+                 t_start: float, t_rollout: float, t_end: float) -> dict[str, float]:
+    sampled = sum(len(turn.action_ids) for t in trajectories for turn in t.turns)
+    trained = float(batch.attention_mask[rows].sum()) * cfg.epochs
+    return {"perf/step_time": t_end - t_start, "perf/rollout_time": t_rollout - t_start,
+            "perf/update_time": t_end - t_rollout, "perf/sampled_tokens": float(sampled),
+            "perf/tokens_per_s": sampled / (t_end - t_start),
+            "perf/train_tokens_per_s": trained / max(t_end - t_rollout, 1e-9),
+            "perf/peak_memory_mb": peak_memory_mb(cfg.device)}
+
+
+def export_model(models: Models, path: Path) -> Path:
+    """A loadable Hugging Face directory (LoRA merged into a copy), written atomically."""
+    model = copy.deepcopy(models.model).merge_and_unload() if models.lora else models.model
+    tmp = path.with_name(f".{path.name}-tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    models.tokenizer.save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    os.rename(tmp, path)
+    return path
+
+
+def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> RunDir:
+    check_setup(cfg)
+    run = RunDir(cfg.run_dir)
+    if not resume and latest_checkpoint(run.path) is not None:
+        raise UserError(f"{run.path} already holds a training run: continue it with --resume {run.path}, "
+                        "or choose another run_dir")
+    clean_partial(run.path)
+    run.write_config(cfg.model_dump())
+    return run
+
+
+def check_setup(cfg: TrainConfig) -> None:
+    """Fail fast, before any model loads: unknown env, bad knobs or wrappers, unknown context strategy or model."""
+    import gymnasium as gym
+
+    from longhorizon.envs.wrappers import apply_wrappers
+    from longhorizon.models import MODEL_LOADERS
+
+    if cfg.env_id not in gym.registry:
+        raise UserError(f"env_id: unknown env {cfg.env_id!r}; `longhorizon envs` lists them")
+    try:
+        apply_wrappers(gym.make(cfg.env_id, **cfg.env_kwargs), cfg.wrappers).close()
+    except (TypeError, ValueError, KeyError) as err:
+        raise UserError(f"env_kwargs: bad knobs or wrappers for {cfg.env_id}: {err}") from None
+    make_strategy(cfg.context, **cfg.context_options)
+    if cfg.model not in MODEL_LOADERS and not (Path(cfg.model) / "config.json").exists():
+        raise UserError(f"model: unknown model {cfg.model!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _mean(records: list[dict[str, float]]) -> dict[str, float]:
+    keys = {k for r in records for k in r}
+    return {k: float(np.mean([r[k] for r in records if k in r])) for k in sorted(keys)}
+
+
+def _eval_record(run_dir: Path, step: int) -> dict[str, float] | None:
+    found = [r for r in read_records(run_dir) if r["step"] == step and "eval/reward_mean" in r]
+    return found[-1] if found else None
+
+
+def _write_trajectories(path: Path, trajectories: list[Trajectory]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_trajectories(tmp, trajectories)
+    os.replace(tmp, path)

@@ -1,0 +1,100 @@
+"""The training config: typed, documented, strict, overridable; the CLI turns mistakes into one line and exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ValidationError
+from typer.testing import CliRunner
+
+from longhorizon.cli import app
+from longhorizon.errors import UserError
+from longhorizon.train import ALGORITHMS, TrainConfig, load_config
+from longhorizon.train.config import resolved_aggregation, resolved_clip_eps, run_config
+
+RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+
+def _models(cls: type[BaseModel]):
+    yield cls
+    for field in cls.model_fields.values():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _models(field.annotation)
+
+
+def test_every_field_has_a_description():
+    for cls in _models(TrainConfig):
+        for name, field in cls.model_fields.items():
+            assert field.description, f"{cls.__name__}.{name}"
+
+
+def test_set_overrides_nested_keys_with_yaml_values():
+    cfg = load_config(None, ["algorithm.kl_coef=0.02", "steps=3", "env_kwargs={horizon: 2}", "lora.enabled=true"])
+    assert cfg.algorithm.kl_coef == 0.02 and cfg.steps == 3 and cfg.env_kwargs == {"horizon": 2} and cfg.lora.enabled
+
+
+@pytest.mark.parametrize("sets,key", [
+    (["algorithm.kl_coeff=0.1"], ("algorithm", "kl_coeff")),
+    (["stepz=3"], ("stepz",)),
+    (["algorithm.name=ppo2"], ("algorithm", "name")),
+    (["steps=-1"], ("steps",)),
+    (["optim.schedule=linear"], ("optim", "schedule")),
+    (["eval.horizons=[0]"], ("eval", "horizons")),
+])
+def test_unknown_keys_and_bad_values_name_the_key(sets, key):
+    with pytest.raises(ValidationError) as err:
+        load_config(None, sets)
+    assert err.value.errors()[0]["loc"] == key
+
+
+def test_loop_forbids_kl_and_eval_seeds_must_be_held_out():
+    with pytest.raises(ValidationError, match="kl_coef must be 0 for loop") as err:
+        load_config(None, ["algorithm.name=loop", "algorithm.kl_coef=0.1"])
+    assert err.value.errors()[0]["loc"] == ("algorithm",)
+    with pytest.raises(ValidationError, match="overlap the training seeds") as err:
+        load_config(None, ["eval.seed=5", "steps=10"])
+    assert err.value.errors()[0]["loc"] == ("eval",)
+
+
+def test_algorithm_defaults_resolve_in_one_place():
+    loop = load_config(None, ["algorithm.name=loop"]).algorithm
+    assert resolved_clip_eps(loop) == (0.1, 0.1) and resolved_aggregation(loop) == "seq-mean-token-mean"
+    grpo = load_config(None, ["algorithm.clip_eps_high=0.28"]).algorithm
+    assert resolved_clip_eps(grpo) == (0.2, 0.28) and resolved_aggregation(grpo) == "token-mean"
+
+
+def test_every_recipe_loads_and_every_algorithm_has_one():
+    names = {load_config(path).algorithm.name for path in RECIPES.glob("*.yaml")}
+    assert (RECIPES / "quickstart.yaml").exists() and names == set(ALGORITHMS)
+
+
+def test_resume_reads_the_run_config(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("steps: 7\nrun_dir: elsewhere\n")
+    cfg = run_config(None, ["algorithm.kl_coef=0.01"], run, None)
+    assert cfg.steps == 7 and cfg.algorithm.kl_coef == 0.01 and cfg.run_dir == str(run)
+    with pytest.raises(UserError):
+        run_config(RECIPES / "quickstart.yaml", [], run, None)
+    with pytest.raises(UserError):
+        run_config(None, [], tmp_path / "nothing", None)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "algorithm.kl_coeff=0.1"], "algorithm.kl_coeff"),
+    (["--set", "steps"], "--set takes KEY=VALUE"),
+    (["--set", "env_id=longhorizon/Nope-v0"], "env_id: unknown env"),
+    (["--set", "env_kwargs.horizon=0"], "env_kwargs: bad knobs"),
+    (["--set", "context=nope"], "unknown context strategy"),
+    (["--set", "model=no-such-model"], "unknown model"),
+])
+def test_cli_reports_one_line_and_exit_code_2(tmp_path, args, message):
+    result = CliRunner().invoke(app, ["train", str(RECIPES / "quickstart.yaml"), "--out", str(tmp_path / "r"), *args])
+    assert result.exit_code == 2
+    assert message in result.output and len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_cli_missing_config_is_a_user_error(tmp_path):
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "cannot read config" in result.output
