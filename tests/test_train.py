@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from longhorizon.cli import app
 from longhorizon.context import make_strategy
 from longhorizon.envs.base import TextEnv
+from longhorizon.errors import UserError
 from longhorizon.models import SamplingParams, TransformersSampler, load_model
 from longhorizon.rollout import ModelPolicy, run_episodes
 from longhorizon.train import ALGORITHMS, load_config, train
@@ -278,3 +279,11 @@ def _actions(run_dir: Path, step: int) -> list[list[int]]:
 
 def _losses(run_dir: Path) -> list[float]:
     return [r[k] for r in read_records(run_dir) for k in sorted(r) if k.startswith(("losses/", "charts/"))]
+
+
+def test_resume_with_a_different_model_setup_is_a_user_error(tmp_path):
+    cfg = tiny_cfg(tmp_path, "steps=1")
+    train(cfg)
+    changed = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": True})})
+    with pytest.raises(UserError, match="does not match"):
+        train(changed, resume=True)
