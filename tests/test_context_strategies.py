@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from longhorizon.cli import app
 from longhorizon.context import EpisodeView, make_strategy
 from longhorizon.context.base import encode
-from longhorizon.context.markovian import Chunk, as_answer, chunk_prompt, generate_chunked
+from longhorizon.context import ChunkPlan
+from longhorizon.rollout.chunked import as_answer, generate_answers, generate_chunked
 from longhorizon.context.memory import LessonStore, rule_lessons
 from longhorizon.context.workspace import INSTRUCTIONS
 from longhorizon.errors import UserError
@@ -142,7 +143,7 @@ def test_chunk_prompts_follow_delethink():
     # C = 6, m = 4, h = 1: chunk 0 makes <= 6 ids; chunk k >= 1 sees q + the first id + the last 3, makes <= 2
     query = [100, 101]
     sampler = QueueSampler(Digits(), [list(range(1, 12))])  # an 11-id answer: chunks of 6, 2, 2, 1
-    (chunks,) = generate_chunked(sampler, [query], SamplingParams(), chunk=6, carryover=4, head=1, max_chunks=9)
+    (chunks,) = generate_chunked(sampler, [query], SamplingParams(), ChunkPlan(chunk=6, carryover=4, head=1, max_chunks=9))
     assert [c.token_ids for c in chunks] == [[1, 2, 3, 4, 5, 6], [7, 8], [9, 10], [11]]
     assert [c.prompt_ids for c in chunks] == [
         [100, 101], [100, 101, 1, 4, 5, 6], [100, 101, 1, 6, 7, 8], [100, 101, 1, 8, 9, 10]]
@@ -150,7 +151,7 @@ def test_chunk_prompts_follow_delethink():
     assert sampler.prompts == [c.prompt_ids for c in chunks]
     # the chunk cap ends the answer even mid-way
     (capped,) = generate_chunked(QueueSampler(Digits(), [list(range(1, 12))]), [query], SamplingParams(),
-                                 chunk=6, carryover=4, head=1, max_chunks=2)
+                                 ChunkPlan(chunk=6, carryover=4, head=1, max_chunks=2))
     assert [c.token_ids for c in capped] == [[1, 2, 3, 4, 5, 6], [7, 8]]
     answer = as_answer(chunks, Digits())
     assert answer.token_ids == list(range(1, 12)) and answer.text == " ".join(map(str, range(1, 12)))
@@ -165,7 +166,7 @@ def test_chunked_rows_rebuild_every_chunk_prompt_and_mask_each_sampled_id_once(t
     sampler = QueueSampler(tok, [body])
     query = markov.build_prompt(EpisodeView(turns=[], observation=OBS[0]), tok)
     assert query == encode(tok, chatml(("user", OBS[0])))
-    (answer,) = markov.generate(sampler, [query], SamplingParams(max_new_tokens=99))
+    (answer,) = generate_answers(sampler, [query], SamplingParams(max_new_tokens=99), markov.chunk_plan())
     n_chunks = len(answer.info["chunk_tokens"])
     assert answer.token_ids == body and n_chunks >= 3 and answer.info["chunk_tokens"][0] == 8
     expected_prompts = [len(query)] + [len(query) + 5] * (n_chunks - 1)  # q, then q + m
@@ -300,6 +301,21 @@ def test_memory_puts_pinned_lessons_in_the_system_prompt_and_writes_new_ones(tin
     assert len(memory.lessons_for(EpisodeView(turns=[], observation=OBS[0], env_id=EXEC))) == 2
 
 
+def test_text_generator_writes_a_lesson_with_the_model(tiny, tmp_path):
+    from longhorizon.models import TransformersSampler
+    from longhorizon.rollout import text_generator
+
+    generate = text_generator(TransformersSampler(tiny.model, tiny.tokenizer, SamplingParams()), max_new_tokens=5)
+    text = generate("Write one lesson.")
+    assert isinstance(text, str) and text == generate("Write one lesson.")  # greedy: the same text twice
+    memory = make_strategy("memory", generate=generate, writer=lambda t: [], path=str(tmp_path / "m.jsonl"))
+    memory.end_episode(Trajectory(env_id=EXEC, seed=0, turns=[Turn(observation="task", action="a")]))
+    expected = [line.strip() for line in generate(
+        "You just finished an episode of " + EXEC + ".\nTask (start): task\nWhat happened: An earlier episode failed "
+        "after 1 turns (reward 0).\nWrite one short lesson (one sentence) for your next attempt.").splitlines() if line.strip()]
+    assert [x.text for x in memory.store.lessons] == expected[:1]
+
+
 def test_memory_wraps_another_base_and_can_use_model_written_lessons(tiny, tmp_path):
     tok = tiny.tokenizer
     prompts: list[str] = []
@@ -313,6 +329,31 @@ def test_memory_wraps_another_base_and_can_use_model_written_lessons(tiny, tmp_p
     view = EpisodeView(turns=[], observation=OBS[0], env_id=EXEC)
     assert memory.build_prompt(view, tok) == encode(tok, chatml(
         ("system", "Lessons from earlier episodes:\n- Check each key twice."), ("user", OBS[0])))
+
+
+def test_memory_state_round_trips_and_frozen_reads_without_writing(tiny, tmp_path):
+    tok = tiny.tokenizer
+    memory = make_strategy("memory", top_k=1, reminder_every=3)  # through the Reminder wrapper too
+    memory.attach(tmp_path)
+    memory.inner.store.add(["Keep a running total."], EXEC, task="add")
+    saved = json.loads(json.dumps(memory.state_dict()))  # JSON-able
+    assert [x["text"] for x in saved["lessons"]] == ["Keep a running total."] and saved["clock"] == 1
+
+    with memory.frozen():
+        metadata: dict = {}
+        turns = play(memory, tok, OBS[:2], ACTS[:2], env_id=EXEC, metadata=metadata)
+        memory.end_episode(Trajectory(env_id=EXEC, seed=0, turns=turns, success=True, metadata=metadata))
+    assert metadata["memory_lessons"] == ["Keep a running total."]  # read...
+    assert memory.state_dict() == saved  # ...but nothing written, no use counted, clock unchanged
+
+    memory.end_episode(Trajectory(env_id=EXEC, seed=0, turns=turns, success=True))  # learning again
+    assert len(memory.state_dict()["lessons"]) == 2
+    memory.load_state_dict(saved)
+    assert memory.state_dict() == saved
+    assert [json.loads(x)["text"] for x in (tmp_path / "memory.jsonl").read_text().splitlines()] == [
+        "Keep a running total."]  # the file follows the restored store
+    with pytest.raises(ValueError, match="keeps no state"):
+        make_strategy("window").load_state_dict(saved)
 
 
 # ------------------------------------------------------------------ reminders, with every strategy

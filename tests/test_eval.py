@@ -23,6 +23,10 @@ def test_horizon_summary_by_hand():
     assert r["mean_turns_survived"] == pytest.approx((3 + 1 + 0) / 3)
     assert r["per_step_accuracy"] == pytest.approx([2 / 3, 2 / 3, 1.0])
     assert r["prefix_accuracy"] == pytest.approx([2 / 3, 1 / 3, 1 / 3])
+    for t, reward in zip(trajs, [3.0, 0.0, 1.5]):
+        t.turns[0].reward = reward
+    r = horizon_summary(trajs, 3)  # rewards 3, 0, 1.5: mean 1.5, sample sd 1.5, SE 1.5 / sqrt(3)
+    assert r["mean_reward"] == pytest.approx(1.5) and r["reward_se"] == pytest.approx(1.5 / math.sqrt(3))
 
 
 def test_horizon_length_interpolates_log_success():

@@ -202,6 +202,21 @@ def _setting(metrics: dict[str, Any], row: dict[str, Any]) -> str:
     return f"{metrics['horizon_knob']}={row['horizon']}" if metrics["horizon_knob"] else "default"
 
 
+@app.command("compare")
+@user_errors
+def compare_cmd(
+    runs: list[Path] = typer.Argument(..., help="eval run directories (as written by `longhorizon eval`)"),
+    out: Path = typer.Option(Path("runs/compare"), help="directory for report.md and comparison.png"),
+    label: list[str] = typer.Option([], "--label", help="a label per run, in order (default: model / context)"),
+    title: str = typer.Option("Context strategies compared", help="report title"),
+) -> None:
+    """Put several horizon evaluations side by side: a markdown report and a plot."""
+    from longhorizon.eval.compare import compare_runs
+
+    report, plot = compare_runs(runs, out, labels=label or None, title=title)
+    console.print(f"report: {report}\nplot: {plot}")
+
+
 # --------------------------------------------------------------------- envs / play
 @app.command("envs")
 @user_errors

@@ -15,7 +15,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from longhorizon.context.base import Answer, ContextStrategy, EpisodeView, StrategyWrapper
+from longhorizon.context.base import ChunkPlan, ContextStrategy, EpisodeView, StrategyWrapper
 from longhorizon.context.full import FullHistory
 from longhorizon.context.markovian import Markovian
 from longhorizon.context.memory import Memory
@@ -58,5 +58,5 @@ def make_strategy(name: str, **options: Any) -> ContextStrategy:
         raise UserError(f"context strategy {name!r}: {err}") from None
 
 
-__all__ = ["Answer", "ContextStrategy", "EpisodeView", "STRATEGIES", "StrategyWrapper", "make_strategy",
+__all__ = ["ChunkPlan", "ContextStrategy", "EpisodeView", "STRATEGIES", "StrategyWrapper", "make_strategy",
            "strategy_options"]

@@ -12,10 +12,16 @@ defaults do nothing special (the model policy calls them; `full` keeps them all)
 
 - `response_prefix(env_prefix)`: the text pre-filled at the start of an answer;
 - `env_action(text)`: the part of the model's text the env is given;
-- `max_new_tokens(params)` / `generate(sampler, prompts, params)`: how one
-  answer is sampled (Delethink's chunked answers span several model calls);
+- `chunk_plan()`: None (one model call per answer), or a `ChunkPlan` saying
+  how one answer spans several model calls and what each call sees
+  (Delethink's chunks). The strategy only describes the calls; `rollout/`
+  makes them (`context/` never samples or scores);
 - `end_episode(trajectory)`: called by the runner as each episode ends;
-- `attach(run_dir)`: called once with the run directory (persistent stores).
+- `attach(run_dir)`: called once with the run directory (persistent stores);
+- `state_dict()` / `load_state_dict(state)`: state carried across episodes
+  (memory's lessons), saved in training checkpoints so a resumed run is exact;
+- `frozen()`: a block in which the strategy learns nothing across episodes
+  (the trainer's held-out evaluation: held-out tasks never reach the store).
 
 Samples and traces: every row from one `to_samples` call belongs to one trace,
 the episode; the caller assigns trace ids (`train.batch.collate` uses the
@@ -24,7 +30,9 @@ episode index as `trace_ids`). Rows carry `metadata["turn"]` (and `"chunk"`).
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,14 +62,34 @@ class EpisodeView:
         return self.turns[0].observation if self.turns else self.observation
 
 
-@dataclass
-class Answer:
-    """One sampled answer: ids, their behaviour log-probs, the decoded text, and facts for the turn's info."""
+def chunk_prompt(query: list[int], answer: list[int], head: int, tail: int) -> list[int]:
+    """Delethink §8: q, then the first `head` ids of chunk 0 and the last `tail` ids of the answer so far."""
+    if not answer:
+        return list(query)
+    return list(query) + answer[:head] + answer[len(answer) - tail:]
 
-    token_ids: list[int]
-    logprobs: list[float]
-    text: str
-    info: dict[str, Any] = field(default_factory=dict)
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """One answer sampled in chunks of C (`chunk`) tokens with Markovian state m (`carryover`).
+
+    Chunk 0 sees the query q and makes <= C ids; chunk k >= 1 sees
+    q + the first `head` ids of the answer + its last m - head ids, and makes
+    <= C - m ids. The answer goes on while a chunk ends at its token cap, for
+    at most `max_chunks` chunks.
+    """
+
+    chunk: int
+    carryover: int
+    head: int
+    max_chunks: int
+
+    def prompt(self, query: list[int], answer_so_far: list[int]) -> list[int]:
+        return chunk_prompt(query, answer_so_far, self.head, self.carryover - self.head)
+
+    def budget(self, k: int) -> int:
+        """New tokens chunk k may make: C, then C - m."""
+        return self.chunk if k == 0 else self.chunk - self.carryover
 
 
 class ContextStrategy(ABC):
@@ -86,19 +114,29 @@ class ContextStrategy(ABC):
         """The part of the model's answer the env is given."""
         return text
 
-    def max_new_tokens(self, params: Any) -> int:
-        """The most tokens one model call may add to a prompt (for the context-length check)."""
-        return int(params.max_new_tokens)
-
-    def generate(self, sampler: Any, prompts: list[list[int]], params: Any) -> list[Answer]:
-        """Sample one answer per prompt."""
-        return [Answer(g.token_ids, g.logprobs, g.text) for g in sampler.generate(prompts, params)]
+    def chunk_plan(self) -> ChunkPlan | None:
+        """How one answer spans several model calls; None: one call, capped by the sampler's max_new_tokens."""
+        return None
 
     def end_episode(self, trajectory: Trajectory) -> None:
         """Called once per finished episode (the runner calls it as each one ends)."""
 
     def attach(self, run_dir: str | Path) -> None:
         """Called once with the run directory, before any episode."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """State carried from episode to episode (JSON-able); stateless strategies have none."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        if state:
+            raise ValueError(f"context strategy {self.name!r} keeps no state, got {sorted(state)}")
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Inside this block, episodes leave no trace in the strategy's state."""
+        yield
 
 
 class StrategyWrapper(ContextStrategy):
@@ -120,17 +158,23 @@ class StrategyWrapper(ContextStrategy):
     def env_action(self, text: str) -> str:
         return self.inner.env_action(text)
 
-    def max_new_tokens(self, params: Any) -> int:
-        return self.inner.max_new_tokens(params)
-
-    def generate(self, sampler: Any, prompts: list[list[int]], params: Any) -> list[Answer]:
-        return self.inner.generate(sampler, prompts, params)
+    def chunk_plan(self) -> ChunkPlan | None:
+        return self.inner.chunk_plan()
 
     def end_episode(self, trajectory: Trajectory) -> None:
         self.inner.end_episode(trajectory)
 
     def attach(self, run_dir: str | Path) -> None:
         self.inner.attach(run_dir)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
+
+    def frozen(self) -> contextlib.AbstractContextManager[None]:
+        return self.inner.frozen()
 
 
 def render(tokenizer: Any, messages: list[dict[str, str]], tools: list[dict] | None, generation_prompt: bool) -> str:

@@ -23,10 +23,10 @@ C (`chunk`) tokens with Markovian state m (`carryover`):
 with h = `head`, until an EOS or stop string ends a chunk or `max_chunks`
 chunks are done. Every model call then sees at most |q| + C tokens. The
 chunks together are ONE env action: the concatenated sampled ids, decoded.
-`generate_chunked` does this for a batch of queries (one sampler call per
-chunk index, all live answers together); the model policy reaches it through
-the strategy's `generate` hook. The turn records `info["policy"]` =
-`{"chunk_tokens": [...], "chunk_prompt_tokens": [...]}`.
+The strategy only declares this (`chunk_plan()`, a `ChunkPlan`); the model
+policy samples it with `rollout.chunked.generate_chunked` (one sampler call
+per chunk index, all live answers together). The turn records
+`info["policy"]` = `{"chunk_tokens": [...], "chunk_prompt_tokens": [...]}`.
 
 Training: every chunk (`chunked`) or turn (`turns`) is its own row: its exact
 prompt ids (mask 0), then its sampled ids (mask 1) carrying the turn's
@@ -55,11 +55,10 @@ Departures from the paper:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 from typing import Any
 
-from longhorizon.context.base import (Answer, ContextStrategy, EpisodeView, chat_ids, encode, per_turn_samples,
-                                      role_of, system_messages, turn_sample)
+from longhorizon.context.base import (ChunkPlan, ContextStrategy, EpisodeView, chat_ids, chunk_prompt, encode,
+                                      per_turn_samples, role_of, system_messages, turn_sample)
 from longhorizon.types import Sample, Trajectory, Turn
 
 CARRY_RE = re.compile(r"<carryover>(.*?)</carryover>", re.DOTALL)
@@ -87,56 +86,6 @@ def markov_messages(episode: EpisodeView, tokenizer: Any, m: int) -> list[dict[s
 
 
 # ---------------------------------------------------------------- within one answer
-@dataclass
-class Chunk:
-    """One model call of a chunked answer: what it saw and what it sampled."""
-
-    prompt_ids: list[int]
-    token_ids: list[int]
-    logprobs: list[float]
-    finish_reason: str
-
-
-def chunk_prompt(query: list[int], answer: list[int], head: int, tail: int) -> list[int]:
-    """Delethink §8: q, then the first `head` ids of chunk 0 and the last `tail` ids of the answer so far."""
-    if not answer:
-        return list(query)
-    return list(query) + answer[:head] + answer[len(answer) - tail:]
-
-
-def generate_chunked(sampler: Any, queries: list[list[int]], params: Any, chunk: int, carryover: int,
-                     head: int, max_chunks: int) -> list[list[Chunk]]:
-    """Delethink chunked generation for a batch of queries; one sampler call per chunk index.
-
-    An answer goes on to the next chunk only when its chunk hit the token cap
-    (finish reason "length"); an EOS or a stop string ends it.
-    """
-    chunks: list[list[Chunk]] = [[] for _ in queries]
-    live = list(range(len(queries)))
-    for k in range(max_chunks):
-        if not live:
-            break
-        budget = chunk if k == 0 else chunk - carryover  # Delethink §8: C, then C - m new tokens
-        prompts = [chunk_prompt(queries[i], answer_ids(chunks[i]), head, carryover - head) for i in live]
-        for i, p, g in zip(live, prompts, sampler.generate(prompts, replace(params, max_new_tokens=budget))):
-            chunks[i].append(Chunk(p, list(g.token_ids), list(g.logprobs), g.finish_reason))
-        live = [i for i in live if chunks[i][-1].finish_reason == "length"]
-    return chunks
-
-
-def answer_ids(chunks: list[Chunk]) -> list[int]:
-    return [i for c in chunks for i in c.token_ids]
-
-
-def as_answer(chunks: list[Chunk], tokenizer: Any) -> Answer:
-    """The chunks as one answer (one env action); chunk sizes go into the turn's info."""
-    ids = answer_ids(chunks)
-    return Answer(token_ids=ids, logprobs=[x for c in chunks for x in c.logprobs],
-                  text=tokenizer.decode(ids, skip_special_tokens=True),
-                  info={"chunk_tokens": [len(c.token_ids) for c in chunks],
-                        "chunk_prompt_tokens": [len(c.prompt_ids) for c in chunks]})
-
-
 def split_chunks(turn: Turn, head: int, tail: int) -> list[tuple[list[int], int, int]]:
     """(prompt ids, start, end) of each chunk of a turn, rebuilt from `Turn.prompt_ids` and the chunk lengths."""
     policy = turn.info.get("policy", {})
@@ -179,14 +128,10 @@ class Markovian(ContextStrategy):
     def build_prompt(self, episode: EpisodeView, tokenizer: Any) -> list[int]:
         return chat_ids(tokenizer, markov_messages(episode, tokenizer, self.carryover), episode.tools)
 
-    def max_new_tokens(self, params: Any) -> int:
-        return self.chunk if self.mode == "chunked" else int(params.max_new_tokens)
-
-    def generate(self, sampler: Any, prompts: list[list[int]], params: Any) -> list[Answer]:
+    def chunk_plan(self) -> ChunkPlan | None:
         if self.mode == "turns":
-            return super().generate(sampler, prompts, params)
-        chunked = generate_chunked(sampler, prompts, params, self.chunk, self.carryover, self.head, self.max_chunks)
-        return [as_answer(c, sampler.tokenizer) for c in chunked]
+            return None
+        return ChunkPlan(chunk=self.chunk, carryover=self.carryover, head=self.head, max_chunks=self.max_chunks)
 
     def to_samples(self, trajectory: Trajectory, turn_advantages: list[float]) -> list[Sample]:
         """One row per turn (`turns`) or per chunk (`chunked`); mask on that row's own sampled ids only."""

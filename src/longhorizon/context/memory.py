@@ -10,7 +10,7 @@ options in `base_options`), which this one wraps.
   `rule_lessons` summarises the outcome (success, turns, reward, first wrong
   turn) and the env's most frequent errors (`info["error"]`, with quoted text
   and numbers normalised so one kind of error is one lesson). With a
-  `generate(prompt) -> str` callable (e.g. `sampler_writer(sampler)`), the
+  `generate(prompt) -> str` callable (e.g. `rollout.text_generator(sampler)`), the
   model also writes one lesson of its own from the same summary.
 - Store: `memory.jsonl` in the run directory (`attach`), or `path`; one
   lesson per line: text, env id, keywords (words of the task it came from),
@@ -26,6 +26,11 @@ options in `base_options`), which this one wraps.
   has none) as "Lessons from earlier episodes:\\n- ...". Prompt tokens, mask 0.
 - Cap and eviction: at most `capacity` lessons; beyond it the least recently
   used (lowest `last_used`, then oldest) go first.
+- Training: the trainer saves the store (`state_dict`) in every checkpoint and
+  puts it back on resume, so lessons written after the last checkpoint by a
+  killed run are dropped and the resumed run is exact. Its held-out
+  evaluations run inside `frozen()`: they read the lessons but write none and
+  count no uses, so held-out tasks never leak into the store.
 
 Training: the base strategy's samples (the lessons are part of the recorded
 prompt ids).
@@ -41,15 +46,17 @@ Departures from MUSE (from its abstract and summaries; code not read):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from longhorizon.context.base import ContextStrategy, EpisodeView, StrategyWrapper, chat_ids
+from longhorizon.context.base import EpisodeView, StrategyWrapper
 from longhorizon.types import Trajectory
 
 KEY = "memory_lessons"
@@ -127,11 +134,16 @@ class LessonStore:
         self.lessons.sort(key=lambda x: (x.last_used, x.created), reverse=True)
         del self.lessons[self.capacity:]
 
-    def retrieve(self, env_id: str, task: str, k: int) -> list[Lesson]:
-        """The k lessons of this env with the most words in common with the task (ties: most recently used)."""
+    def retrieve(self, env_id: str, task: str, k: int, mark: bool = True) -> list[Lesson]:
+        """The k lessons of this env with the most words in common with the task (ties: most recently used).
+
+        With `mark`, they count as used (clock, `last_used`, `uses`); without, the store is left as it was.
+        """
         task_words = words(task)
         same_env = [x for x in self.lessons if x.env_id == env_id]
         ranked = sorted(same_env, key=lambda x: (x.overlap(task_words), x.last_used, x.created), reverse=True)[:k]
+        if not mark:
+            return ranked
         now = self.tick()
         for x in ranked:
             x.last_used, x.uses = now, x.uses + 1
@@ -176,19 +188,6 @@ def model_lesson(trajectory: Trajectory, generate: Callable[[str], str]) -> list
     return [lines[0][:200]] if lines else []
 
 
-def sampler_writer(sampler: Any, max_new_tokens: int = 48) -> Callable[[str], str]:
-    """A `generate(prompt) -> str` from a sampler: the prompt as one user message, greedy."""
-    from longhorizon.models.sampler import SamplingParams
-
-    params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
-
-    def generate(prompt: str) -> str:
-        ids = chat_ids(sampler.tokenizer, [{"role": "user", "content": prompt}], None)
-        return sampler.generate([ids], params)[0].text
-
-    return generate
-
-
 # ---------------------------------------------------------------- the strategy
 class Memory(StrategyWrapper):
     """A base strategy whose system prompt carries the lessons retrieved for this episode."""
@@ -207,6 +206,7 @@ class Memory(StrategyWrapper):
         super().__init__(make_strategy(base, **(base_options or {})))
         self.name, self.store, self.top_k = "memory", LessonStore(path, capacity), top_k
         self.generate_text, self.writer = generate, writer
+        self.learning = True  # False inside `frozen()`
 
     def build_prompt(self, episode: EpisodeView, tokenizer: Any) -> list[int]:
         return self.inner.build_prompt(with_lessons(episode, self.lessons_for(episode)), tokenizer)
@@ -214,17 +214,41 @@ class Memory(StrategyWrapper):
     def lessons_for(self, episode: EpisodeView) -> list[str]:
         """The lessons pinned to this episode, retrieved at its first prompt."""
         if KEY not in episode.metadata:
-            found = self.store.retrieve(episode.env_id, episode.task, self.top_k)
+            found = self.store.retrieve(episode.env_id, episode.task, self.top_k, mark=self.learning)
             episode.metadata[KEY] = [x.text for x in found]
         return list(episode.metadata[KEY])
 
     def end_episode(self, trajectory: Trajectory) -> None:
-        """Write this episode's lessons and save the store."""
+        """Write this episode's lessons and save the store (not while frozen)."""
         self.inner.end_episode(trajectory)
+        if not self.learning:
+            return
         texts = self.writer(trajectory) + (model_lesson(trajectory, self.generate_text) if self.generate_text else [])
         task = trajectory.turns[0].observation if trajectory.turns else ""
         self.store.add(texts, trajectory.env_id, task)
         self.store.save()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole store: lessons and clock (a training checkpoint saves it)."""
+        return {"lessons": [asdict(x) for x in self.store.lessons], "clock": self.store.clock,
+                "inner": self.inner.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put the store back as `state_dict` saw it, and rewrite its file to match."""
+        self.store.lessons = [Lesson(**x) for x in state["lessons"]]
+        self.store.clock = int(state["clock"])
+        self.inner.load_state_dict(state.get("inner", {}))
+        self.store.save()
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Read the store, write nothing: no new lessons, no use counts (held-out evaluation)."""
+        before, self.learning = self.learning, False
+        try:
+            with self.inner.frozen():
+                yield
+        finally:
+            self.learning = before
 
     def attach(self, run_dir: str | Path) -> None:
         """Keep the store in `run_dir/memory.jsonl` unless a `path` was given."""

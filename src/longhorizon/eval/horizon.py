@@ -63,6 +63,7 @@ def horizon_summary(trajectories: list[Trajectory], horizon: int) -> dict[str, A
         "success_rate": p,
         "success_se": math.sqrt(p * (1 - p) / n) if n else float("nan"),
         "mean_reward": float(np.mean([t.total_reward for t in trajectories])) if n else float("nan"),
+        "reward_se": float(np.std([t.total_reward for t in trajectories], ddof=1) / math.sqrt(n)) if n > 1 else 0.0,
         "mean_turns": float(np.mean([len(t.turns) for t in trajectories])) if n else float("nan"),
         "env_metrics": mean_env_metrics(trajectories),
     }

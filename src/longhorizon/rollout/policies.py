@@ -14,9 +14,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from longhorizon.context.base import Answer, ContextStrategy, encode
+from longhorizon.context.base import ContextStrategy, chat_ids, encode
 from longhorizon.errors import UserError
 from longhorizon.models.sampler import SamplingParams, TransformersSampler
+from longhorizon.rollout.chunked import Answer, generate_answers
 from longhorizon.rollout.runner import Action, LiveEpisode
 from longhorizon.types import Trajectory
 
@@ -27,8 +28,9 @@ class ModelPolicy:
     With `prefill=True`, an env's `response_prefix` (e.g. "<answer>") is appended
     to the prompt as forced tokens and prepended to the sampled text, so the env
     parses `prefix + completion`. The prefix tokens are prompt, never loss.
-    The strategy's hooks may change the prefix, how an answer is sampled
-    (Delethink chunks) and which part of it the env sees (see `context/base.py`).
+    The strategy's hooks may change the prefix, how an answer is split into
+    model calls (a `ChunkPlan`: Delethink chunks, sampled here by
+    `rollout.chunked`) and which part of it the env sees (see `context/base.py`).
     """
 
     def __init__(self, sampler: TransformersSampler, strategy: ContextStrategy, prefill: bool = True):
@@ -38,10 +40,11 @@ class ModelPolicy:
         prefixes = [self._prefix(e) for e in episodes]
         tok = self.sampler.tokenizer
         prompts = [self.strategy.build_prompt(e.view(), tok) + encode(tok, p) for e, p in zip(episodes, prefixes)]
-        budget = self.sampler.max_length - self.strategy.max_new_tokens(self.sampler.params)
+        plan = self.strategy.chunk_plan()
+        budget = self.sampler.max_length - (plan.chunk if plan else self.sampler.params.max_new_tokens)
         fits = [i for i, p in enumerate(prompts) if len(p) <= budget]
         params = replace(self.sampler.params, stop=self.sampler.params.stop + _env_stops(episodes))
-        answers = self.strategy.generate(self.sampler, [prompts[i] for i in fits], params) if fits else []
+        answers = generate_answers(self.sampler, [prompts[i] for i in fits], params, plan) if fits else []
         gens = dict(zip(fits, answers))
         return [self._action(prompts[i], prefixes[i], gens.get(i)) for i in range(len(episodes))]
 
@@ -108,6 +111,18 @@ def scripted_policy(spec: str, seed: int = 0) -> Any | None:
     """`oracle` or `noisy-oracle:p` as a policy; None if the spec names no scripted policy."""
     name, _, arg = spec.partition(":")
     return SCRIPTED_POLICIES[name](arg, seed) if name in SCRIPTED_POLICIES else None
+
+
+def text_generator(sampler: TransformersSampler, max_new_tokens: int = 48) -> Callable[[str], str]:
+    """`generate(prompt) -> str` from a sampler: the prompt as one user message, greedy (e.g. for the memory
+    strategy's model-written lessons: `make_strategy("memory", generate=text_generator(sampler))`)."""
+    params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
+
+    def generate(prompt: str) -> str:
+        ids = chat_ids(sampler.tokenizer, [{"role": "user", "content": prompt}], None)
+        return sampler.generate([ids], params)[0].text
+
+    return generate
 
 
 def model_policy(model_spec: str, strategy: ContextStrategy, params: SamplingParams, dtype: str = "float32",

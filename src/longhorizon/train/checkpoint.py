@@ -3,7 +3,8 @@
 A checkpoint holds the trainable weights (every weight, or only the LoRA
 adapters), the value head, the optimizer and scheduler, the reward
 normaliser, every RNG state (python, numpy, torch CPU and CUDA, the
-sampler's call counter), the step and the data position.
+sampler's call counter), the context strategy's state across episodes
+(the memory strategy's lessons), the step and the data position.
 
 Writing is atomic at each level: files go into a temporary directory, which
 is fsync'ed and renamed to `step_NNNNNN`; then `latest` is rewritten through
@@ -45,6 +46,7 @@ class Resumable:
     scheduler: Any
     normalizer: Any  # train.rewards.RewardNormalizer
     sampler: Any  # models.TransformersSampler
+    strategy: Any = None  # context.ContextStrategy (its state_dict: e.g. memory's lessons)
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
@@ -72,7 +74,8 @@ def save_checkpoint(run_dir: Path, state: Resumable, step: int, data_position: i
     _debug_sleep(tmp, step)
     _save(tmp / "optimizer.pt", state.optimizer.state_dict())
     _save(tmp / "state.pt", {"step": step, "data_position": data_position, "scheduler": state.scheduler.state_dict(),
-                             "normalizer": state.normalizer.state_dict(), "rng": rng_state(state.sampler)})
+                             "normalizer": state.normalizer.state_dict(), "rng": rng_state(state.sampler),
+                             "context": state.strategy.state_dict() if state.strategy is not None else {}})
     _fsync_dir(tmp)
     if final.exists():  # a complete but unreferenced leftover of a killed run: `latest` is older
         shutil.rmtree(final)
@@ -98,6 +101,8 @@ def load_checkpoint(path: Path, state: Resumable) -> dict[str, int]:
     state.scheduler.load_state_dict(meta["scheduler"])
     state.normalizer.load_state_dict(meta["normalizer"])
     set_rng_state(meta["rng"], state.sampler)
+    if state.strategy is not None:
+        state.strategy.load_state_dict(meta.get("context", {}))
     return {"step": int(meta["step"]), "data_position": int(meta["data_position"])}
 
 

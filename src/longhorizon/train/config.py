@@ -25,6 +25,9 @@ Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
 # Per-algorithm defaults for the fields left as None (see `resolved_*`).
 DEFAULT_CLIP_EPS = {"loop": 0.1}  # LOOP, apple/ml-loop ppo_epsilon; 0.2 for the others (PPO)
 DEFAULT_AGGREGATION = {"loop": "seq-mean-token-mean"}  # LOOP averages per trajectory; token-mean otherwise
+# Contexts whose episodes split into several rows (chunks / turns) that the paper normalises per trace
+# (Delethink, seq-mean-token-norm-trace-length); they default to "trace-length" whatever the algorithm.
+TRACE_CONTEXTS = ("markovian",)
 
 
 class Section(BaseModel):
@@ -41,7 +44,7 @@ class AlgorithmConfig(Section):
     clip_eps_high: float | None = Field(None, gt=0, description="upper clip (DAPO clip-higher); None = clip_eps")
     kl_coef: float = Field(0.0, ge=0, description="KL(pi || pi_ref) weight: in the loss (grpo, rloo) or reward (reinforce++, ppo)")
     kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator (Schulman 2020): k1, k2 or k3")
-    aggregation: Aggregation | None = Field(None, description="token-loss reduction; None = seq-mean-token-mean for loop, token-mean otherwise")
+    aggregation: Aggregation | None = Field(None, description="token-loss reduction; None = trace-length with the markovian context, else seq-mean-token-mean for loop, token-mean otherwise")
     credit: Literal["outcome", "per_turn"] = Field("outcome", description="outcome: the episode return goes to every turn; per_turn: discounted return-to-go of turn rewards")
     turn_gamma: float = Field(1.0, ge=0, le=1, description="per_turn credit: discount per turn")
     loop_abs_threshold: float = Field(0.01, ge=0, description="loop: drop rollouts with |A| below this")
@@ -161,8 +164,13 @@ def resolved_clip_eps(cfg: AlgorithmConfig) -> tuple[float, float]:
     return low, cfg.clip_eps_high if cfg.clip_eps_high is not None else low
 
 
-def resolved_aggregation(cfg: AlgorithmConfig) -> str:
-    return cfg.aggregation or DEFAULT_AGGREGATION.get(cfg.name, "token-mean")
+def resolved_aggregation(cfg: AlgorithmConfig, context: str = "full") -> str:
+    """The loss aggregation: as set; else per trace for Markovian (Delethink) contexts; else the algorithm's."""
+    if cfg.aggregation:
+        return cfg.aggregation
+    if context in TRACE_CONTEXTS:
+        return "trace-length"
+    return DEFAULT_AGGREGATION.get(cfg.name, "token-mean")
 
 
 # ------------------------------------------------------------------ loading

@@ -44,7 +44,7 @@ def held_out_eval(cfg: TrainConfig, model: Any, tokenizer: Any, strategy: Contex
     hcfg = HorizonEvalConfig(
         model=cfg.model, env_id=cfg.env_id, horizons=horizons, horizon_knob=knob, episodes=cfg.eval.episodes,
         env_kwargs={k: v for k, v in cfg.env_kwargs.items() if k != knob}, wrappers=cfg.wrappers,
-        context=cfg.context, temperature=cfg.eval.temperature, max_new_tokens=cfg.max_new_tokens, dtype=cfg.dtype,
+        context=cfg.context, context_options=cfg.context_options, temperature=cfg.eval.temperature, max_new_tokens=cfg.max_new_tokens, dtype=cfg.dtype,
         prefill=cfg.prefill, seed=cfg.eval.seed)
     params = SamplingParams(temperature=cfg.eval.temperature, max_new_tokens=cfg.max_new_tokens,
                             stop=tuple(cfg.stop), seed=cfg.eval.seed)

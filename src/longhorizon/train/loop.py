@@ -70,8 +70,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
     run = _prepare_run_dir(cfg, resume)
     algo = ALGORITHMS[cfg.algorithm.name]
     strategy = make_strategy(cfg.context, **cfg.context_options)
-    if hasattr(strategy, "attach"):
-        strategy.attach(run.path)
+    strategy.attach(run.path)
     _seed_everything(cfg.seed)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -82,7 +81,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
     sampler = TransformersSampler(models.model, models.tokenizer, params)
     policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
     normalizer = RewardNormalizer(cfg.algorithm.reward_norm, cfg.algorithm.reward_clip)
-    state = Resumable(models, optimizer, scheduler, normalizer, sampler)
+    state = Resumable(models, optimizer, scheduler, normalizer, sampler, strategy)
     step, position, resume_step = 0, 0, None
     if resume:
         checkpoint = latest_checkpoint(run.path)
@@ -99,7 +98,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
 
     def evaluate(at: int) -> None:
         models.model.eval()
-        with autocast(cfg):
+        with autocast(cfg), strategy.frozen():  # held-out episodes never reach a memory store
             trajectories, metrics = held_out_eval(cfg, models.model, models.tokenizer, strategy)
         _write_trajectories(run.path / "eval" / f"step_{at:06d}.jsonl", trajectories)
         record(at, metrics)

@@ -43,7 +43,7 @@ def policy_loss_kwargs(name: str, cfg: AlgorithmConfig) -> dict[str, float]:
 
 def minibatch_backward(models: Models, batch: Batch, rows: Tensor, cfg: TrainConfig, algo: Algorithm) -> Metrics:
     """Accumulate d(minibatch loss)/d(params) into `.grad` over micro-batches; return weighted-mean metrics."""
-    agg = resolved_aggregation(cfg.algorithm)
+    agg = resolved_aggregation(cfg.algorithm, cfg.context)
     total = loss_units(batch.loss_mask[rows], batch.row_episode[rows], agg)  # every row counts in the mean
     live = rows[has_gradient(batch, rows, cfg, algo)]
     metrics: Metrics = {}
@@ -77,7 +77,7 @@ def has_gradient(batch: Batch, rows: Tensor, cfg: TrainConfig, algo: Algorithm) 
 
 def microbatch_loss(models: Models, mb: Batch, cfg: TrainConfig, algo: Algorithm) -> tuple[Tensor, Metrics]:
     """Policy loss (+ KL to the reference, + value loss) of one micro-batch; tensors (b, t)."""
-    a, agg = cfg.algorithm, resolved_aggregation(cfg.algorithm)
+    a, agg = cfg.algorithm, resolved_aggregation(cfg.algorithm, cfg.context)
     device = next(models.model.parameters()).device
     mb = _to(mb, device)
     out = token_forward(models.model, mb.input_ids, mb.attention_mask, mb.loss_mask, cfg.temperature,
