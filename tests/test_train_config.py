@@ -98,3 +98,23 @@ def test_cli_reports_one_line_and_exit_code_2(tmp_path, args, message):
 def test_cli_missing_config_is_a_user_error(tmp_path):
     result = CliRunner().invoke(app, ["train", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2 and "cannot read config" in result.output
+
+
+def test_context_can_be_a_mapping_with_its_options(tmp_path):
+    from longhorizon.eval import HorizonEvalConfig
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("context: {name: markovian, mode: chunked, chunk: 64, carryover: 16, head: 4}\n")
+    cfg = load_config(recipe, [])
+    assert cfg.context == "markovian" and cfg.context_options == {"mode": "chunked", "chunk": 64, "carryover": 16,
+                                                                   "head": 4}
+    assert load_config(None, ["context={name: window, k: 2}"]).context_options == {"k": 2}
+    assert load_config(None, ["context=window", "context_options={k: 3}"]).context_options == {"k": 3}
+    ev = HorizonEvalConfig(context={"name": "window", "k": 2})
+    assert (ev.context, ev.context_options) == ("window", {"k": 2})
+    with pytest.raises(ValidationError, match="needs a name"):
+        HorizonEvalConfig(context={"k": 2})
+    with pytest.raises(ValidationError, match="not both"):
+        load_config(None, ["context={name: window, k: 2}", "context_options={k: 3}"])
+    result = CliRunner().invoke(app, ["train", str(recipe), "--set", "context={k: 2}", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "needs a name" in result.output

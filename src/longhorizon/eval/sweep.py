@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from longhorizon.eval.horizon import horizon_length, horizon_summary
 from longhorizon.rollout.runner import EpisodeSpec, Policy, run_episodes
@@ -37,6 +37,13 @@ class HorizonEvalConfig(BaseModel):
     prefill: bool = Field(True, description="pre-fill the env's response prefix (e.g. <answer>) in each model turn")
     s: float = Field(0.5, gt=0, lt=1, description="success threshold for the horizon length H_s")
     seed: int = Field(0, description="episode i of every horizon uses env seed `seed + i`; also the sampling seed")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _context_mapping(cls, data: Any) -> Any:
+        from longhorizon.context import nested_context
+
+        return nested_context(data)
 
     @field_validator("context")
     @classmethod

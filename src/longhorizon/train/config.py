@@ -115,7 +115,8 @@ class TrainConfig(Section):
     env_id: str = Field("longhorizon/Execution-v0", description="registered Gymnasium env id")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="env knobs, e.g. horizon, dict_size")
     wrappers: list[dict[str, Any]] = Field(default_factory=list, description='feedback wrappers, innermost first: [{"name": "try_again", "max_attempts": 3}]')
-    context: str = Field("full", description="context strategy (see longhorizon.context.STRATEGIES)")
+    context: str = Field("full", description="context strategy (see longhorizon.context.STRATEGIES); "
+                         "or a mapping with its options, {name: markovian, mode: chunked, chunk: 256}")
     context_options: dict[str, Any] = Field(default_factory=dict, description="options of the context strategy, e.g. {k: 4} for window")
     prefill: bool = Field(True, description="pre-fill the env's response prefix (e.g. <answer>) as prompt tokens")
     stop: list[str] = Field(default_factory=list, description="extra stop strings (the env's own, e.g. </answer>, always apply)")
@@ -136,6 +137,13 @@ class TrainConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA adapters (off = full fine-tune)")
     eval: EvalSettings = Field(default_factory=EvalSettings, description="held-out evaluation")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _context_mapping(cls, data: Any) -> Any:
+        from longhorizon.context import nested_context
+
+        return nested_context(data)
 
     @field_validator("eval")
     @classmethod
