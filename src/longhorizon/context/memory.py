@@ -26,7 +26,7 @@ options in `base_options`), which this one wraps.
   has none) as "Lessons from earlier episodes:\\n- ...". Prompt tokens, mask 0.
 - Cap and eviction: at most `capacity` lessons; beyond it the least recently
   used (lowest `last_used`, then oldest) go first.
-- Training: the trainer saves the store (`state_dict`) in every checkpoint and
+- Checkpoints: the trainer saves the store (`state_dict`) in every checkpoint and
   puts it back on resume, so lessons written after the last checkpoint by a
   killed run are dropped and the resumed run is exact. Its held-out
   evaluations run inside `frozen()`: they read the lessons but write none and
@@ -234,7 +234,9 @@ class Memory(StrategyWrapper):
                 "inner": self.inner.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Put the store back as `state_dict` saw it, and rewrite its file to match."""
+        """Put the store back as `state_dict` saw it, and rewrite its file to match ({}: keep the store as is)."""
+        if not state:
+            return  # a checkpoint written before stores were saved in it
         self.store.lessons = [Lesson(**x) for x in state["lessons"]]
         self.store.clock = int(state["clock"])
         self.inner.load_state_dict(state.get("inner", {}))
