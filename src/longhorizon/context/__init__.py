@@ -58,19 +58,5 @@ def make_strategy(name: str, **options: Any) -> ContextStrategy:
         raise UserError(f"context strategy {name!r}: {err}") from None
 
 
-def nested_context(data: Any) -> Any:
-    """Config pre-validation: `context: {name: markovian, carryover: 8}` means
-    `context: markovian` + `context_options: {carryover: 8}` (both spellings are accepted)."""
-    if not isinstance(data, dict) or not isinstance(data.get("context"), dict):
-        return data
-    options = dict(data["context"])
-    if "name" not in options:
-        raise ValueError("context needs a name, e.g. context: {name: markovian, mode: chunked, chunk: 256}")
-    if data.get("context_options"):
-        raise ValueError("give the context options either inside context: {name: ..., ...} or as "
-                         "context_options, not both")
-    return {**data, "context": options.pop("name"), "context_options": options}
-
-
 __all__ = ["ChunkPlan", "ContextStrategy", "EpisodeView", "STRATEGIES", "StrategyWrapper", "make_strategy",
-           "nested_context", "strategy_options"]
+           "strategy_options"]

@@ -97,12 +97,13 @@ def mean_step_accuracy(row: dict[str, Any]) -> float | None:
     return sum(acc) / len(acc) if acc else None
 
 
-def _fmt(x: float | None, digits: int = 3) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+def _fmt(x: float | None, spec: str = ".3f") -> str:
+    """x formatted, or a dash when it is missing or NaN."""
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def _fmt_g(x: float | None) -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+def _env_metrics(row: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {_fmt(v, '.4g')}" for k, v in (row.get("env_metrics") or {}).items())
 
 
 def markdown(runs: list[EvalRun], title: str, plot_name: str) -> str:
@@ -122,10 +123,10 @@ def markdown(runs: list[EvalRun], title: str, plot_name: str) -> str:
                 lines.append(
                     f"| {run.label} | {row['horizon']} | {row['episodes']} "
                     f"| {_fmt(row['success_rate'])} ± {_fmt(row['success_se'])} "
-                    f"| {_fmt_g(row['mean_reward'])} ± {_fmt_g(row.get('reward_se'))} "
-                    f"| {_fmt(mean_step_accuracy(row))} | {_fmt(row.get('mean_turns_survived'), 2)} "
-                    f"| {_fmt(row.get('mean_turns'), 1)} | {tokens} "
-                    f"| {', '.join(f'{k} {_fmt_g(v)}' for k, v in (row.get('env_metrics') or {}).items())} |")
+                    f"| {_fmt(row['mean_reward'], '.4g')} ± {_fmt(row.get('reward_se'), '.4g')} "
+                    f"| {_fmt(mean_step_accuracy(row))} | {_fmt(row.get('mean_turns_survived'), '.2f')} "
+                    f"| {_fmt(row.get('mean_turns'), '.1f')} | {tokens} "
+                    f"| {_env_metrics(row)} |")
         lines.append("")
         lines.append("H_s and wall time: " + "; ".join(f"{run.label}: {h_text(run.metrics)}"
                                                         + (f", {run.metrics['wall_seconds']:.0f} s"

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from longhorizon.context.settings import ContextSettings, context_field, context_options_field
 from longhorizon.eval.horizon import horizon_length, horizon_summary
 from longhorizon.rollout.runner import EpisodeSpec, Policy, run_episodes
 from longhorizon.types import Trajectory, Turn
 
 
-class HorizonEvalConfig(BaseModel):
+class HorizonEvalConfig(ContextSettings):
     """Everything that defines a horizon evaluation (written to runs/NAME/config.yaml)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -28,8 +29,8 @@ class HorizonEvalConfig(BaseModel):
     episodes: int = Field(16, ge=1, description="episodes per horizon")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="other env knobs, e.g. turn_complexity")
     wrappers: list[dict[str, Any]] = Field(default_factory=list, description='feedback wrappers, innermost first: [{"name": "try_again", "max_attempts": 3}]')
-    context: str = Field("full", description="context strategy name")
-    context_options: dict[str, Any] = Field(default_factory=dict, description='options of the context strategy, e.g. {"k": 4}')
+    context: str = context_field()
+    context_options: dict[str, Any] = context_options_field()
     temperature: float = Field(0.0, ge=0, description="sampling temperature; 0 is greedy")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling threshold")
     max_new_tokens: int = Field(24, ge=1, description="token cap per model turn")
@@ -37,35 +38,6 @@ class HorizonEvalConfig(BaseModel):
     prefill: bool = Field(True, description="pre-fill the env's response prefix (e.g. <answer>) in each model turn")
     s: float = Field(0.5, gt=0, lt=1, description="success threshold for the horizon length H_s")
     seed: int = Field(0, description="episode i of every horizon uses env seed `seed + i`; also the sampling seed")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _context_mapping(cls, data: Any) -> Any:
-        from longhorizon.context import nested_context
-
-        return nested_context(data)
-
-    @field_validator("context")
-    @classmethod
-    def _known_context(cls, v: str) -> str:
-        from longhorizon.context import STRATEGIES
-
-        if v not in STRATEGIES:
-            raise ValueError(f"unknown context strategy {v!r}; choose from {', '.join(STRATEGIES)}")
-        return v
-
-    @field_validator("context_options")
-    @classmethod
-    def _known_context_options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        from longhorizon.context import make_strategy
-        from longhorizon.errors import UserError
-
-        if "context" in info.data:  # else the context name itself was rejected
-            try:
-                make_strategy(info.data["context"], **v)
-            except UserError as err:
-                raise ValueError(str(err)) from None
-        return v
 
     @field_validator("horizons")
     @classmethod

@@ -46,7 +46,7 @@ class Resumable:
     scheduler: Any
     normalizer: Any  # train.rewards.RewardNormalizer
     sampler: Any  # models.TransformersSampler
-    strategy: Any = None  # context.ContextStrategy (its state_dict: e.g. memory's lessons)
+    strategy: Any  # context.ContextStrategy (its state_dict: e.g. memory's lessons)
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
@@ -75,7 +75,7 @@ def save_checkpoint(run_dir: Path, state: Resumable, step: int, data_position: i
     _save(tmp / "optimizer.pt", state.optimizer.state_dict())
     _save(tmp / "state.pt", {"step": step, "data_position": data_position, "scheduler": state.scheduler.state_dict(),
                              "normalizer": state.normalizer.state_dict(), "rng": rng_state(state.sampler),
-                             "context": state.strategy.state_dict() if state.strategy is not None else {}})
+                             "context": state.strategy.state_dict()})
     _fsync_dir(tmp)
     if final.exists():  # a complete but unreferenced leftover of a killed run: `latest` is older
         shutil.rmtree(final)
@@ -101,8 +101,7 @@ def load_checkpoint(path: Path, state: Resumable) -> dict[str, int]:
     state.scheduler.load_state_dict(meta["scheduler"])
     state.normalizer.load_state_dict(meta["normalizer"])
     set_rng_state(meta["rng"], state.sampler)
-    if state.strategy is not None:
-        state.strategy.load_state_dict(meta.get("context", {}))
+    state.strategy.load_state_dict(meta.get("context", {}))  # {} in checkpoints from before it was saved
     return {"step": int(meta["step"]), "data_position": int(meta["data_position"])}
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from longhorizon.context.settings import ContextSettings, context_field, context_options_field
 from longhorizon.errors import UserError
 
 AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo"]
@@ -104,7 +105,7 @@ class EvalSettings(Section):
         return v
 
 
-class TrainConfig(Section):
+class TrainConfig(Section, ContextSettings):
     """Everything that defines a training run (written to RUN_DIR/config.yaml)."""
 
     model: str = Field("smollm2-135m", description="smollm2-135m, tiny-random, or a local HF model directory")
@@ -115,9 +116,8 @@ class TrainConfig(Section):
     env_id: str = Field("longhorizon/Execution-v0", description="registered Gymnasium env id")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="env knobs, e.g. horizon, dict_size")
     wrappers: list[dict[str, Any]] = Field(default_factory=list, description='feedback wrappers, innermost first: [{"name": "try_again", "max_attempts": 3}]')
-    context: str = Field("full", description="context strategy (see longhorizon.context.STRATEGIES); "
-                         "or a mapping with its options, {name: markovian, mode: chunked, chunk: 256}")
-    context_options: dict[str, Any] = Field(default_factory=dict, description="options of the context strategy, e.g. {k: 4} for window")
+    context: str = context_field()
+    context_options: dict[str, Any] = context_options_field()
     prefill: bool = Field(True, description="pre-fill the env's response prefix (e.g. <answer>) as prompt tokens")
     stop: list[str] = Field(default_factory=list, description="extra stop strings (the env's own, e.g. </answer>, always apply)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of training rollouts (the loss uses the same)")
@@ -137,13 +137,6 @@ class TrainConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA adapters (off = full fine-tune)")
     eval: EvalSettings = Field(default_factory=EvalSettings, description="held-out evaluation")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _context_mapping(cls, data: Any) -> Any:
-        from longhorizon.context import nested_context
-
-        return nested_context(data)
 
     @field_validator("eval")
     @classmethod
