@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from longhorizon.envs.discovery import DiscoveryEnv, parse_results
+from longhorizon.envs.discovery import DiscoveryEnv
+from longhorizon.envs.tools import parse_results
 from longhorizon.envs.discovery_genetics import GeneticsWorld, alleles
 from longhorizon.envs.discovery_grid import EFFECTS, GridWorld, Moment
 from longhorizon.envs.discovery_sequence import LIBRARY, Run, probe

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from longhorizon.envs.discovery import parse_results
+from longhorizon.envs.tools import parse_results
 from longhorizon.envs.travel import (
     COMMONSENSE,
     Attraction,

@@ -74,16 +74,11 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from longhorizon.envs.base import clip_text
-from longhorizon.envs.tools import ToolCall, ToolEnv, ToolError, ToolResult, function_schema
-
-MAX_NOTE_CHARS = 2000
-RESULT_LINE_RE = re.compile(r"^\[(\w+)\] (\{.*\})$")
+from longhorizon.envs.tools import Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, function_schema
 
 
 class World(Protocol):
@@ -102,51 +97,6 @@ class World(Protocol):
 
 class Oracle(Protocol):
     def next_call(self, observation: str) -> ToolCall: ...
-
-
-def parse_results(observation: str) -> list[tuple[str, dict[str, Any]]]:
-    """The successful tool results in an observation, as (tool name, JSON payload); errors are skipped.
-
-    Every discovery/travel tool answers with one line of JSON, so a result is one `[name] {...}` line.
-    """
-    found = []
-    for line in observation.splitlines():
-        match = RESULT_LINE_RE.match(line)
-        if match:
-            try:
-                payload = json.loads(match.group(2))
-            except json.JSONDecodeError:
-                continue
-            if isinstance(payload, dict):
-                found.append((match.group(1), payload))
-    return found
-
-
-def dumps(payload: dict[str, Any]) -> str:
-    """A tool result: compact one-line JSON."""
-    return json.dumps(payload, separators=(", ", ": "))
-
-
-class Notebook:
-    """The `notes` tool: the agent's own scratchpad, kept for the whole episode."""
-
-    schema = function_schema(
-        "notes",
-        "Your notebook. action='add' appends `text` as a new note; action='read' returns every note so far.",
-        {"action": {"type": "string", "enum": ["add", "read"]}, "text": {"type": "string"}},
-        required=["action"],
-    )
-
-    def __init__(self) -> None:
-        self.entries: list[str] = []
-
-    def __call__(self, action: str, text: str | None = None) -> str:
-        if action == "read":
-            return dumps({"notes": self.entries})
-        if not text or not text.strip():
-            raise ToolError("notes(action='add') needs a non-empty `text`")
-        self.entries.append(clip_text(text, MAX_NOTE_CHARS))
-        return dumps({"added": len(self.entries), "notes_total": len(self.entries)})
 
 
 WORLD_MODULES = {world: f"longhorizon.envs.discovery_{world}" for world in ("grid", "sequence", "genetics")}

@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from longhorizon.envs.discovery import dumps, parse_results
-from longhorizon.envs.tools import ToolCall, ToolError, function_schema
+from longhorizon.envs.tools import ToolCall, ToolError, dumps, function_schema, parse_results
 
 GENES: list[tuple[str, str, list[str]]] = [
     ("color", "C", ["red", "blue", "white"]),

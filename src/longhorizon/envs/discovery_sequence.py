@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from longhorizon.envs.discovery import dumps, parse_results
-from longhorizon.envs.tools import ToolCall, ToolError, function_schema
+from longhorizon.envs.tools import ToolCall, ToolError, dumps, function_schema, parse_results
 
 ALPHABET = "ABCDE"
 

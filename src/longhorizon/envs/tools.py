@@ -27,6 +27,9 @@ Protocol rules, shared by every tool env:
 - The observation is the results as one text block; each result is labelled
   with its tool name: `[name] <result>` or `[name] Error: <message>`. Results
   come back as a `tool` role message: `info["role"] == "tool"`.
+- Shared by the envs whose tools answer with one line of JSON (Discovery,
+  Travel): `dumps` (that line), `parse_results` (the `[name] {...}` results of
+  an observation) and `Notebook` (the agent's `notes` tool).
 """
 
 from __future__ import annotations
@@ -393,3 +396,54 @@ def format_results(results: list[ToolResult]) -> str:
 def _format_result(result: ToolResult) -> str:
     label = f"[{clip_text(result.name, 60)}] " if result.name else ""
     return f"{label}{'' if result.ok else 'Error: '}{result.text}"
+
+
+# ---------------------------------------------------------------- shared by the JSON-result tool envs
+# (Discovery, Travel): every tool answers with one line of JSON, shown as `[name] {...}`.
+MAX_NOTE_CHARS = 2000
+RESULT_LINE_RE = re.compile(r"^\[(\w+)\] (\{.*\})$")
+
+
+def parse_results(observation: str) -> list[tuple[str, dict[str, Any]]]:
+    """The successful tool results in an observation, as (tool name, JSON payload); errors are skipped.
+
+    Every discovery/travel tool answers with one line of JSON, so a result is one `[name] {...}` line.
+    """
+    found = []
+    for line in observation.splitlines():
+        match = RESULT_LINE_RE.match(line)
+        if match:
+            try:
+                payload = json.loads(match.group(2))
+            except json.JSONDecodeError:
+                continue
+            if isinstance(payload, dict):
+                found.append((match.group(1), payload))
+    return found
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    """A tool result: compact one-line JSON."""
+    return json.dumps(payload, separators=(", ", ": "))
+
+
+class Notebook:
+    """The `notes` tool: the agent's own scratchpad, kept for the whole episode."""
+
+    schema = function_schema(
+        "notes",
+        "Your notebook. action='add' appends `text` as a new note; action='read' returns every note so far.",
+        {"action": {"type": "string", "enum": ["add", "read"]}, "text": {"type": "string"}},
+        required=["action"],
+    )
+
+    def __init__(self) -> None:
+        self.entries: list[str] = []
+
+    def __call__(self, action: str, text: str | None = None) -> str:
+        if action == "read":
+            return dumps({"notes": self.entries})
+        if not text or not text.strip():
+            raise ToolError("notes(action='add') needs a non-empty `text`")
+        self.entries.append(clip_text(text, MAX_NOTE_CHARS))
+        return dumps({"added": len(self.entries), "notes_total": len(self.entries)})

@@ -95,8 +95,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from longhorizon.envs.base import clip_text
-from longhorizon.envs.discovery import Notebook, dumps, parse_results
-from longhorizon.envs.tools import ToolCall, ToolEnv, ToolError, ToolResult, function_schema
+from longhorizon.envs.tools import (Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, function_schema,
+                                   parse_results)
 
 # -- vocabulary --------------------------------------------------------------------------------------
 
