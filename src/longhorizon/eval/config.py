@@ -62,11 +62,24 @@ HorizonEvalConfig = EvalConfig  # the name it had before training shared it
 
 def load_eval_config(path: str | Path | None, overrides: list[str] = (),
                      shorthands: dict[str, Any] | None = None) -> EvalConfig:
-    """Defaults < the YAML file < the shorthand flags ({"env_kwargs.dict_size": 5, ...}) < `--set` overrides."""
-    data = read_yaml(path) if path is not None else {}
+    """Defaults < the YAML file < the shorthand flags ({"env_kwargs.dict_size": 5, ...}) < `--set` overrides.
+
+    A file's `context: {name: ..., k: ...}` is split into `context` and `context_options` first, so
+    `--context-opt` / `--set context_options.X=...` add to the options it gives.
+    """
+    data = split_context(read_yaml(path) if path is not None else {})
     for key, value in (shorthands or {}).items():
         set_key(data, key, value)
     return EvalConfig.model_validate(apply_overrides(data, list(overrides)))
+
+
+def split_context(data: dict[str, Any]) -> dict[str, Any]:
+    """{context: {name: window, k: 4}} -> {context: window, context_options: {k: 4}} (else unchanged)."""
+    context = data.get("context")
+    if not isinstance(context, dict) or "name" not in context or data.get("context_options"):
+        return data  # the config's own validation explains what is wrong, if anything
+    options = dict(context)
+    return {**data, "context": options.pop("name"), "context_options": options}
 
 
 def resolve(cfg: EvalConfig) -> EvalConfig:
