@@ -21,15 +21,13 @@ Config = TypeVar("Config", bound=BaseModel)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML file (an empty file is an empty mapping)."""
+    """The mapping in a YAML file."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
         raise UserError(f"cannot read config {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
         raise UserError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if data is None:
-        return {}
     if not isinstance(data, dict):
         raise UserError(f"{path} must hold a mapping of config keys")
     return data
