@@ -14,7 +14,7 @@ from longhorizon.eval import EvalConfig, load_eval_config, resolve
 from longhorizon.train.config import load_config
 
 runner = CliRunner()
-RECIPE = Path(__file__).parent.parent / "recipes" / "eval_execution.yaml"
+RECIPE = Path(__file__).parent.parent / "recipes" / "eval" / "execution.yaml"
 
 
 def write(tmp_path: Path, text: str) -> Path:

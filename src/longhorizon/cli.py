@@ -86,7 +86,7 @@ def progress_bar(unit: str = "turns") -> Progress:
 @app.command("eval")
 @user_errors
 def eval_cmd(
-    config: Optional[Path] = typer.Argument(None, help="eval config (YAML), e.g. recipes/eval_execution.yaml; default: the built-in defaults"),
+    config: Optional[Path] = typer.Argument(None, help="eval config (YAML), e.g. recipes/eval/execution.yaml; default: the built-in defaults"),
     set_: list[str] = typer.Option([], "--set", help="override a config key, KEY=VALUE (repeatable), e.g. env_kwargs.dict_size=5"),
     model: Optional[str] = typer.Option(None, help="[model] smollm2-135m | tiny-random | oracle | noisy-oracle:P | path to a HF model dir"),
     env: Optional[str] = typer.Option(None, "--env", help="[env_id] registered env id (see `longhorizon envs`)"),

@@ -1,6 +1,6 @@
 """Reading typed configs: a YAML file, then `--set KEY=VALUE` overrides (the train and eval configs alike).
 
-    data = apply_overrides(read_yaml("recipes/eval_execution.yaml"), ["episodes=8", "env_kwargs.dict_size=5"])
+    data = apply_overrides(read_yaml("recipes/eval/execution.yaml"), ["episodes=8", "env_kwargs.dict_size=5"])
     cfg = EvalConfig.model_validate(data)
 
 A missing file, malformed YAML or a malformed `--set` raises `UserError`;

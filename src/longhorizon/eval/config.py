@@ -1,7 +1,7 @@
 """The evaluation config: one typed class for `longhorizon eval CONFIG.yaml --set ...` and the
 training config's held-out `eval:` section.
 
-    cfg = load_eval_config("recipes/eval_execution.yaml", ["episodes=8"])
+    cfg = load_eval_config("recipes/eval/execution.yaml", ["episodes=8"])
     cfg = resolve(cfg)  # the horizon knob and horizons made concrete for cfg.env_id
 
 In a training config, the keys the `eval:` section leaves out come from the

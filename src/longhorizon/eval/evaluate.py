@@ -1,6 +1,6 @@
 """`longhorizon eval`: one `EvalConfig` in, a run directory out.
 
-    metrics, plot = run(load_eval_config("recipes/eval_execution.yaml", ["episodes=8"]))
+    metrics, plot = run(load_eval_config("recipes/eval/execution.yaml", ["episodes=8"]))
 
 writes RUN_DIR/config.yaml (the resolved config that ran), metrics.json,
 trajectories.jsonl and horizon.png. The env and its wrappers are checked at
