@@ -88,29 +88,29 @@ def progress_bar(unit: str = "turns") -> Progress:
 def eval_cmd(
     config: Optional[Path] = typer.Argument(None, help="eval config (YAML), e.g. recipes/eval/execution.yaml; default: the built-in defaults"),
     set_: list[str] = typer.Option([], "--set", help="override a config key, KEY=VALUE (repeatable), e.g. env_kwargs.dict_size=5"),
-    model: Optional[str] = typer.Option(None, help="[model] smollm2-135m | tiny-random | oracle | noisy-oracle:P | path to a HF model dir"),
-    env: Optional[str] = typer.Option(None, "--env", help="[env_id] registered env id (see `longhorizon envs`)"),
-    horizons: Optional[str] = typer.Option(None, help="[horizons] comma-separated horizons, e.g. 1,2,4,8"),
-    episodes: Optional[int] = typer.Option(None, help="[episodes] episodes per horizon"),
-    turn_complexity: Optional[int] = typer.Option(None, help="[env_kwargs.turn_complexity] keys per turn (Execution's K)"),
-    temperature: Optional[float] = typer.Option(None, help="[temperature] sampling temperature (0 = greedy)"),
-    top_p: Optional[float] = typer.Option(None, help="[top_p] nucleus sampling threshold"),
-    max_new_tokens: Optional[int] = typer.Option(None, help="[max_new_tokens] token cap per model turn"),
-    context: Optional[str] = typer.Option(None, help="[context] context strategy: full, window, markovian, workspace, memory"),
-    context_opt: list[str] = typer.Option([], "--context-opt", help="[context_options.KEY] context strategy option KEY=VALUE, e.g. k=4 (repeatable)"),
-    dtype: Optional[str] = typer.Option(None, help="[dtype] float32 or bfloat16 (about 3x faster on CPUs with AVX512-BF16)"),
-    s: Optional[float] = typer.Option(None, "--s", help="[s] success threshold for H_s"),
-    seed: Optional[int] = typer.Option(None, help="[seed] base env seed and sampling seed"),
-    prefill: Optional[bool] = typer.Option(None, "--prefill/--no-prefill", help="[prefill] pre-fill the env's answer prefix (e.g. <answer>) in model turns"),
-    knob: list[str] = typer.Option([], "--knob", help="[env_kwargs.KEY] env knobs as KEY=VALUE (repeatable)"),
-    horizon_knob: Optional[str] = typer.Option(None, help="[horizon_knob] env knob that --horizons sets (default: the env's own, e.g. horizon, n_problems, days)"),
-    wrap: list[str] = typer.Option([], "--wrap", help="[wrappers] feedback wrapper NAME[:k=v,...], e.g. try_again:max_attempts=3 (repeatable)"),
-    out: Optional[Path] = typer.Option(None, help="[run_dir] run directory to write"),
+    model: Optional[str] = typer.Option(None, help="(model) smollm2-135m | tiny-random | oracle | noisy-oracle:P | path to a HF model dir"),
+    env: Optional[str] = typer.Option(None, "--env", help="(env_id) registered env id (see `longhorizon envs`)"),
+    horizons: Optional[str] = typer.Option(None, help="(horizons) comma-separated horizons, e.g. 1,2,4,8"),
+    episodes: Optional[int] = typer.Option(None, help="(episodes) episodes per horizon"),
+    turn_complexity: Optional[int] = typer.Option(None, help="(env_kwargs.turn_complexity) keys per turn (Execution's K)"),
+    temperature: Optional[float] = typer.Option(None, help="(temperature) sampling temperature (0 = greedy)"),
+    top_p: Optional[float] = typer.Option(None, help="(top_p) nucleus sampling threshold"),
+    max_new_tokens: Optional[int] = typer.Option(None, help="(max_new_tokens) token cap per model turn"),
+    context: Optional[str] = typer.Option(None, help="(context) context strategy: full, window, markovian, workspace, memory"),
+    context_opt: list[str] = typer.Option([], "--context-opt", help="(context_options.KEY) context strategy option KEY=VALUE, e.g. k=4 (repeatable)"),
+    dtype: Optional[str] = typer.Option(None, help="(dtype) float32 or bfloat16 (about 3x faster on CPUs with AVX512-BF16)"),
+    s: Optional[float] = typer.Option(None, "--s", help="(s) success threshold for H_s"),
+    seed: Optional[int] = typer.Option(None, help="(seed) base env seed and sampling seed"),
+    prefill: Optional[bool] = typer.Option(None, "--prefill/--no-prefill", help="(prefill) pre-fill the env's answer prefix (e.g. <answer>) in model turns"),
+    knob: list[str] = typer.Option([], "--knob", help="(env_kwargs.KEY) env knobs as KEY=VALUE (repeatable)"),
+    horizon_knob: Optional[str] = typer.Option(None, help="(horizon_knob) env knob that --horizons sets (default: the env's own, e.g. horizon, n_problems, days)"),
+    wrap: list[str] = typer.Option([], "--wrap", help="(wrappers) feedback wrapper NAME[:k=v,...], e.g. try_again:max_attempts=3 (repeatable)"),
+    out: Optional[Path] = typer.Option(None, help="(run_dir) run directory to write"),
 ) -> None:
     """Measure success vs horizon, per-step accuracy and the horizon length H_s.
 
-    The config is CONFIG (YAML) over the defaults; each flag sets the config key shown in
-    [brackets]; --set KEY=VALUE overrides come last (defaults < CONFIG < flags < --set).
+    The config is CONFIG (YAML) over the defaults; each flag sets the config key named in its help;
+    --set KEY=VALUE overrides come last (defaults < CONFIG < flags < --set).
     """
     from longhorizon import eval as evaluation
 
