@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from longhorizon.eval.config import AUTO, EvalConfig, HorizonEvalConfig, resolve
+from longhorizon.eval.config import AUTO, EvalConfig, HorizonEvalConfig, resolve  # noqa: F401  (HorizonEvalConfig: its old home)
 from longhorizon.eval.horizon import horizon_length, horizon_summary
 from longhorizon.rollout.runner import EpisodeSpec, Policy, run_episodes
 from longhorizon.types import Trajectory, Turn
