@@ -1,7 +1,12 @@
-"""Feedback wrappers: hand-worked reward sequences, feedback generators, reminder cadence, turn limits, fuzzing."""
+"""Feedback wrappers: hand-worked reward sequences, feedback generators, reminder cadence, turn limits, fuzzing.
+
+The goal reminder is the context strategies' `reminder_every` (`context/reminder.py`); its cadence is
+checked here on the views the runner builds, with the task statement a wrapper gives through `agent_spec`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
@@ -11,12 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import longhorizon.envs  # noqa: F401  (registers the envs)
+from longhorizon.context import make_strategy
 from longhorizon.envs.base import TextEnv
+from longhorizon.rollout import Action, EpisodeSpec, oracle_action, run_episodes
 from longhorizon.envs.wrappers import (
     WRAPPERS,
     FeedbackContext,
     FeedbackLoop,
-    Reminder,
     TryAgain,
     TurnLimit,
     apply_wrappers,
@@ -241,28 +247,52 @@ def test_rule_feedback_functions():
 # -- Reminder (Drift No More) and TurnLimit ---------------------------------------------------------
 
 
-def test_reminder_every_k_turns_but_not_on_the_last():
-    env = Reminder(gym.make(EXEC, horizon=10, dict_size=10), every=3, text="Keep the running sum.")
-    env.reset(seed=0)
-    reminded = []
-    for _ in range(10):
-        obs, _, terminated, _, info = env.step(env.unwrapped.oracle_action())
-        reminded.append(obs.endswith("Reminder of your task:\nKeep the running sum.") and info.get("reminder", False))
-    assert [t + 1 for t, r in enumerate(reminded) if r] == [3, 6, 9] and terminated
+class TaskText(gym.Wrapper):
+    """Tells the agent a task statement of its own (through `agent_spec`)."""
+
+    def __init__(self, env: gym.Env, text: str):
+        super().__init__(env)
+        self.text = text
+
+    @property
+    def agent_spec(self):
+        return replace(self.env.get_wrapper_attr("agent_spec"), task_statement=self.text)
 
 
-def test_reminder_at_chosen_turns_uses_the_env_task_statement():
-    env = Reminder(gym.make("longhorizon/Tabletop-v0", n_goals=3), at_turns=[2])
+class Reminding:
+    """The oracle's actions; records each observation as the strategy's Reminder would show it."""
+
+    def __init__(self, every: int):
+        self.reminder, self.shown = make_strategy("full", reminder_every=every), []
+
+    def act(self, episodes):
+        self.shown += [self.reminder.remind(e.view()).observation for e in episodes]
+        return [Action(text=oracle_action(e.env)) for e in episodes]
+
+
+def reminded_views(env_id: str, every: int, wrappers=(), **knobs) -> list[str]:
+    policy = Reminding(every)
+    run_episodes([EpisodeSpec(env_id, seed=0, env_kwargs=knobs, wrappers=list(wrappers))], policy)
+    return policy.shown
+
+
+def test_reminder_every_k_turns_but_not_on_the_last(monkeypatch):
+    monkeypatch.setitem(WRAPPERS, "task_text", TaskText)
+    shown = reminded_views(EXEC, 3, [{"name": "task_text", "text": "Keep the running sum."}], horizon=10, dict_size=10)
+    reminded = [obs.endswith("Reminder of your task:\nKeep the running sum.") for obs in shown]
+    assert len(shown) == 10 and [t for t, r in enumerate(reminded) if r] == [3, 6, 9]  # after turns 3, 6, 9
+
+
+def test_reminder_uses_the_env_task_statement():
+    env = gym.make("longhorizon/Tabletop-v0", n_goals=3)
     env.reset(seed=0)
-    first = env.step("hello")[0]
-    second = env.step("hello")[0]
-    assert "Reminder" not in first and second.endswith(env.unwrapped.task_statement)
+    shown = reminded_views("longhorizon/Tabletop-v0", 2, n_goals=3)
+    assert "Reminder" not in shown[1] and shown[2].endswith(env.unwrapped.task_statement)
 
 
 def test_reminder_defaults_to_the_first_observation():
-    env = Reminder(execution(), every=1)
-    obs, _ = env.reset(seed=0)
-    assert env.reminder == obs
+    shown = reminded_views(EXEC, 1, horizon=2, dict_size=10)
+    assert shown[1].endswith("Reminder of your task:\n" + shown[0])
 
 
 def test_turn_limit_truncates_not_terminates():
@@ -288,16 +318,16 @@ def test_turn_limit_keeps_termination_on_the_same_turn():
 
 def test_apply_wrappers_in_order():
     env = apply_wrappers(execution(), [{"name": "try_again", "max_attempts": 2}, {"name": "turn_limit", "max_turns": 5},
-                                       {"name": "reminder", "every": 2}])
-    assert isinstance(env, Reminder) and isinstance(env.env, TurnLimit) and isinstance(env.env.env, TryAgain)
-    assert env.env.env.max_attempts == 2 and set(WRAPPERS) == {"try_again", "feedback_loop", "reminder", "turn_limit"}
+                                       {"name": "feedback_loop"}])
+    assert isinstance(env, FeedbackLoop) and isinstance(env.env, TurnLimit) and isinstance(env.env.env, TryAgain)
+    assert env.env.env.max_attempts == 2 and set(WRAPPERS) == {"try_again", "feedback_loop", "turn_limit"}
 
 
 @pytest.mark.parametrize("specs,match", [
     ([{"name": "nope"}], "unknown wrapper"), ([{"max_turns": 2}], "unknown wrapper"),
     ([{"name": "turn_limit", "max_turns": 2, "bogus": 1}], "turn_limit"),
     ([{"name": "turn_limit", "max_turns": 0}], "max_turns"), ([{"name": "try_again", "decay": 2}], "decay"),
-    ([{"name": "try_again", "max_attempts": 0}], "max_attempts"), ([{"name": "reminder", "every": 0}], "every"),
+    ([{"name": "try_again", "max_attempts": 0}], "max_attempts"), ([{"name": "reminder", "every": 2}], "unknown"),
     ([{"name": "feedback_loop", "feedback": "model"}], "generate"),
     ([{"name": "feedback_loop", "feedback": "x"}], "feedback"),
     ([{"name": "feedback_loop", "temperature_base": -1}], "temperature_base"),
@@ -325,9 +355,8 @@ SPECS = {
     "feedback_model": [{"name": "feedback_loop", "feedback": "model", "generate": lambda p: p[-500:]}],
     "feedback_mitigations": [{"name": "feedback_loop", "reject_repeats": True, "max_rejections": 2,
                               "temperature_base": 0.7, "temperature_increment": 0.1}],
-    "reminder": [{"name": "reminder", "every": 1}],
     "turn_limit": [{"name": "turn_limit", "max_turns": 2}],
-    "stacked": [{"name": "feedback_loop", "reject_repeats": True}, {"name": "reminder", "every": 2},
+    "stacked": [{"name": "feedback_loop", "reject_repeats": True}, {"name": "try_again", "max_attempts": 2},
                 {"name": "turn_limit", "max_turns": 4}],
 }
 

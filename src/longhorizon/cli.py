@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import functools
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -59,12 +57,14 @@ def parse_horizons(text: str) -> list[int]:
 
 def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
     """['a=1', 'b=true'] -> {'a': 1, 'b': True} (values parsed as YAML scalars)."""
+    from longhorizon.config_io import parse_value
+
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UserError(f"{flag} takes KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        out[key.strip()] = parse_value(value, f"{flag} {key.strip()}")
     return out
 
 
@@ -77,41 +77,6 @@ def parse_wrappers(items: list[str]) -> list[dict[str, Any]]:
     return specs
 
 
-def make_env(env_id: str, env_kwargs: dict[str, Any], wrappers: list[dict[str, Any]] = ()) -> Any:
-    """Build an env (wrapped), turning unknown ids and bad knobs into user errors."""
-    import gymnasium as gym
-
-    from longhorizon.envs import list_envs
-    from longhorizon.envs.wrappers import apply_wrappers
-
-    if env_id not in list_envs():
-        raise UserError(f"unknown env {env_id!r}; known envs: {', '.join(list_envs())}")
-    try:
-        return apply_wrappers(gym.make(env_id, **env_kwargs), wrappers)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"bad knobs for {env_id}: {err}") from None
-
-
-def check_env(env_id: str, env_kwargs: dict[str, Any], wrappers: list[dict[str, Any]] = ()) -> None:
-    """Fail fast on an unknown env id, bad knob values or bad wrappers, before any model loads."""
-    make_env(env_id, env_kwargs, wrappers).close()
-
-
-def make_policy(cfg: Any) -> Any:
-    """A scripted policy (oracle, noisy-oracle:p) or a model behind a context strategy."""
-    from longhorizon.context import make_strategy
-    from longhorizon.models import SamplingParams
-    from longhorizon.rollout import model_policy, scripted_policy
-
-    scripted = scripted_policy(cfg.model, cfg.seed)
-    if scripted is not None:
-        return scripted
-    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
-                            seed=cfg.seed)
-    strategy = make_strategy(cfg.context, **getattr(cfg, "context_options", {}))
-    return model_policy(cfg.model, strategy, params, dtype=cfg.dtype, prefill=cfg.prefill)
-
-
 def progress_bar(unit: str = "turns") -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console)
@@ -121,59 +86,68 @@ def progress_bar(unit: str = "turns") -> Progress:
 @app.command("eval")
 @user_errors
 def eval_cmd(
-    model: str = typer.Option("smollm2-135m", help="smollm2-135m | tiny-random | oracle | noisy-oracle:P | path to a HF model dir"),
-    env: str = typer.Option("longhorizon/Execution-v0", "--env", help="registered env id (see `longhorizon envs`)"),
-    horizons: str = typer.Option("1,2,4,8,16,32", help="comma-separated horizons"),
-    episodes: int = typer.Option(16, help="episodes per horizon"),
-    turn_complexity: Optional[int] = typer.Option(None, help="keys per turn (Execution's K)"),
-    temperature: float = typer.Option(0.0, help="sampling temperature (0 = greedy)"),
-    top_p: float = typer.Option(1.0, help="nucleus sampling threshold"),
-    max_new_tokens: int = typer.Option(24, help="token cap per model turn"),
-    context: str = typer.Option("full", help="context strategy: full, window, markovian, workspace, memory"),
-    context_opt: list[str] = typer.Option([], "--context-opt", help="context strategy option KEY=VALUE, e.g. k=4 (repeatable)"),
-    dtype: str = typer.Option("float32", help="float32 or bfloat16 (about 3x faster on CPUs with AVX512-BF16)"),
-    s: float = typer.Option(0.5, "--s", help="success threshold for H_s"),
-    seed: int = typer.Option(0, help="base env seed and sampling seed"),
-    prefill: bool = typer.Option(True, help="pre-fill the env's answer prefix (e.g. <answer>) in model turns"),
-    knob: list[str] = typer.Option([], "--knob", help="other env knobs as KEY=VALUE (repeatable)"),
-    horizon_knob: Optional[str] = typer.Option(None, help="env knob that --horizons sets (default: the env's own, e.g. horizon, n_problems, days)"),
-    wrap: list[str] = typer.Option([], "--wrap", help="feedback wrapper NAME[:k=v,...], e.g. try_again:max_attempts=3 (repeatable)"),
-    out: Path = typer.Option(Path("runs/eval"), help="run directory to write"),
+    config: Optional[Path] = typer.Argument(None, help="eval config (YAML), e.g. recipes/eval/execution.yaml; default: the built-in defaults"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key, KEY=VALUE (repeatable), e.g. env_kwargs.dict_size=5"),
+    model: Optional[str] = typer.Option(None, help="(model) smollm2-135m | tiny-random | oracle | noisy-oracle:P | path to a HF model dir"),
+    env: Optional[str] = typer.Option(None, "--env", help="(env_id) registered env id (see `longhorizon envs`)"),
+    horizons: Optional[str] = typer.Option(None, help="(horizons) comma-separated horizons, e.g. 1,2,4,8"),
+    episodes: Optional[int] = typer.Option(None, help="(episodes) episodes per horizon"),
+    turn_complexity: Optional[int] = typer.Option(None, help="(env_kwargs.turn_complexity) keys per turn (Execution's K)"),
+    temperature: Optional[float] = typer.Option(None, help="(temperature) sampling temperature (0 = greedy)"),
+    top_p: Optional[float] = typer.Option(None, help="(top_p) nucleus sampling threshold"),
+    max_new_tokens: Optional[int] = typer.Option(None, help="(max_new_tokens) token cap per model turn"),
+    context: Optional[str] = typer.Option(None, help="(context) context strategy: full, window, markovian, workspace, memory"),
+    context_opt: list[str] = typer.Option([], "--context-opt", help="(context_options.KEY) context strategy option KEY=VALUE, e.g. k=4 (repeatable)"),
+    dtype: Optional[str] = typer.Option(None, help="(dtype) float32 or bfloat16 (about 3x faster on CPUs with AVX512-BF16)"),
+    s: Optional[float] = typer.Option(None, "--s", help="(s) success threshold for H_s"),
+    seed: Optional[int] = typer.Option(None, help="(seed) base env seed and sampling seed"),
+    prefill: Optional[bool] = typer.Option(None, "--prefill/--no-prefill", help="(prefill) pre-fill the env's answer prefix (e.g. <answer>) in model turns"),
+    knob: list[str] = typer.Option([], "--knob", help="(env_kwargs.KEY) env knobs as KEY=VALUE (repeatable)"),
+    horizon_knob: Optional[str] = typer.Option(None, help="(horizon_knob) env knob that --horizons sets (default: the env's own, e.g. horizon, n_problems, days)"),
+    wrap: list[str] = typer.Option([], "--wrap", help="(wrappers) feedback wrapper NAME[:k=v,...], e.g. try_again:max_attempts=3 (repeatable)"),
+    out: Optional[Path] = typer.Option(None, help="(run_dir) run directory to write"),
 ) -> None:
-    """Measure success vs horizon, per-step accuracy and the horizon length H_s."""
-    from longhorizon.envs import env_class
-    from longhorizon.eval import HorizonEvalConfig, run_horizon_eval
-    from longhorizon.eval.report import plot_horizon_curves
-    from longhorizon.eval.sweep import env_kwargs_at
-    from longhorizon.store import RunDir
+    """Measure success vs horizon, per-step accuracy and the horizon length H_s.
 
-    env_kwargs = parse_assignments(knob, "--knob")
-    if turn_complexity is not None:
-        env_kwargs["turn_complexity"] = turn_complexity
-    check_env(env, env_kwargs)
-    knob_name = horizon_knob or env_class(env).HORIZON_KNOB
-    cfg = HorizonEvalConfig(model=model, env_id=env, horizons=parse_horizons(horizons) if knob_name else [1],
-                            horizon_knob=knob_name, episodes=episodes, env_kwargs=env_kwargs, context=context,
-                            context_options=parse_assignments(context_opt, "--context-opt"),
-                            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, dtype=dtype,
-                            prefill=prefill, s=s, seed=seed, wrappers=parse_wrappers(wrap))
-    check_env(cfg.env_id, env_kwargs_at(cfg, max(cfg.horizons)), cfg.wrappers)
-    run = RunDir(out)
-    policy = make_policy(cfg)
-    if hasattr(policy, "strategy"):
-        policy.strategy.attach(run.path)  # e.g. the memory strategy keeps its lessons in the run directory
-    total = cfg.episodes * sum(cfg.horizons)
-    start = time.perf_counter()
-    with progress_bar() as bar:
-        task = bar.add_task(f"eval {cfg.model}", total=total)
-        trajectories, metrics = run_horizon_eval(cfg, policy, on_tick=lambda n, live: bar.advance(task, n))
-        bar.update(task, completed=total)
-    metrics["wall_seconds"] = time.perf_counter() - start
-    run.write_config(cfg.model_dump())
-    run.write_trajectories(trajectories)
-    run.write_metrics(metrics)
-    plot = plot_horizon_curves(metrics, run.path / "horizon.png")
+    The config is CONFIG (YAML) over the defaults; each flag sets the config key named in its help;
+    --set KEY=VALUE overrides come last (defaults < CONFIG < flags < --set).
+    """
+    from longhorizon import eval as evaluation
+
+    flags = {"model": model, "env_id": env, "horizons": None if horizons is None else parse_horizons(horizons), "episodes": episodes,
+             "env_kwargs.turn_complexity": turn_complexity, "temperature": temperature, "top_p": top_p,
+             "max_new_tokens": max_new_tokens, "context": context, "dtype": dtype, "s": s, "seed": seed,
+             "prefill": prefill, "horizon_knob": horizon_knob, "wrappers": parse_wrappers(wrap) if wrap else None,
+             "run_dir": None if out is None else str(out)}
+    shorthands = {k: v for k, v in flags.items() if v is not None}
+    shorthands |= {f"env_kwargs.{k}": v for k, v in parse_assignments(knob, "--knob").items()}
+    shorthands |= {f"context_options.{k}": v for k, v in parse_assignments(context_opt, "--context-opt").items()}
+    cfg = evaluation.load_eval_config(config, set_, shorthands)
+    with LazyBar(f"eval {cfg.model}") as bar:  # shown from the first turn on, after every check passed
+        metrics, plot = evaluation.run(cfg, on_progress=bar.advance)
     print_summary(metrics, plot)
+
+
+class LazyBar:
+    """A progress bar that appears at the first `advance(n, total)` and completes on exit."""
+
+    def __init__(self, description: str, unit: str = "turns"):
+        self.description, self.unit, self.bar, self.task = description, unit, None, None
+
+    def advance(self, n: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = progress_bar(self.unit)
+            self.bar.start()
+            self.task = self.bar.add_task(self.description, total=total)
+        self.bar.update(self.task, advance=n)
+
+    def __enter__(self) -> "LazyBar":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.bar.tasks[0].total)
+            self.bar.stop()
 
 
 def print_summary(metrics: dict[str, Any], plot: Path) -> None:
@@ -244,6 +218,8 @@ def play_cmd(
     wrap: list[str] = typer.Option([], "--wrap", help="feedback wrapper NAME[:k=v,...] (repeatable, innermost first)"),
 ) -> None:
     """Play an env yourself in the terminal. Type your action; `:oracle` shows the oracle's move, `:quit` ends."""
+    from longhorizon.rollout import make_env
+
     game = make_env(env, parse_assignments(knob, "--knob"), parse_wrappers(wrap))
     obs, _ = game.reset(seed=seed)
     total, done = 0.0, False
@@ -262,6 +238,8 @@ def play_cmd(
 
 def _read_action(game: Any) -> str | None:
     """Read one action; handles :oracle and :quit. None means quit."""
+    from longhorizon.rollout import oracle_action
+
     while True:
         try:
             line = input("> ")
@@ -270,7 +248,7 @@ def _read_action(game: Any) -> str | None:
         if line.strip() == ":quit":
             return None
         if line.strip() == ":oracle":
-            console.print(f"[yellow]oracle:[/] {game.unwrapped.oracle_action()}", highlight=False)
+            console.print(f"[yellow]oracle:[/] {oracle_action(game)}", highlight=False)
             continue
         return line.replace("\\n", "\n")
 

@@ -2,7 +2,7 @@
 finished episode becomes training samples.
 
 A strategy sees an `EpisodeView`: the episode's turns so far, the observation
-the agent must now answer, the env's system prompt and tools. It returns the
+the agent must now answer, the env's system prompt and tools (its `AgentSpec`). It returns the
 exact prompt token ids. After the episode, `to_samples` turns the Trajectory
 into `Sample`s whose `loss_mask` covers only tokens the model sampled.
 Strategies are picked by name from `STRATEGIES` (see `context/__init__.py`).
@@ -42,7 +42,11 @@ from longhorizon.types import Sample, Trajectory, Turn
 
 @dataclass
 class EpisodeView:
-    """What a strategy may look at when building the next prompt."""
+    """What a strategy may look at when building the next prompt.
+
+    The runner fills `system_prompt`, `tools` and `task_statement` from the env's `AgentSpec`
+    (`envs/base.py`), read through its wrappers, so a wrapper can change them.
+    """
 
     turns: list[Turn]
     observation: str

@@ -8,12 +8,14 @@ when t >= 1 and t % every == 0, the current observation is shown as
     {observation}\\n\\nReminder of your task:\\n{task}
 
 where the task is the env's `task_statement` if it has one, else the first
-observation (the same rule and layout as the env wrapper `Reminder`, but
-applied to the prompt, so it works with every strategy and costs no env
-change). The reminder is prompt tokens (mask 0) of that turn only; the stored
-`Turn.observation` stays the env's. `full` keeps it in later prompts (they
-extend earlier prompts token by token); strategies that re-render from text
-show it only at the turns where it is due.
+observation. The task statement comes from the env's `AgentSpec` through its
+wrappers, so a wrapper that overrides `agent_spec` changes what is restated.
+The reminder is applied to the prompt, so it works with every strategy, in
+evaluation and in training alike, and costs no env change (it is the one
+reminder: there is no env-wrapper version). It is prompt tokens (mask 0) of
+that turn only; the stored `Turn.observation` stays the env's. `full` keeps it
+in later prompts (they extend earlier prompts token by token); strategies that
+re-render from text show it only at the turns where it is due.
 
 Departures: the paper's turn choice is not known to us (every k turns here).
 """

@@ -19,6 +19,9 @@ class ContextSettings(BaseModel):
     `context_options_field()`), so they keep their place in its written form.
     `context: {name: markovian, carryover: 8}` is read as `context: markovian`
     plus `context_options: {carryover: 8}` (giving both spellings is an error).
+    Option names are checked against the strategy constructor's signature
+    (`strategy_options`), without building it; their values are checked once,
+    when the run builds the strategy (`make_strategy`, a one-line user error).
     """
 
     @model_validator(mode="before")
@@ -46,14 +49,16 @@ class ContextSettings(BaseModel):
     @field_validator("context_options", check_fields=False)
     @classmethod
     def _known_context_options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        from longhorizon.context import make_strategy
-        from longhorizon.errors import UserError
+        """Option names are checked against the strategy's signature; values when the strategy is built."""
+        from longhorizon.context import strategy_options
 
-        if "context" in info.data:  # else the context name itself was rejected
-            try:
-                make_strategy(info.data["context"], **v)
-            except UserError as err:
-                raise ValueError(str(err)) from None
+        if "context" not in info.data:  # the context name itself was rejected
+            return v
+        name, known = info.data["context"], strategy_options(info.data["context"])
+        for key in v:
+            if key not in known:
+                raise ValueError(f"unknown option {key!r} for context strategy {name!r}; "
+                                 f"options: {', '.join(known) or 'none'}")
         return v
 
 

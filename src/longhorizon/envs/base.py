@@ -13,7 +13,9 @@ Besides `reset`/`step` it offers:
   each answer (e.g. "<answer>"), so small models spend their tokens on the task
   rather than the format. The prefix is part of the action the env parses;
 - `stop`: strings that end a model's turn (e.g. "</answer>");
-- `HORIZON_KNOB`: the knob that `longhorizon eval --horizons` sweeps.
+- `HORIZON_KNOB`: the knob that `longhorizon eval --horizons` sweeps;
+- `agent_spec`: the above (and `task_statement`, `horizon`) as one frozen
+  `AgentSpec`, the env-to-agent contract (see `AgentSpec`).
 
 Step `info` conventions: `correct` (bool, this turn's answer was right),
 `error` (str, why the action was rejected; absent if it was fine), `role`
@@ -25,6 +27,7 @@ floats: the env's paper metrics, e.g. F1 or a partial score).
 from __future__ import annotations
 
 import string
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -54,6 +57,47 @@ def clip_text(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + f"... [{len(text) - limit} more chars]"
 
 
+@dataclass(frozen=True)
+class AgentSpec:
+    """What the agent is told about an env besides its observations: the env-to-agent contract.
+
+    The rollout reads it with `agent_spec(env)`, i.e. through Gymnasium's
+    `env.get_wrapper_attr("agent_spec")`, so the outermost wrapper that defines
+    `agent_spec` wins. A wrapper changes what the agent sees with
+
+        @property
+        def agent_spec(self) -> AgentSpec:
+            return dataclasses.replace(self.env.get_wrapper_attr("agent_spec"), task_statement="...")
+
+    `TextEnv.agent_spec` builds it from the env's attributes of the same names.
+    """
+
+    system_prompt: str | None = None  # system message for chat models
+    tools: list[dict[str, Any]] | None = None  # OpenAI function schemas (tool-using envs)
+    task_statement: str | None = None  # the env's own statement of the task (reminders restate it)
+    response_prefix: str = ""  # text a model policy may pre-fill at the start of each answer
+    stop: tuple[str, ...] = ()  # strings that end a model's turn
+    horizon: int | None = None  # the episode's horizon, recorded in the Trajectory
+
+
+def agent_spec(env: gym.Env) -> AgentSpec:
+    """The env's `AgentSpec` as its outermost wrapper gives it.
+
+    An env that is not a `TextEnv` and whose wrappers give none (a plain
+    Gymnasium text env) gets the empty `AgentSpec()`: no system prompt, tools,
+    prefix or stops. Anything that is not an `AgentSpec` is a TypeError.
+    """
+    try:
+        spec = env.get_wrapper_attr("agent_spec")
+    except AttributeError:
+        if isinstance(env.unwrapped, TextEnv):
+            raise
+        return AgentSpec()
+    if not isinstance(spec, AgentSpec):
+        raise TypeError(f"agent_spec of {env} must be an AgentSpec, got {type(spec).__name__}")
+    return spec
+
+
 class TextEnv(gym.Env[str, str]):
     """Base class: text spaces, knob metadata and the oracle hooks."""
 
@@ -65,6 +109,8 @@ class TextEnv(gym.Env[str, str]):
     system_prompt: str | None = None
     response_prefix: str | None = None
     stop: tuple[str, ...] = ()
+    task_statement: str | None = None
+    horizon: int | None = None
     # The knob `longhorizon eval --horizons` sweeps (None: the env has no single horizon knob).
     HORIZON_KNOB: ClassVar[str | None] = "horizon"
 
@@ -75,6 +121,12 @@ class TextEnv(gym.Env[str, str]):
         self.observation_space = FreeText()
         self.action_space = FreeText()
         self._last_obs = ""
+
+    @property
+    def agent_spec(self) -> AgentSpec:
+        """This env's `AgentSpec`, from its attributes (read after `reset`: some depend on the task)."""
+        return AgentSpec(system_prompt=self.system_prompt, tools=self.tools, task_statement=self.task_statement,
+                         response_prefix=self.response_prefix or "", stop=tuple(self.stop), horizon=self.horizon)
 
     def oracle_action(self) -> str:
         raise NotImplementedError

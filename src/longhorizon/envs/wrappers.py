@@ -1,4 +1,4 @@
-"""Feedback wrappers: try-again, feedback loops, goal reminders, turn limits.
+"""Feedback wrappers: try-again, feedback loops, turn limits.
 
 `TryAgain` and `FeedbackLoop` turn an env whose episode ends in one verifiable
 answer (a step that terminates with `info["correct"]`, such as
@@ -24,9 +24,11 @@ lowercase, whitespace removed), on the env's parsed value `info["parsed"]`
 when the env reports one, else on the raw action. An unparseable answer (the
 inner step set `info["error"]`) has no answer value: it is a format error.
 
-Also here: `Reminder` (re-inject the goal every k turns), `TurnLimit`
-(truncate at a turn limit), the name -> class registry `WRAPPERS` and
-`apply_wrappers(env, specs)` for the CLI.
+Also here: `TurnLimit` (truncate at a turn limit), the name -> class registry
+`WRAPPERS` and `apply_wrappers(env, specs)` for the CLI. Goal reminders are
+the context option `reminder_every` (`context/reminder.py`), not an env
+wrapper; a wrapper changes the task they restate by overriding `agent_spec`
+(`envs/base.py`).
 """
 
 from __future__ import annotations
@@ -530,52 +532,6 @@ class FeedbackLoop(RetryWrapper):
         return obs, reward, True, False, self._with_temperature(out | {"success": solved, "metrics": metrics})
 
 
-# -- Reminder (Drift No More) ------------------------------------------------------------
-
-
-class Reminder(gym.Wrapper):
-    """Re-inject a goal reminder into the observation every `every` turns.
-
-    From "Drift No More? Context Equilibria in Multi-Turn LLM Interactions"
-    (Dongre et al., arXiv 2510.07777): re-stating the original goal at chosen
-    turns lowers the equilibrium drift. After turn t (1-based) the observation
-    gets `header` + the reminder appended when t % every == 0, or, with
-    `at_turns`, when t is listed (the paper's turn choice is not known to us).
-    Not added to the last observation of an episode. The reminder is `text`,
-    else the env's `task_statement` attribute if it has one, else the first
-    observation of the episode. `info["reminder"]` is True on those turns.
-
-    Reward: unchanged (the wrapper only edits observations).
-    """
-
-    def __init__(self, env: gym.Env, every: int = 5, text: str | None = None,
-                 header: str = "Reminder of your task:", at_turns: Sequence[int] | None = None):
-        super().__init__(env)
-        _check_count("every", every)
-        if at_turns is not None and not all(isinstance(t, int) and t >= 1 for t in at_turns):
-            raise ValueError(f"at_turns must be a list of turn numbers >= 1, got {at_turns!r}")
-        self.every, self.text, self.header = every, text, str(header)
-        self.at_turns = None if at_turns is None else frozenset(at_turns)
-        self.turn, self.reminder = 0, ""
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
-        statement = getattr(self.env.unwrapped, "task_statement", None)
-        self.turn, self.reminder = 0, str(self.text or statement or obs)
-        return obs, info
-
-    def due(self, turn: int) -> bool:
-        return turn in self.at_turns if self.at_turns is not None else turn % self.every == 0
-
-    def step(self, action: str) -> Step:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.turn += 1
-        if self.due(self.turn) and not (terminated or truncated):
-            obs = f"{obs}\n\n{self.header}\n{self.reminder}"
-            info = dict(info) | {"reminder": True}
-        return obs, reward, terminated, truncated, info
-
-
 # -- TurnLimit ------------------------------------------------------------------------------
 
 
@@ -622,7 +578,6 @@ class TurnLimit(gym.Wrapper):
 WRAPPERS: dict[str, type[gym.Wrapper]] = {
     "try_again": TryAgain,
     "feedback_loop": FeedbackLoop,
-    "reminder": Reminder,
     "turn_limit": TurnLimit,
 }
 

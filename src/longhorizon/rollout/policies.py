@@ -5,6 +5,12 @@
 - `oracle`: the env's own oracle action (model-free, scores the maximum).
 - `noisy-oracle:p`: the oracle's action with probability p, else the env's
   `wrong_action`. On Execution, success(H) = p^H, so H_0.5 = ln 0.5 / ln p.
+
+The model policy reads what the env tells the agent (response prefix, stop
+strings; the strategy reads the rest) from each episode's `AgentSpec`. The
+oracles call `oracle_action` / `wrong_action` through Gymnasium's
+`get_wrapper_attr` too (not `env.unwrapped`), so a wrapper may define its own
+oracle; the wrappers in `envs/wrappers.py` define none, so the inner env's is used.
 """
 
 from __future__ import annotations
@@ -53,7 +59,7 @@ class ModelPolicy:
         self.strategy.end_episode(trajectory)
 
     def _prefix(self, episode: LiveEpisode) -> str:
-        env_prefix = getattr(episode.env.unwrapped, "response_prefix", None) or ""
+        env_prefix = episode.agent_spec.response_prefix
         return self.strategy.response_prefix(env_prefix) if self.prefill else ""
 
     def _action(self, prompt: list[int], prefix: str, answer: Answer | None) -> Action:
@@ -67,7 +73,7 @@ class ModelPolicy:
 
 def _env_stops(episodes: list[LiveEpisode]) -> tuple[str, ...]:
     """Stop strings declared by the envs in the batch."""
-    stops = {s for e in episodes for s in getattr(e.env.unwrapped, "stop", ())}
+    stops = {s for e in episodes for s in e.agent_spec.stop}
     return tuple(sorted(stops))
 
 
@@ -75,7 +81,7 @@ class OraclePolicy:
     """The env's oracle action for every episode."""
 
     def act(self, episodes: list[LiveEpisode]) -> list[Action]:
-        return [Action(text=e.env.unwrapped.oracle_action()) for e in episodes]
+        return [Action(text=oracle_action(e.env)) for e in episodes]
 
 
 class NoisyOraclePolicy:
@@ -87,10 +93,19 @@ class NoisyOraclePolicy:
         self.p, self.rng = p, np.random.default_rng(seed)
 
     def act(self, episodes: list[LiveEpisode]) -> list[Action]:
-        return [Action(text=self._one(e.env.unwrapped)) for e in episodes]
+        return [Action(text=self._one(e.env)) for e in episodes]
 
     def _one(self, env: Any) -> str:
-        return env.oracle_action() if self.rng.random() < self.p else env.wrong_action(self.rng)
+        return oracle_action(env) if self.rng.random() < self.p else env.get_wrapper_attr("wrong_action")(self.rng)
+
+
+def oracle_action(env: Any) -> str:
+    """The oracle's action, as the outermost wrapper that defines `oracle_action` gives it."""
+    try:
+        oracle = env.get_wrapper_attr("oracle_action")
+    except AttributeError:
+        raise UserError(f"{env.unwrapped} has no oracle_action; the oracle policies need one") from None
+    return oracle()
 
 
 def _noisy(arg: str, seed: int) -> NoisyOraclePolicy:

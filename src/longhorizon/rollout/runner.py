@@ -6,6 +6,10 @@
 Each tick the policy gets every live episode and returns one action for each
 (a model policy makes ONE batched generate call for all of them). Episodes
 end independently; finished ones drop out of the batch.
+
+What the agent is told besides the observations (system prompt, tools, task
+statement, response prefix, stop strings, horizon) is the env's `AgentSpec`,
+read through its wrappers (`envs.base.agent_spec`), so a wrapper can change it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import gymnasium as gym
 
 import longhorizon.envs  # noqa: F401  (registers the envs)
 from longhorizon.context.base import EpisodeView
+from longhorizon.envs.base import AgentSpec, agent_spec
 from longhorizon.envs.wrappers import apply_wrappers
+from longhorizon.errors import UserError
 from longhorizon.types import Trajectory, Turn, jsonable
 
 
@@ -54,17 +60,20 @@ class LiveEpisode:
         self.observation, info = self.env.reset(seed=spec.seed)
         self.role = info.get("role", "user")
         self.roles: list[str] = []
-        horizon = getattr(self.env.unwrapped, "horizon", None)
         self.trajectory = Trajectory(env_id=spec.env_id, seed=spec.seed, group_id=spec.group_id,
-                                     horizon=horizon, metadata={"env_kwargs": jsonable(spec.env_kwargs)})
+                                     horizon=self.agent_spec.horizon, metadata={"env_kwargs": jsonable(spec.env_kwargs)})
         self.done = False
 
+    @property
+    def agent_spec(self) -> AgentSpec:
+        """What the env (through its wrappers) tells the agent now."""
+        return agent_spec(self.env)
+
     def view(self) -> EpisodeView:
-        unwrapped = self.env.unwrapped
+        spec = self.agent_spec
         return EpisodeView(turns=self.trajectory.turns, observation=self.observation, role=self.role,
-                           system_prompt=getattr(unwrapped, "system_prompt", None),
-                           tools=getattr(unwrapped, "tools", None), roles=self.roles, env_id=self.spec.env_id,
-                           task_statement=getattr(unwrapped, "task_statement", None),
+                           system_prompt=spec.system_prompt, tools=spec.tools, roles=self.roles,
+                           env_id=self.spec.env_id, task_statement=spec.task_statement,
                            metadata=self.trajectory.metadata)
 
     def step(self, action: Action) -> None:
@@ -91,6 +100,18 @@ class LiveEpisode:
         traj.metadata.update({k: jsonable(info[k]) for k in ("metrics", "truncated_reason") if k in info})
         self.done = True
         self.env.close()
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any], wrappers: list[dict[str, Any]] = ()) -> gym.Env:
+    """Build an env (wrapped), turning unknown ids and bad knobs or wrappers into user errors."""
+    from longhorizon.envs import list_envs
+
+    if env_id not in list_envs():
+        raise UserError(f"unknown env {env_id!r}; known envs: {', '.join(list_envs())}")
+    try:
+        return apply_wrappers(gym.make(env_id, **env_kwargs), wrappers)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"bad knobs for {env_id}: {err}") from None
 
 
 class Policy(Protocol):

@@ -6,7 +6,9 @@ Unknown keys and bad values raise pydantic's `ValidationError` (the CLI prints
 it as one line naming the key and exits with code 2); a missing file or a
 malformed `--set` raises `UserError`. Defaults that depend on the algorithm
 (clip range, loss aggregation) are resolved in one place, `resolved_clip_eps`
-and `resolved_aggregation`.
+and `resolved_aggregation`. The held-out `eval:` section is the eval config of
+`longhorizon eval` (`eval/config.py`'s `EvalConfig`); the keys it leaves out
+are filled from this config (`_eval_inherits`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from longhorizon.config_io import apply_overrides, load, read_yaml  # noqa: F401  (read_yaml, apply_overrides: re-exported)
 from longhorizon.context.settings import ContextSettings, context_field, context_options_field
 from longhorizon.errors import UserError
+from longhorizon.eval.config import EvalConfig
 
 AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
@@ -88,21 +91,13 @@ class LoraSettings(Section):
     target_modules: str | list[str] = Field("all-linear", description="modules that get adapters (peft's target_modules)")
 
 
-class EvalSettings(Section):
-    """Held-out evaluation with the horizon-eval code, on seeds training never sees."""
-
-    every: int = Field(0, ge=0, description="evaluate every this many steps (0 = only before and after training)")
-    episodes: int = Field(32, ge=0, description="episodes per horizon (0 = no evaluation)")
-    horizons: list[int] | None = Field(None, description="horizons to evaluate (None = the training horizon)")
-    seed: int = Field(1_000_000, ge=0, description="held-out episode i uses env seed seed + i")
-    temperature: float = Field(0.0, ge=0, description="sampling temperature at evaluation (0 = greedy)")
-
-    @field_validator("horizons")
-    @classmethod
-    def _positive(cls, v: list[int] | None) -> list[int] | None:
-        if v is not None and (not v or min(v) < 1):
-            raise ValueError("horizons must be a non-empty list of positive integers")
-        return v
+# The held-out `eval:` section is an `EvalConfig`. Keys it leaves out come from the training config
+# (EVAL_INHERITS) and from these held-out defaults; EVAL_POLICY keys must equal the training ones
+# (the held-out eval runs the policy being trained).
+EVAL_DEFAULTS = {"seed": 1_000_000, "episodes": 32, "temperature": 0.0, "horizons": None}
+EVAL_INHERITS = ("model", "dtype", "env_id", "env_kwargs", "wrappers", "context", "context_options", "prefill",
+                 "stop", "max_new_tokens")
+EVAL_POLICY = ("model", "dtype", "context", "context_options")
 
 
 class TrainConfig(Section, ContextSettings):
@@ -136,11 +131,30 @@ class TrainConfig(Section, ContextSettings):
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="algorithm and credit assignment")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA adapters (off = full fine-tune)")
-    eval: EvalSettings = Field(default_factory=EvalSettings, description="held-out evaluation")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="held-out evaluation (an eval config: keys left out come from this config; seed 1000000, 32 episodes, greedy, the training horizon)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _eval_inherits(cls, data: Any) -> Any:
+        """Fill the eval section's missing keys from the training config and the held-out defaults."""
+        section = data.get("eval") or {} if isinstance(data, dict) else None
+        if not isinstance(section, dict):
+            return data
+        inherited = {k: data[k] if k in data else cls.model_fields[k].get_default(call_default_factory=True)
+                     for k in EVAL_INHERITS}
+        return {**data, "eval": {**EVAL_DEFAULTS, **inherited, **section}}
+
+    @model_validator(mode="after")
+    def _eval_runs_the_trained_policy(self) -> "TrainConfig":
+        for key in EVAL_POLICY:
+            if getattr(self.eval, key) != getattr(self, key):
+                raise ValueError(f"eval.{key} must be the training {key} (the held-out eval runs the trained "
+                                 f"policy); drop eval.{key}")
+        return self
 
     @field_validator("eval")
     @classmethod
-    def _held_out(cls, v: EvalSettings, info: ValidationInfo) -> EvalSettings:
+    def _held_out(cls, v: EvalConfig, info: ValidationInfo) -> EvalConfig:
         """Training task k uses env seed seed + k; the eval seeds must not be among them."""
         if not {"seed", "steps", "tasks_per_step"} <= info.data.keys():
             return v  # an earlier field failed; pydantic reports that one
@@ -177,38 +191,9 @@ def resolved_aggregation(cfg: AlgorithmConfig, context: str = "full") -> str:
 # ------------------------------------------------------------------ loading
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as err:
-        raise UserError(f"cannot read config {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} must hold a mapping of config keys")
-    return data
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`["algorithm.kl_coef=0.02"]` sets data["algorithm"]["kl_coef"] = 0.02 (values parsed as YAML)."""
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set takes KEY=VALUE, like algorithm.kl_coef=0.02; got {item!r}")
-        *parents, leaf = key.strip().split(".")
-        node = data
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"--set {key}: {part} is not a section")
-        node[leaf] = yaml.safe_load(value) if value.strip() else ""
-    return data
-
-
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
     """A validated config from a YAML file (or the defaults) plus `--set` overrides."""
-    data = read_yaml(path) if path is not None else {}
-    return TrainConfig.model_validate(apply_overrides(data, list(overrides)))
+    return load(TrainConfig, path, overrides)
 
 
 def run_config(config: str | Path | None, overrides: list[str], resume: str | Path | None,

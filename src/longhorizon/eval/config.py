@@ -1,0 +1,107 @@
+"""The evaluation config: one typed class for `longhorizon eval CONFIG.yaml --set ...` and the
+training config's held-out `eval:` section.
+
+    cfg = load_eval_config("recipes/eval/execution.yaml", ["episodes=8"])
+    cfg = resolve(cfg)  # the horizon knob and horizons made concrete for cfg.env_id
+
+In a training config, the keys the `eval:` section leaves out come from the
+training config itself (model, env, context, token cap, ...) and from
+held-out defaults (seed 1,000,000, 32 episodes, greedy, the training
+horizon); see `train/config.py`. `every` is read by training only and
+`run_dir` by `longhorizon eval` only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ConfigDict, Field, field_validator
+
+from longhorizon.config_io import apply_overrides, read_yaml, set_key
+from longhorizon.context.settings import ContextSettings, context_field, context_options_field
+
+AUTO = "auto"
+
+
+class EvalConfig(ContextSettings):
+    """Everything that defines a horizon evaluation (written to RUN_DIR/config.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("smollm2-135m", description="smollm2-135m, tiny-random, oracle, noisy-oracle:p, or a local HF directory")
+    env_id: str = Field("longhorizon/Execution-v0", description="registered env id")
+    horizons: list[int] | None = Field([1, 2, 4, 8, 16, 32], description="values of the horizon knob to evaluate (None = its value in env_kwargs, else its default: in training, the training horizon)")
+    horizon_knob: str | None = Field(AUTO, description="env knob the horizons set: auto = the env's own (HORIZON_KNOB, e.g. horizon, n_problems, days); None = run the env's own settings once")
+    episodes: int = Field(16, ge=0, description="episodes per horizon (training: 0 = no held-out evaluation)")
+    env_kwargs: dict[str, Any] = Field(default_factory=dict, description="other env knobs, e.g. turn_complexity")
+    wrappers: list[dict[str, Any]] = Field(default_factory=list, description='feedback wrappers, innermost first: [{"name": "try_again", "max_attempts": 3}]')
+    context: str = context_field()
+    context_options: dict[str, Any] = context_options_field()
+    temperature: float = Field(0.0, ge=0, description="sampling temperature; 0 is greedy")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling threshold")
+    max_new_tokens: int = Field(24, ge=1, description="token cap per model turn")
+    stop: list[str] = Field(default_factory=list, description="extra stop strings (the env's own, e.g. </answer>, always apply)")
+    dtype: str = Field("float32", description="model dtype: float32 or bfloat16")
+    prefill: bool = Field(True, description="pre-fill the env's response prefix (e.g. <answer>) in each model turn")
+    s: float = Field(0.5, gt=0, lt=1, description="success threshold for the horizon length H_s")
+    seed: int = Field(0, ge=0, description="episode i of every horizon uses env seed `seed + i`; also the sampling seed")
+    every: int = Field(0, ge=0, description="training only: evaluate every this many steps (0 = only before and after training)")
+    run_dir: str = Field("runs/eval", description="longhorizon eval only: the run directory to write")
+
+    @field_validator("horizons")
+    @classmethod
+    def _positive_horizons(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(h < 1 for h in v)):
+            raise ValueError("horizons must be a non-empty list of positive integers")
+        return None if v is None else sorted(set(v))
+
+
+HorizonEvalConfig = EvalConfig  # the name it had before training shared it
+
+
+def load_eval_config(path: str | Path | None, overrides: list[str] = (),
+                     shorthands: dict[str, Any] | None = None) -> EvalConfig:
+    """Defaults < the YAML file < the shorthand flags ({"env_kwargs.dict_size": 5, ...}) < `--set` overrides.
+
+    A file's `context: {name: ..., k: ...}` is split into `context` and `context_options` first, so
+    `--context-opt` / `--set context_options.X=...` add to the options it gives.
+    """
+    data = split_context(read_yaml(path) if path is not None else {})
+    for key, value in (shorthands or {}).items():
+        set_key(data, key, value)
+    return EvalConfig.model_validate(apply_overrides(data, list(overrides)))
+
+
+def split_context(data: dict[str, Any]) -> dict[str, Any]:
+    """{context: {name: window, k: 4}} -> {context: window, context_options: {k: 4}} (else unchanged)."""
+    context = data.get("context")
+    if not isinstance(context, dict) or "name" not in context or data.get("context_options"):
+        return data  # the config's own validation explains what is wrong, if anything
+    options = dict(context)
+    return {**data, "context": options.pop("name"), "context_options": options}
+
+
+def resolve(cfg: EvalConfig) -> EvalConfig:
+    """`horizon_knob: auto` and `horizons: None` made concrete for the env (an env without a knob runs once)."""
+    knob = horizon_knob(cfg.env_id) if cfg.horizon_knob == AUTO else cfg.horizon_knob
+    if knob is None:
+        horizons = [1]
+    elif cfg.horizons is None:
+        horizons = [int(cfg.env_kwargs.get(knob, knob_default(cfg.env_id, knob)))]
+    else:
+        horizons = cfg.horizons
+    return cfg.model_copy(update={"horizon_knob": knob, "horizons": horizons})
+
+
+def horizon_knob(env_id: str) -> str | None:
+    """The registered env's own horizon knob (None for envs that have none, or are not longhorizon's)."""
+    from longhorizon.envs import env_class, list_envs
+
+    return env_class(env_id).HORIZON_KNOB if env_id in list_envs() else None
+
+
+def knob_default(env_id: str, knob: str) -> Any:
+    from longhorizon.envs import knobs
+
+    return knobs(env_id)[knob]["default"]
