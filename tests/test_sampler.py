@@ -1,5 +1,7 @@
 """The sampler's log-probs must be the behaviour log-probs a teacher-forced pass gives."""
 
+import weakref
+
 import pytest
 import torch
 
@@ -81,3 +83,118 @@ def test_bad_sampling_params_are_rejected():
         SamplingParams(top_p=0)
     with pytest.raises(ValueError, match="temperature"):
         SamplingParams(temperature=-1)
+
+
+# ------------------------------------------------------------------ the lean log-prob gathering
+
+
+class StackingSampler(TransformersSampler):
+    """The former implementation: every step's scores kept and stacked to (B, T, V), then gathered."""
+
+    def _generate_batch(self, prompts, params):
+        from longhorizon.models.sampler import StopOnText, left_pad
+
+        input_ids, attention_mask = left_pad(prompts, self.tokenizer.pad_token_id)
+        stopper = StopOnText(self.tokenizer, params.stop, input_ids.shape[1])
+        from transformers import GenerationConfig
+
+        greedy = params.temperature == 0
+        config = GenerationConfig(  # the former config: transformers' warpers, every step's scores returned
+            do_sample=not greedy, temperature=None if greedy else params.temperature,
+            top_p=None if greedy else params.top_p, top_k=None if greedy else 0,
+            max_new_tokens=params.max_new_tokens, output_scores=True, return_dict_in_generate=True,
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(params.seed)
+            result = self.model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                         generation_config=config, stopping_criteria=[stopper])
+        new_ids = result.sequences[:, input_ids.shape[1]:]
+        logprobs = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in result.scores], dim=1)
+        gens = []
+        for i, p in enumerate(prompts):
+            gen = self._trim(p, new_ids[i], torch.zeros(new_ids.shape[1]), stopper.ends.get(i))
+            gen.logprobs = logprobs[i, torch.arange(len(gen.token_ids)), torch.tensor(gen.token_ids)].tolist()
+            gens.append(gen)
+        return gens
+
+
+class EosAs:
+    """The tokenizer with another end-of-sequence id, so tiny-random's rows end at different lengths."""
+
+    def __init__(self, tokenizer, eos_id):
+        self._tok, self.eos_token_id = tokenizer, eos_id
+
+    def __getattr__(self, name):
+        return getattr(self._tok, name)
+
+
+def ending_some_rows_early(gens):
+    """A token that, taken as EOS, ends at least one row early and leaves the rows of different lengths."""
+    def lengths(tok):
+        return {g.token_ids.index(tok) + 1 if tok in g.token_ids else len(g.token_ids) for g in gens}
+    candidates = sorted({t for g in gens for t in g.token_ids})
+    return next(t for t in candidates if len(lengths(t)) > 1)
+
+
+@pytest.mark.parametrize("temperature,top_p", [(0.0, 1.0), (1.0, 1.0), (0.8, 0.9), (1.3, 0.7)])
+def test_logprobs_equal_the_stacking_implementation(tiny, temperature, top_p):
+    tok = tiny.tokenizer
+    prompts = [chat_ids(tok, "hi")] + [tok.encode(t) for t in ("a longer prompt " * 4, "third", "x y z")]
+    params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=16, seed=5)
+    free = TransformersSampler(tiny.model, tok, params).generate(prompts)
+    eos_tok = EosAs(tok, ending_some_rows_early(free))
+    new = TransformersSampler(tiny.model, eos_tok, params).generate(prompts)
+    old = StackingSampler(tiny.model, eos_tok, params).generate(prompts)
+    assert "eos" in {g.finish_reason for g in new} and len({len(g.token_ids) for g in new}) > 1
+    for a, b in zip(new, old):
+        assert a.token_ids == b.token_ids and a.finish_reason == b.finish_reason
+        torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-6, rtol=0)
+
+
+class LiveBytes(torch.utils._python_dispatch.TorchDispatchMode):
+    """Peak bytes held by tensors created inside the mode (storages counted once, freed when unreferenced)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live, self.peak, self.refs = 0, 0, {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                self._track(t)
+        return out
+
+    def _track(self, t):
+        key = t.untyped_storage().data_ptr()
+        if key not in self.refs:
+            self.refs[key] = [t.untyped_storage().nbytes(), 0]
+            self.live += self.refs[key][0]
+            self.peak = max(self.peak, self.live)
+        self.refs[key][1] += 1
+        weakref.finalize(t, self._release, key)
+
+    def _release(self, key):
+        entry = self.refs[key]
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.live -= entry[0]
+            del self.refs[key]
+
+
+def peak_bytes(sampler_class, tiny, new_tokens):
+    params = SamplingParams(temperature=1.0, max_new_tokens=new_tokens, seed=1)
+    sampler = sampler_class(tiny.model, EosAs(tiny.tokenizer, -1), params)  # no row ever ends early
+    prompts = [chat_ids(tiny.tokenizer, "p")] * 4
+    with LiveBytes() as mode:
+        gens = sampler.generate(prompts)
+    assert all(len(g.token_ids) == new_tokens for g in gens)
+    return mode.peak
+
+
+@pytest.mark.parametrize("sampler_class,scales", [(TransformersSampler, False), (StackingSampler, True)])
+def test_peak_memory_does_not_grow_with_tokens_times_vocab(tiny, sampler_class, scales):
+    """32 more tokens of 4 rows cost 2 x 4 x 32 x V x 4 bytes when scores are kept and stacked; none when gathered."""
+    growth = peak_bytes(sampler_class, tiny, 40) - peak_bytes(sampler_class, tiny, 8)
+    step_scores = 4 * 32 * tiny.model.config.vocab_size * 4  # (B, 32, V) float32
+    assert (growth > step_scores) == scales, (growth, step_scores)

@@ -25,7 +25,7 @@ from longhorizon.models import SamplingParams, TransformersSampler, load_model
 from longhorizon.rollout import ModelPolicy, run_episodes
 from longhorizon.train import ALGORITHMS, load_config, train
 from longhorizon.train.batch import collate, with_credit
-from longhorizon.train.checkpoint import latest_checkpoint
+from longhorizon.train.checkpoint import latest_checkpoint, load_weights
 from longhorizon.train.loop import score, task_specs
 from longhorizon.train.metrics import read_records
 from longhorizon.train.model import build_models, reference, token_forward
@@ -182,7 +182,7 @@ CASES = {
 
 
 def final_weights(run_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
-    return torch.load(latest_checkpoint(run_dir) / "weights.pt", weights_only=False)
+    return load_weights(latest_checkpoint(run_dir))
 
 
 @pytest.mark.parametrize("case", list(CASES))

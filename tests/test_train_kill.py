@@ -57,7 +57,7 @@ def test_sigkill_during_checkpoint_write_then_resume(tmp_path):
     assert proc.returncode == -signal.SIGKILL
 
     # The half-written checkpoint is there, but `latest` still names the complete one.
-    assert (marker.parent / "weights.pt").exists() and not (marker.parent / "state.pt").exists()
+    assert (marker.parent / "policy.safetensors").exists() and not (marker.parent / "state.pt").exists()
     assert latest_checkpoint(run).name == "step_000001"
     assert [r["step"] for r in read_records(run)] == [1, 2]  # step 2 was logged, not checkpointed
 

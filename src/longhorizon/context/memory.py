@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -57,6 +56,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from longhorizon.context.base import EpisodeView, StrategyWrapper
+from longhorizon.io import atomic_write
 from longhorizon.types import Trajectory
 
 KEY = "memory_lessons"
@@ -109,9 +109,7 @@ class LessonStore:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(json.dumps(asdict(x), ensure_ascii=False) + "\n" for x in self.lessons), "utf-8")
-        os.replace(tmp, self.path)
+        atomic_write(self.path, "".join(json.dumps(asdict(x), ensure_ascii=False) + "\n" for x in self.lessons))
 
     def tick(self) -> int:
         self.clock += 1

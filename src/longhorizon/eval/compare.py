@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from longhorizon.errors import UserError  # noqa: E402
+from longhorizon.io import atomic_write  # noqa: E402
 
 
 @dataclass
@@ -78,9 +79,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] 
     out.mkdir(parents=True, exist_ok=True)
     plot = plot_comparison(runs, out / "comparison.png")
     report = out / "report.md"
-    tmp = out / ".report.md.tmp"
-    tmp.write_text(markdown(runs, title, plot.name), encoding="utf-8")
-    tmp.replace(report)
+    atomic_write(report, markdown(runs, title, plot.name))
     return report, plot
 
 

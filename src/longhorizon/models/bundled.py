@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from longhorizon.errors import UserError
+from longhorizon.io import atomic_dir
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_DIR = "smollm2-135m-instruct"
@@ -43,15 +42,11 @@ def _atomic_save(target: Path, save) -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        save(tmp)
-        os.replace(tmp, target)
+        atomic_dir(target, save, replace=False)
     except OSError:
         if not target.exists():  # a concurrent writer did not win the race: a real failure
             raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

@@ -8,6 +8,10 @@ ids, the log-prob of each sampled id under the distribution it was drawn from
 With `temperature == 0` decoding is greedy and the log-probs are those of the
 model's own distribution (temperature 1), since the point mass is uninformative.
 
+The log-probs are gathered step by step (`SampledLogprobs`, the last logits
+processor): only the current step's (B, V) log-softmax is held, never the
+(B, T, V) stack of every step's scores.
+
 Each call draws from its own seed, `params.seed + call_index`, inside a forked
 RNG, so runs repeat exactly and the global torch RNG is left alone.
 """
@@ -83,25 +87,25 @@ class TransformersSampler:
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         input_ids, attention_mask = left_pad(prompts, self.tokenizer.pad_token_id)
         stopper = StopOnText(self.tokenizer, params.stop, input_ids.shape[1])
-        device = self.model.device
+        recorder, device = SampledLogprobs(params), self.model.device
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(params.seed)
-            result = self.model.generate(
+            sequences = self.model.generate(
                 input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                 generation_config=self._generation_config(params), stopping_criteria=[stopper],
+                logits_processor=[recorder],
             )
-        new_ids = result.sequences[:, input_ids.shape[1] :].cpu()
-        logprobs = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in result.scores], dim=1).cpu()
+        new_ids = sequences[:, input_ids.shape[1] :].cpu()
+        logprobs = recorder.finish(sequences).cpu()  # (B, T_new)
         return [self._trim(p, new_ids[i], logprobs[i], stopper.ends.get(i)) for i, p in enumerate(prompts)]
 
     def _generation_config(self, params: SamplingParams) -> Any:
+        """Plain sampling (or greedy); temperature and top-p are applied by `SampledLogprobs` itself."""
         from transformers import GenerationConfig
 
-        greedy = params.temperature == 0
         return GenerationConfig(
-            do_sample=not greedy, temperature=None if greedy else params.temperature,
-            top_p=None if greedy else params.top_p, top_k=None if greedy else 0,
-            max_new_tokens=params.max_new_tokens, output_scores=True, return_dict_in_generate=True,
+            do_sample=params.temperature > 0, temperature=None, top_p=None, top_k=None if params.temperature == 0 else 0,
+            max_new_tokens=params.max_new_tokens, output_scores=False, return_dict_in_generate=False,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
         )
 
@@ -113,9 +117,47 @@ class TransformersSampler:
         if stop_end is not None and eos not in ids_list[:stop_end]:
             end, reason = stop_end, "stop"
         kept = ids_list[:end]
-        token_logprobs = logprobs[torch.arange(end), torch.tensor(kept, dtype=torch.long)].tolist()
+        token_logprobs = logprobs[:end].tolist()
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
         return Generation(token_ids=kept, logprobs=token_logprobs, text=text, finish_reason=reason, prompt_ids=list(prompt))
+
+
+class SampledLogprobs:
+    """The last logits processor: applies temperature and top-p, keeps log p(sampled token), nothing of size T x V.
+
+    transformers appends its own temperature and top-p warpers *after* custom
+    processors, so this one applies them (transformers' own classes, in the same
+    order), and generate samples from exactly the scores it returns. At step t it
+    keeps their (B, V) log-softmax; the token drawn from them is only known at step
+    t+1, as input_ids[:, -1], where it is gathered and the (B, V) tensor dropped.
+    `finish` gathers the last step's token from the finished sequences.
+    """
+
+    def __init__(self, params: SamplingParams) -> None:
+        from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+        sampled = params.temperature > 0
+        self.warpers = ([TemperatureLogitsWarper(params.temperature)] if sampled and params.temperature != 1 else []) + (
+            [TopPLogitsWarper(params.top_p)] if sampled and params.top_p < 1 else [])
+        self.current: torch.Tensor | None = None  # (B, V) log-probs of the step being sampled
+        self.picked: list[torch.Tensor] = []  # one (B,) per finished step
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self._gather(input_ids[:, -1])
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        self.current = torch.log_softmax(scores.float(), dim=-1)  # (B, V)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> torch.Tensor:
+        """(B, T_new): the log-prob of every generated token."""
+        self._gather(sequences[:, -1])
+        return torch.stack(self.picked, dim=1)
+
+    def _gather(self, sampled: torch.Tensor) -> None:
+        if self.current is not None:
+            self.picked.append(self.current.gather(1, sampled[:, None])[:, 0])  # (B,)
+            self.current = None
 
 
 class StopOnText:

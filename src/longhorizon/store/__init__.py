@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from longhorizon.errors import UserError
+from longhorizon.io import atomic_write
 from longhorizon.types import Trajectory, jsonable, save_trajectories
 
 
@@ -32,14 +33,8 @@ class RunDir:
         return self._write(name, json.dumps(jsonable(metrics), indent=2))
 
     def write_trajectories(self, trajectories: list[Trajectory], name: str = "trajectories.jsonl") -> Path:
-        tmp = self.path / f".{name}.tmp"
-        save_trajectories(tmp, trajectories)
-        os.replace(tmp, self.path / name)
-        return self.path / name
+        return atomic_write(self.path / name, lambda tmp: save_trajectories(tmp, trajectories))
 
     def _write(self, name: str, text: str) -> Path:
         """Write through a temporary file and rename, so a crash never leaves half a file."""
-        tmp = self.path / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.path / name)
-        return self.path / name
+        return atomic_write(self.path / name, text)

@@ -6,9 +6,17 @@ normaliser, every RNG state (python, numpy, torch CPU and CUDA, the
 sampler's call counter), the context strategy's state across episodes
 (the memory strategy's lessons), the step and the data position.
 
-Writing is atomic at each level: files go into a temporary directory, which
-is fsync'ed and renamed to `step_NNNNNN`; then `latest` is rewritten through
-a temporary file and `os.replace`. Older checkpoints are deleted only after
+Weights (the policy's trainable tensors, so only the adapters with LoRA, and
+the value head) are safetensors files: `policy.safetensors`, `value_head.safetensors`.
+The optimizer, scheduler, RNG and strategy states stay `torch.save` pickles:
+they are nested dicts of tensors *and* Python objects (param-group settings,
+the Mersenne-Twister tuple, lessons), which safetensors (flat name -> tensor)
+cannot hold. Checkpoints from before safetensors (`weights.pt`) are refused
+with an error that says so.
+
+Writing is atomic at each level (`longhorizon.io`): files go into a temporary
+directory, which is fsync'ed and renamed to `step_NNNNNN`; then `latest` is
+rewritten through a temporary file and `os.replace`. Older checkpoints are deleted only after
 that, so a SIGKILL at any moment leaves `latest` naming a complete
 checkpoint (or no checkpoint at all), never a half-written one.
 
@@ -30,8 +38,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from longhorizon.errors import UserError
+from longhorizon.io import atomic_dir, atomic_write
 
 SLEEP_ENV = "LONGHORIZON_DEBUG_CHECKPOINT_SLEEP"
 STEP_RE = re.compile(r"^step_(\d{6,})$")
@@ -69,25 +79,24 @@ def save_checkpoint(run_dir: Path, state: Resumable, step: int, data_position: i
     final = root / f"step_{step:06d}"
     tmp = root / f".tmp-{final.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    _save(tmp / "weights.pt", trainable_state(state.models))
-    _debug_sleep(tmp, step)
-    _save(tmp / "optimizer.pt", state.optimizer.state_dict())
-    _save(tmp / "state.pt", {"step": step, "data_position": data_position, "scheduler": state.scheduler.state_dict(),
-                             "normalizer": state.normalizer.state_dict(), "rng": rng_state(state.sampler),
-                             "context": state.strategy.state_dict()})
-    _fsync_dir(tmp)
-    if final.exists():  # a complete but unreferenced leftover of a killed run: `latest` is older
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _write_pointer(root, final.name)
+
+    def write(tmp: Path) -> None:
+        save_weights(tmp, trainable_state(state.models))
+        _debug_sleep(tmp, step)
+        torch.save(state.optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save({"step": step, "data_position": data_position, "scheduler": state.scheduler.state_dict(),
+                    "normalizer": state.normalizer.state_dict(), "rng": rng_state(state.sampler),
+                    "context": state.strategy.state_dict()}, tmp / "state.pt")
+
+    atomic_dir(final, write, tmp=tmp)  # replaces a complete but unreferenced leftover of a killed run
+    atomic_write(root / "latest", final.name + "\n")
     _prune(root, keep)
     return final
 
 
 def load_checkpoint(path: Path, state: Resumable) -> dict[str, int]:
     """Restore everything from `path` in place; return {"step", "data_position"}."""
-    weights = _load(path / "weights.pt")
+    weights = load_weights(path)
     params = dict(state.models.model.named_parameters())
     unknown = [n for n in weights["policy"] if n not in params]
     missing = [n for n, p in params.items() if p.requires_grad and n not in weights["policy"]]
@@ -109,6 +118,8 @@ def clean_partial(run_dir: Path) -> None:
     """Remove temporary directories a killed run left behind."""
     for tmp in checkpoints_dir(run_dir).glob(".tmp-*"):
         shutil.rmtree(tmp, ignore_errors=True)
+    for tmp in checkpoints_dir(run_dir).glob(".latest.*.tmp"):  # atomic_write's, for the `latest` pointer
+        tmp.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------ what is saved
@@ -119,6 +130,19 @@ def trainable_state(models: Any) -> dict[str, dict[str, torch.Tensor]]:
     policy = {n: p.detach().cpu() for n, p in models.model.named_parameters() if p.requires_grad}
     head = models.value_head.state_dict() if models.value_head is not None else {}
     return {"policy": policy, "value_head": {k: v.cpu() for k, v in head.items()}}
+
+
+def save_weights(directory: Path, weights: dict[str, dict[str, torch.Tensor]]) -> None:
+    """One safetensors file per part: policy.safetensors, value_head.safetensors."""
+    for part, tensors in weights.items():
+        save_file({n: t.contiguous() for n, t in tensors.items()}, directory / f"{part}.safetensors")
+
+
+def load_weights(directory: Path) -> dict[str, dict[str, torch.Tensor]]:
+    if not (directory / "policy.safetensors").exists():
+        raise UserError(f"checkpoint {directory} has no policy.safetensors: it was written before checkpoints "
+                        "used safetensors (weights.pt) and cannot be resumed by this version; start a new run")
+    return {part: load_file(directory / f"{part}.safetensors") for part in ("policy", "value_head")}
 
 
 def load_trainable_state(models: Any, weights: dict[str, dict[str, torch.Tensor]]) -> None:
@@ -151,33 +175,8 @@ def set_rng_state(state: dict[str, Any], sampler: Any) -> None:
 # ------------------------------------------------------------------ file helpers
 
 
-def _save(path: Path, obj: Any) -> None:
-    with open(path, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def _load(path: Path) -> Any:
     return torch.load(path, map_location="cpu", weights_only=False)  # our own files: RNG states are pickled
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_pointer(root: Path, name: str) -> None:
-    tmp = root / f".latest-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / "latest")
-    _fsync_dir(root)
 
 
 def _prune(root: Path, keep: int) -> None:

@@ -24,9 +24,7 @@ Departures and choices:
 from __future__ import annotations
 
 import copy
-import os
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ import torch
 from longhorizon.algorithms import kl_penalty
 from longhorizon.context import make_strategy
 from longhorizon.errors import UserError
+from longhorizon.io import atomic_dir, atomic_write
 from longhorizon.models import SamplingParams, TransformersSampler
 from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
 from longhorizon.store import RunDir
@@ -215,13 +214,7 @@ def perf_metrics(trajectories: list[Trajectory], batch: Batch, rows: torch.Tenso
 def export_model(models: Models, path: Path) -> Path:
     """A loadable Hugging Face directory (LoRA merged into a copy), written atomically."""
     model = copy.deepcopy(models.model).merge_and_unload() if models.lora else models.model
-    tmp = path.with_name(f".{path.name}-tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    models.tokenizer.save_pretrained(tmp)
-    shutil.rmtree(path, ignore_errors=True)
-    os.rename(tmp, path)
-    return path
+    return atomic_dir(path, lambda tmp: (model.save_pretrained(tmp), models.tokenizer.save_pretrained(tmp)))
 
 
 def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> RunDir:
@@ -271,6 +264,4 @@ def _eval_record(run_dir: Path, step: int) -> dict[str, float] | None:
 
 def _write_trajectories(path: Path, trajectories: list[Trajectory]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_trajectories(tmp, trajectories)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_trajectories(tmp, trajectories))

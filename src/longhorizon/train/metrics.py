@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import resource
 import shutil
 import sys
@@ -25,6 +24,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+
+from longhorizon.io import atomic_write  # noqa: E402
 
 
 class MetricsLog:
@@ -63,9 +64,7 @@ def _truncate_after(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, "".join(line + "\n" for line in kept))
 
 
 def peak_memory_mb(device: str) -> float:
