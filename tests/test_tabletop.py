@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import longhorizon.envs  # noqa: F401  (registers the envs)
-from longhorizon.envs.tabletop import (
+from longhorizon.envs.tabletop.env import (
     TABLE,
     Block,
     CountGoal,

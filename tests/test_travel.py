@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from longhorizon.envs.tools import parse_results
-from longhorizon.envs.travel import (
+from longhorizon.envs.core.tools import parse_results
+from longhorizon.envs.travel.env import (
     COMMONSENSE,
     Attraction,
     Database,

@@ -7,8 +7,8 @@ from datetime import date
 import numpy as np
 import pytest
 
-from longhorizon.envs.tools import format_tool_call
-from longhorizon.envs.vending import (
+from longhorizon.envs.core.tools import format_tool_call
+from longhorizon.envs.vending.env import (
     MONTH, WEATHER, WEEKDAY, Product, VendingEnv, demand_rate, optimal_price, variety_multiplier,
 )
 

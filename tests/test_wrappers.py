@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import longhorizon.envs  # noqa: F401  (registers the envs)
-from longhorizon.envs.base import TextEnv
-from longhorizon.envs.wrappers import (
+from longhorizon.envs.core.base import TextEnv
+from longhorizon.envs.core.wrappers import (
     WRAPPERS,
     FeedbackContext,
     FeedbackLoop,

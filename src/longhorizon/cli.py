@@ -82,7 +82,7 @@ def make_env(env_id: str, env_kwargs: dict[str, Any], wrappers: list[dict[str, A
     import gymnasium as gym
 
     from longhorizon.envs import list_envs
-    from longhorizon.envs.wrappers import apply_wrappers
+    from longhorizon.envs.core.wrappers import apply_wrappers
 
     if env_id not in list_envs():
         raise UserError(f"unknown env {env_id!r}; known envs: {', '.join(list_envs())}")

@@ -12,20 +12,20 @@ from typing import Any
 
 import gymnasium as gym
 
-from longhorizon.envs.base import FreeText, TextEnv
+from longhorizon.envs.core.base import FreeText, TextEnv
 
 ENTRY_POINTS: dict[str, str] = {
-    "longhorizon/Discovery-v0": "longhorizon.envs.discovery:DiscoveryEnv",
-    "longhorizon/Travel-v0": "longhorizon.envs.travel:TravelEnv",
-    "longhorizon/Execution-v0": "longhorizon.envs.execution:ExecutionEnv",
-    "longhorizon/Vending-v0": "longhorizon.envs.vending:VendingEnv",
-    "longhorizon/Apps-v0": "longhorizon.envs.apps:AppsEnv",
-    "longhorizon/Tabletop-v0": "longhorizon.envs.tabletop:TabletopEnv",
-    "longhorizon/Compose-v0": "longhorizon.envs.compose:ComposeEnv",
-    "longhorizon/HtmlToTsv-v0": "longhorizon.envs.longproc_html:HtmlToTsvEnv",
-    "longhorizon/PathTraversal-v0": "longhorizon.envs.longproc_path:PathTraversalEnv",
-    "longhorizon/TomTracking-v0": "longhorizon.envs.longproc_tom:TomTrackingEnv",
-    "longhorizon/Countdown-v0": "longhorizon.envs.longproc_countdown:CountdownEnv",
+    "longhorizon/Discovery-v0": "longhorizon.envs.discovery.env:DiscoveryEnv",
+    "longhorizon/Travel-v0": "longhorizon.envs.travel.env:TravelEnv",
+    "longhorizon/Execution-v0": "longhorizon.envs.execution.env:ExecutionEnv",
+    "longhorizon/Vending-v0": "longhorizon.envs.vending.env:VendingEnv",
+    "longhorizon/Apps-v0": "longhorizon.envs.apps.env:AppsEnv",
+    "longhorizon/Tabletop-v0": "longhorizon.envs.tabletop.env:TabletopEnv",
+    "longhorizon/Compose-v0": "longhorizon.envs.compose.env:ComposeEnv",
+    "longhorizon/HtmlToTsv-v0": "longhorizon.envs.longproc.html:HtmlToTsvEnv",
+    "longhorizon/PathTraversal-v0": "longhorizon.envs.longproc.path:PathTraversalEnv",
+    "longhorizon/TomTracking-v0": "longhorizon.envs.longproc.tom:TomTrackingEnv",
+    "longhorizon/Countdown-v0": "longhorizon.envs.longproc.countdown:CountdownEnv",
 }
 
 

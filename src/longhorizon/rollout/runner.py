@@ -17,7 +17,7 @@ import gymnasium as gym
 
 import longhorizon.envs  # noqa: F401  (registers the envs)
 from longhorizon.context.base import EpisodeView
-from longhorizon.envs.wrappers import apply_wrappers
+from longhorizon.envs.core.wrappers import apply_wrappers
 from longhorizon.types import Trajectory, Turn, jsonable
 
 

@@ -36,7 +36,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from longhorizon.envs.longproc import CHARS_PER_TOKEN, LongProcEnv, last_tagged_block, pick, prefix_fraction
+from longhorizon.envs.longproc.common import CHARS_PER_TOKEN, LongProcEnv, last_tagged_block, pick, prefix_fraction
 
 TRANSITS = ("bus", "train", "plane", "ferry")
 _STARTS = (

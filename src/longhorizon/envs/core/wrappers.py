@@ -39,7 +39,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from longhorizon.envs.base import clip_text
+from longhorizon.envs.core.base import clip_text
 
 Step = tuple[str, SupportsFloat, bool, bool, dict[str, Any]]
 FINAL_KEYS = ("success", "metrics")

@@ -94,8 +94,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from longhorizon.envs.base import clip_text
-from longhorizon.envs.tools import (Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, function_schema,
+from longhorizon.envs.core.base import clip_text
+from longhorizon.envs.core.tools import (Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, function_schema,
                                    parse_results)
 
 # -- vocabulary --------------------------------------------------------------------------------------

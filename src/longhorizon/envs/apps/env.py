@@ -55,10 +55,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from longhorizon.envs.apps_api import APIS, APPS, api_index
-from longhorizon.envs.apps_tasks import TEMPLATES, Task
-from longhorizon.envs.apps_world import Db, World, diff, long_date, new_world, pick, snapshot
-from longhorizon.envs.tools import (
+from longhorizon.envs.apps.api import APIS, APPS, api_index
+from longhorizon.envs.apps.tasks import TEMPLATES, Task
+from longhorizon.envs.apps.world import Db, World, diff, long_date, new_world, pick, snapshot
+from longhorizon.envs.core.tools import (
     ToolCall, ToolEnv, ToolError, ToolResult, format_tool_call, function_schema, schema_index, validate_indexed,
 )
 

@@ -46,7 +46,7 @@ from typing import Callable, ClassVar
 
 import numpy as np
 
-from longhorizon.envs.longproc import CHARS_PER_TOKEN, LongProcEnv, pick
+from longhorizon.envs.longproc.common import CHARS_PER_TOKEN, LongProcEnv, pick
 
 Record = dict[str, str]
 FENCE_RE = re.compile(r"```tsv[^\n]*\n(.*?)```", re.DOTALL)

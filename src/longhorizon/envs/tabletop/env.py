@@ -76,7 +76,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from longhorizon.envs.base import TextEnv, clip_text
+from longhorizon.envs.core.base import TextEnv, clip_text
 
 COLOURS = ("red", "green", "blue", "yellow", "purple", "orange")
 SIZES = ("small", "medium", "large")  # index = size rank

@@ -23,7 +23,7 @@ experiments (the horizon knob) it commits the rules it inferred, once, with
 
 Episode: the first observation explains the world, the tools, the rule
 catalogue and the commit schema. Each step is one assistant message with one
-or more `<tool_call>` blocks (protocol: `longhorizon.envs.tools`). An
+or more `<tool_call>` blocks (protocol: `longhorizon.envs.core.tools`). An
 experiment beyond `required_steps` is refused; a commit before it is refused
 with an explanation; a malformed commit (not the schema, unknown ids) is
 refused with an explanation and the episode goes on. The first well-formed
@@ -78,7 +78,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from longhorizon.envs.tools import Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, function_schema
+from longhorizon.envs.core.tools import Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, function_schema
 
 
 class World(Protocol):
@@ -99,7 +99,7 @@ class Oracle(Protocol):
     def next_call(self, observation: str) -> ToolCall: ...
 
 
-WORLD_MODULES = {world: f"longhorizon.envs.discovery_{world}" for world in ("grid", "sequence", "genetics")}
+WORLD_MODULES = {world: f"longhorizon.envs.discovery.{world}" for world in ("grid", "sequence", "genetics")}
 COMMIT_DESCRIPTION = ("Commit your inferred rules (once; allowed only after the required number of experiments). "
                       "The schema of `rules` is given in the task description.")
 WORLD_DEFAULTS: dict[str, dict[str, int]] = {

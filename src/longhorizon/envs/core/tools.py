@@ -39,7 +39,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from longhorizon.envs.base import TextEnv, clip_text
+from longhorizon.envs.core.base import TextEnv, clip_text
 
 FENCE_RE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 CALL_FORMAT_HINT = 'Call a tool as <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>.'

@@ -52,7 +52,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from longhorizon.envs.base import TextEnv, clip_text
+from longhorizon.envs.core.base import TextEnv, clip_text
 
 MODES = ("single", "multi")
 MAX_PROBLEMS = 32

@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from longhorizon.envs.base import TextEnv, clip_text
-from longhorizon.envs.words import WORDS
+from longhorizon.envs.core.base import TextEnv, clip_text
+from longhorizon.envs.execution.words import WORDS
 
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 INT_RE = re.compile(r"[+-]?\d{1,18}")

@@ -86,7 +86,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from longhorizon.envs.tools import ToolCall, ToolEnv, ToolError, ToolResult, format_tool_call, function_schema
+from longhorizon.envs.core.tools import ToolCall, ToolEnv, ToolError, ToolResult, format_tool_call, function_schema
 
 START_NET_WORTH = 50_000  # cents
 DAILY_FEE = 200  # cents

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from longhorizon.envs.base import TextEnv
+from longhorizon.envs.core.base import TextEnv
 
 LEVEL_TOKENS: dict[str, int] = {"0.5k": 500, "2k": 2000, "8k": 8000}
 CHARS_PER_TOKEN = 4
