@@ -72,13 +72,13 @@ Departures from UltraHorizon:
 
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from longhorizon.envs.core.tools import Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, function_schema
+from longhorizon.envs.discovery import genetics, grid, sequence
 
 
 class World(Protocol):
@@ -99,7 +99,7 @@ class Oracle(Protocol):
     def next_call(self, observation: str) -> ToolCall: ...
 
 
-WORLD_MODULES = {world: f"longhorizon.envs.discovery.{world}" for world in ("grid", "sequence", "genetics")}
+WORLD_MODULES: dict[str, Any] = {"grid": grid, "sequence": sequence, "genetics": genetics}
 COMMIT_DESCRIPTION = ("Commit your inferred rules (once; allowed only after the required number of experiments). "
                       "The schema of `rules` is given in the task description.")
 WORLD_DEFAULTS: dict[str, dict[str, int]] = {
@@ -239,8 +239,8 @@ class DiscoveryEnv(ToolEnv):
 
 
 def _world_module(world: str) -> Any:
-    """The module of a world (imported lazily: the world modules import this one)."""
-    return importlib.import_module(WORLD_MODULES[world])
+    """The module of a world."""
+    return WORLD_MODULES[world]
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
