@@ -13,23 +13,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from longhorizon.envs.core.tools import parse_results
-from longhorizon.envs.travel.env import (
+from longhorizon.envs.travel.env import TravelEnv
+from longhorizon.envs.travel.generator import make_query
+from longhorizon.envs.travel.oracle import Planner
+from longhorizon.envs.travel.solver import solve
+from longhorizon.envs.travel.verifier import _valid_city_sequence, evaluate_plan
+from longhorizon.envs.travel.world import (
     COMMONSENSE,
     Attraction,
     Database,
     Drive,
     Flight,
     Hotel,
-    Planner,
     Query,
     Restaurant,
-    TravelEnv,
-    _valid_city_sequence,
-    evaluate_plan,
-    make_query,
     query_text,
     read_query,
-    solve,
 )
 
 DATES = ("2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05")
