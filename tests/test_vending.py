@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 
 from longhorizon.envs.core.tools import format_tool_call
-from longhorizon.envs.vending.env import (
-    MONTH, WEATHER, WEEKDAY, Product, VendingEnv, demand_rate, optimal_price, variety_multiplier,
+from longhorizon.envs.vending.env import VendingEnv
+from longhorizon.envs.vending.world import (
+    MONTH,
+    WEATHER,
+    WEEKDAY,
+    Product,
+    demand_rate,
+    optimal_price,
+    variety_multiplier,
 )
 
 COLA = Product("cola", "small", ref_price=150, cost=55, elasticity=2.0, base_sales=5.0)

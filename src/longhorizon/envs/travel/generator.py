@@ -1,5 +1,4 @@
-"""Travel's generator: a database, and a query that a known route satisfies (budget from the solver).
-"""
+"""Travel's generator: a database, and a query that a known route satisfies (budget from the solver)."""
 
 from __future__ import annotations
 

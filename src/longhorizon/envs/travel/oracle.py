@@ -1,5 +1,4 @@
-"""Travel's oracle: search what the reference solver needs, rebuild the database from the results, solve.
-"""
+"""Travel's oracle: search what the reference solver needs, rebuild the database from the results, solve."""
 
 from __future__ import annotations
 

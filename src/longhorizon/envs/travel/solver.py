@@ -1,5 +1,4 @@
-"""Travel's reference solver: the cheapest plan that meets every hard and commonsense constraint.
-"""
+"""Travel's reference solver: the cheapest plan that meets every hard and commonsense constraint."""
 
 from __future__ import annotations
 

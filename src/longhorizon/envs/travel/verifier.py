@@ -1,5 +1,4 @@
-"""Travel's plan evaluation: TravelPlanner's commonsense and hard constraints, and the scores.
-"""
+"""Travel's plan evaluation: TravelPlanner's commonsense and hard constraints, and the scores."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """Travel's world: the vocabulary, the database records, the constraint predicates that the solver and
-the verifier share, and the query in natural language.
-"""
+the verifier share, and the query in natural language."""
 
 from __future__ import annotations
 

@@ -78,123 +78,37 @@ registry tests run (100 per level).
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, ClassVar
 
 import numpy as np
 
-from longhorizon.envs.core.tools import ToolCall, ToolEnv, ToolError, ToolResult, format_tool_call, function_schema
-
-START_NET_WORTH = 50_000  # cents
-DAILY_FEE = 200  # cents
-BANKRUPT_AFTER = 10  # consecutive unpaid days
-SLOT_CAPACITY = {"small": 10, "large": 6}
-ROWS = {"A": "small", "B": "small", "C": "large", "D": "large"}
-WEEKDAY = (0.9, 0.95, 1.0, 1.0, 1.1, 1.2, 1.05)  # Monday..Sunday
-MONTH = (0.85, 0.85, 0.9, 0.95, 1.0, 1.1, 1.15, 1.15, 1.05, 0.95, 0.9, 0.95)  # January..December
-WEATHER = {"sunny": 1.1, "cloudy": 1.0, "rainy": 0.85, "stormy": 0.7}
-WEATHER_P = (0.4, 0.3, 0.2, 0.1)
-MAX_ORDER_UNITS = 1000
-MAX_NOTES, NOTE_CHARS = 50, 2000
-ORDER_LINE_RE = re.compile(r"^\s*[-*]?\s*(\d{1,9})\s*(?:x|×|units? of)?\s*(.+?)\s*$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Product:
-    name: str
-    size: str  # "small" | "large"
-    ref_price: int  # cents: the reference retail price r
-    cost: int  # cents: the typical wholesale cost
-    elasticity: float  # eps
-    base_sales: float  # b: units/day at the reference price
-
-
-CATALOG = (
-    Product("cola", "small", 150, 55, 1.8, 5.0),
-    Product("lemon soda", "small", 150, 50, 1.9, 4.0),
-    Product("sparkling water", "small", 125, 40, 2.0, 4.0),
-    Product("potato chips", "small", 175, 60, 1.7, 5.0),
-    Product("chocolate bar", "small", 150, 55, 1.6, 5.0),
-    Product("chewing gum", "small", 100, 30, 2.2, 3.0),
-    Product("granola bar", "small", 175, 65, 1.9, 3.0),
-    Product("cookies", "small", 150, 50, 1.8, 4.0),
-    Product("bottled water", "large", 200, 60, 2.0, 4.0),
-    Product("iced tea", "large", 250, 90, 1.8, 3.0),
-    Product("energy drink", "large", 300, 120, 1.6, 4.0),
-    Product("sandwich", "large", 450, 200, 1.5, 3.0),
-    Product("orange juice", "large", 300, 110, 1.7, 3.0),
-    Product("protein shake", "large", 350, 150, 1.6, 2.0),
+from longhorizon.envs.core.tools import ToolEnv, ToolError, ToolResult, function_schema
+from longhorizon.envs.vending.books import VendingBooks
+from longhorizon.envs.vending.oracle import VendingOracle
+from longhorizon.envs.vending.world import (
+    BANKRUPT_AFTER,
+    CATALOG,
+    DAILY_FEE,
+    MAX_NOTES,
+    MAX_ORDER_UNITS,
+    NOTE_CHARS,
+    ROWS,
+    SLOT_CAPACITY,
+    START_NET_WORTH,
+    SUPPLIER_NAMES,
+    WEATHER,
+    WEATHER_P,
+    Email,
+    Order,
+    Slot,
+    Supplier,
+    dollars,
+    jitter,
+    make_suppliers,
+    parse_order,
+    supplier_text,
 )
-SUPPLIER_NAMES = ("FreshVend Wholesale", "Metro Snack Supply", "Bulk Bites Co", "Coastal Beverage Distributors",
-                  "Prime Vending Goods", "QuickStock Traders", "Valley Food Service", "Sunrise Distributors")
-
-
-@dataclass
-class Supplier:
-    name: str
-    email: str
-    delay: int  # days from order to delivery
-    fee: int  # cents per order
-    prices: dict[str, int]  # product -> unit cost (cents)
-
-
-@dataclass(frozen=True)
-class PlanItem:
-    """The oracle's plan for one product."""
-
-    supplier: Supplier
-    price: int  # the target price p* (cents)
-    per_day: float  # expected units/day at p* on an average day
-
-
-@dataclass
-class Order:
-    number: int
-    supplier: str
-    items: dict[str, int]
-    unit_costs: dict[str, int]
-    arrival_day: int
-
-
-@dataclass
-class Email:
-    sender: str
-    subject: str
-    body: str
-    day: int
-
-
-@dataclass
-class Slot:
-    name: str  # e.g. "A1"
-    size: str
-    product: str | None = None
-    units: int = 0
-
-
-def demand_rate(product: Product, price: int, weekday: int, month: int, weather: str, n_products: int) -> float:
-    """lambda_i of the module docstring: expected units of `product` sold in one day."""
-    return (product.base_sales * (price / product.ref_price) ** (-product.elasticity)
-            * WEEKDAY[weekday] * MONTH[month - 1] * WEATHER[weather] * variety_multiplier(n_products))
-
-
-def variety_multiplier(n: int) -> float:
-    """V(n): too few distinct products in the machine (or too many) lowers every product's demand."""
-    if n < 4:
-        return 0.6 + 0.1 * n
-    return 1.0 if n <= 8 else max(0.5, 1.0 - 0.05 * (n - 8))
-
-
-def optimal_price(cost: float, elasticity: float) -> int:
-    """The profit-maximising price p* = c eps / (eps - 1) under constant elasticity, in cents."""
-    return int(round(cost * elasticity / (elasticity - 1.0)))
-
-
-def dollars(cents: float) -> str:
-    return f"-${-cents / 100:,.2f}" if cents < 0 else f"${cents / 100:,.2f}"
 
 
 def _schema(name: str, description: str, properties: dict[str, dict] | None = None,
@@ -228,7 +142,7 @@ TOOLS = [
 ]
 
 
-class VendingEnv(ToolEnv):
+class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
     """Operate a vending machine for D days; the score is the final net worth."""
 
     HORIZON_KNOB: ClassVar[str | None] = "days"
@@ -256,10 +170,10 @@ class VendingEnv(ToolEnv):
     # -- episode generation ----------------------------------------------------------
     def _reset_task(self) -> str:
         rng = self.np_random
-        self.products = {p.name: _jitter(p, rng) for p in CATALOG}
+        self.products = {p.name: jitter(p, rng) for p in CATALOG}
         self.start_date = date(2025, 1, 1) + timedelta(days=int(rng.integers(0, 365)))
         self.weather = [str(w) for w in rng.choice(list(WEATHER), size=self.days, p=WEATHER_P)]
-        self.suppliers = _make_suppliers(rng, self.n_suppliers)
+        self.suppliers = make_suppliers(rng, self.n_suppliers)
         self._reset_books()
         self._stock_starter(rng)
         self._net_worth_seen = self.net_worth()
@@ -314,30 +228,6 @@ class VendingEnv(ToolEnv):
                 f"Cash {dollars(self.cash)}; the machine holds {dollars(self.machine_cash)}. "
                 f"You have {unread} unread email{'s' if unread != 1 else ''}.")
 
-    # -- accounting ------------------------------------------------------------------
-    def machine_units(self, product: str) -> int:
-        return self.in_machine.get(product, 0)
-
-    def units_owned(self, product: str) -> int:
-        return self.storage.get(product, 0) + self.machine_units(product)
-
-    def inventory_value(self) -> float:
-        """Storage + machine units at their average wholesale cost, plus goods in transit at cost (cents)."""
-        owned = sum(self.units_owned(p) * c for p, c in self.cost_basis.items())
-        transit = sum(q * o.unit_costs[p] for o in self.orders for p, q in o.items.items())
-        return owned + transit
-
-    def net_worth(self) -> float:
-        """The paper's score, in cents: cash + cash in the machine + inventory at wholesale cost."""
-        return self.cash + self.machine_cash + self.inventory_value()
-
-    def _receive(self, product: str, units: int, unit_cost: int) -> None:
-        """Add delivered units to storage, updating the product's average cost."""
-        held = self.units_owned(product)
-        old = self.cost_basis.get(product, 0.0)
-        self.cost_basis[product] = (held * old + units * unit_cost) / (held + units)
-        self.storage[product] = self.storage.get(product, 0) + units
-
     # -- tools -------------------------------------------------------------------------
     def tool_read_emails(self) -> str:
         unread, self.inbox = self.inbox, []
@@ -349,7 +239,7 @@ class VendingEnv(ToolEnv):
     def tool_search_suppliers(self, query: str) -> str:
         self.searched = True
         words = query.lower().split()
-        found = [s for s in self.suppliers if all(w in _supplier_text(s) for w in words)]
+        found = [s for s in self.suppliers if all(w in supplier_text(s) for w in words)]
         if not found:
             return f"No supplier matches {query!r}. Try a product name, or '' to list all."
         return "\n\n".join(self._describe_supplier(s) for s in found)
@@ -368,7 +258,7 @@ class VendingEnv(ToolEnv):
         return f"Email sent to {supplier.email}. {supplier.name} replied; you have {self._n_unread()} unread email(s)."
 
     def _handle_order(self, s: Supplier, body: str) -> tuple[str, str]:
-        items, problem = _parse_order(body, s)
+        items, problem = parse_order(body, s)
         if problem:
             return "Order not understood", f"{problem} Write one line per product: '<quantity> x <product>'. " + \
                 self._describe_supplier(s)
@@ -457,67 +347,6 @@ class VendingEnv(ToolEnv):
     def tool_wait_for_next_day(self) -> str:
         return self._end_day()
 
-    # -- the night and the next morning ------------------------------------------------------
-    def _end_day(self) -> str:
-        self._day_ended = True
-        report = self._sell() + "\n" + self._charge_fee()
-        if self.bankrupt or self.day >= self.days:
-            self.done = True
-            why = "You are bankrupt." if self.bankrupt else f"The {self.days}-day run is over."
-            return f"{report}\n{why} Final net worth: {dollars(self.net_worth())}."
-        self.day += 1
-        return f"{report}\n{self._deliver()}{self._morning()}"
-
-    def _sell(self) -> str:
-        """One day of customers (the demand model of the module docstring)."""
-        stocked = {s.product for s in self.slots if s.product and s.units}
-        today = self.start_date + timedelta(days=self.day - 1)
-        sales = []
-        for name in sorted(stocked):
-            lam = demand_rate(self.products[name], self.prices[name], today.weekday(), today.month,
-                              self.weather[self.day - 1], len(stocked))
-            units = min(int(self.np_random.poisson(lam)), self.machine_units(name))
-            if units:
-                self._take_from_machine(name, units)
-                sales.append(f"{units} x {name} ({dollars(units * self.prices[name])})")
-        if not sales:
-            return f"Night of day {self.day}: no sales."
-        sold = ", ".join(sales)
-        return f"Night of day {self.day}: sold {sold}. The machine holds {dollars(self.machine_cash)}."
-
-    def _take_from_machine(self, name: str, units: int) -> None:
-        self.units_sold += units
-        self.in_machine[name] -= units
-        self.machine_cash += units * self.prices[name]
-        for slot in self.slots:
-            if slot.product == name and units:
-                take = min(slot.units, units)
-                slot.units, units = slot.units - take, units - take
-                slot.product = slot.product if slot.units else None
-
-    def _charge_fee(self) -> str:
-        if self.cash >= DAILY_FEE:
-            self.cash -= DAILY_FEE
-            self.unpaid_days = 0
-            return f"Daily fee {dollars(DAILY_FEE)} paid; cash {dollars(self.cash)}."
-        self.unpaid_days += 1
-        self.bankrupt = self.unpaid_days >= BANKRUPT_AFTER
-        return (f"Daily fee NOT paid (cash {dollars(self.cash)}): {self.unpaid_days} unpaid day(s) in a row; "
-                f"bankruptcy at {BANKRUPT_AFTER}.")
-
-    def _deliver(self) -> str:
-        arrived = [o for o in self.orders if o.arrival_day <= self.day]
-        self.orders = [o for o in self.orders if o.arrival_day > self.day]
-        for order in arrived:
-            for product, units in order.items.items():
-                self._receive(product, units, order.unit_costs[product])
-            items = ", ".join(f"{q} x {p}" for p, q in order.items.items())
-            self.inbox.append(Email(_supplier_email(order.supplier), f"Order #{order.number} delivered",
-                                     f"Your order #{order.number} ({items}) is in your storage room.", self.day))
-        return f"{len(arrived)} deliver{'y' if len(arrived) == 1 else 'ies'} arrived. " if arrived else ""
-
-    def _n_unread(self) -> int:
-        return len(self.inbox)
 
     # -- ToolEnv hooks --------------------------------------------------------------------
     def _after_calls(self, results: list[ToolResult]) -> str | None:
@@ -543,142 +372,6 @@ class VendingEnv(ToolEnv):
         metrics = {"net_worth": round(worth / 100, 2), "profit": round((worth - START_NET_WORTH) / 100, 2),
                    "units_sold": float(self.units_sold), "days_run": float(self.day), "bankrupt": float(self.bankrupt)}
         return {"success": bool(worth > START_NET_WORTH and not self.bankrupt), "metrics": metrics}
-
-    # -- oracle ------------------------------------------------------------------------------
-    def _oracle_plan(self) -> dict[str, PlanItem]:
-        """Products to carry: the 4 small and 3 large with the best expected daily profit at p*."""
-        plan: dict[str, PlanItem] = {}
-        for size, k in (("small", 4), ("large", 3)):
-            options = []
-            for name, product in self.products.items():
-                sellers = [s for s in self.suppliers if name in s.prices]
-                if product.size == size and sellers:
-                    best = min(sellers, key=lambda s: s.prices[name])
-                    price = optimal_price(best.prices[name], product.elasticity)
-                    per_day = demand_rate(product, price, 2, 5, "cloudy", 6)  # an average day
-                    profit = (price - best.prices[name]) * per_day
-                    options.append((-profit, name, PlanItem(best, price, per_day)))
-            plan |= {name: item for _, name, item in sorted(options, key=lambda o: o[:2])[:k]}
-        return plan
-
-    def oracle_call(self) -> list[ToolCall]:
-        return self._oracle_agenda()[: self.max_calls_per_step]
-
-    def _oracle_agenda(self) -> list[ToolCall]:
-        """Everything the operator still wants to do today, ending with wait_for_next_day (stateless)."""
-        calls = [ToolCall("read_emails", {})] if self._n_unread() else []
-        if not self.searched and self.days > 1:
-            calls.append(ToolCall("search_suppliers", {"query": ""}))
-        if self.machine_cash:
-            calls.append(ToolCall("collect_cash", {}))
-        calls += self._oracle_restocks() + self._oracle_prices() + self._oracle_orders()
-        return calls + [ToolCall("wait_for_next_day", {})]
-
-    def _target_price(self, name: str) -> int:
-        if name in self._plan:
-            return self._plan[name].price
-        return optimal_price(self.cost_basis[name], self.products[name].elasticity)
-
-    def _oracle_restocks(self) -> list[ToolCall]:
-        """Fill one slot per product from storage."""
-        calls = []
-        free = {size: sum(s.size == size and s.product is None for s in self.slots) for size in SLOT_CAPACITY}
-        for name, units in self.storage.items():
-            size = self.products[name].size
-            slot = next((s for s in self.slots if s.product == name), None)
-            if units and (slot or free[size]):
-                room = SLOT_CAPACITY[size] - (slot.units if slot else 0)
-                free[size] -= slot is None
-                if min(room, units) > 0:
-                    calls.append(ToolCall("restock_machine", {"product": name, "quantity": min(room, units)}))
-        return calls
-
-    def _oracle_prices(self) -> list[ToolCall]:
-        return [ToolCall("set_price", {"product": name, "price": self._target_price(name) / 100})
-                for name in sorted(self.cost_basis) if self.units_owned(name)
-                and self.prices[name] != self._target_price(name)]
-
-    def _oracle_orders(self) -> list[ToolCall]:
-        """One order email per supplier for the planned products that run low and can still sell."""
-        budget, calls = self.cash - 3000, []
-        in_transit: dict[str, int] = {}
-        for order in self.orders:
-            for name, units in order.items.items():
-                in_transit[name] = in_transit.get(name, 0) + units
-        for supplier in self.suppliers:
-            lines, cost = [], supplier.fee
-            for name, item in self._plan.items():
-                quantity = self._order_quantity(name, item, in_transit.get(name, 0)) if item.supplier is supplier else 0
-                if quantity and cost + quantity * supplier.prices[name] <= budget:
-                    lines.append(f"{quantity} x {name}")
-                    cost += quantity * supplier.prices[name]
-            if lines:
-                budget -= cost
-                body = "Hello,\nplease deliver:\n" + "\n".join(lines) + "\nThanks!"
-                calls.append(ToolCall("send_email", {"to": supplier.email, "subject": "Order", "body": body}))
-        return calls
-
-    def _order_quantity(self, name: str, item: PlanItem, in_transit: int) -> int:
-        """Reorder when stock + goods in transit cover less than delay + 2 days; buy up to delay + 7 days."""
-        sell_days = self.days - (self.day + item.supplier.delay) + 1
-        position = self.units_owned(name) + in_transit
-        if sell_days < 2 or position >= item.per_day * (item.supplier.delay + 2):
-            return 0
-        want = math.ceil(item.per_day * min(item.supplier.delay + 7, sell_days)) - position
-        return max(0, min(want, SLOT_CAPACITY[self.products[name].size] * 3))
-
-    def wrong_action(self, rng: np.random.Generator) -> str:
-        """Restock a product the operator does not own (or more units than it owns): a ToolError."""
-        unowned = [p for p in self.products if self.units_owned(p) == 0] or list(self.products)
-        product = unowned[int(rng.integers(len(unowned)))]
-        quantity = min(self.storage.get(product, 0) + 1, MAX_ORDER_UNITS)
-        return format_tool_call("restock_machine", {"product": product, "quantity": quantity})
-
-
-# -- generation helpers ------------------------------------------------------------------------
-
-
-def _jitter(product: Product, rng: np.random.Generator) -> Product:
-    """Hidden per-episode demand parameters: elasticity and base sales +-15%."""
-    eps = float(np.clip(product.elasticity * rng.uniform(0.85, 1.15), 1.3, 2.6))
-    return Product(product.name, product.size, product.ref_price, product.cost, eps,
-                   product.base_sales * float(rng.uniform(0.85, 1.15)))
-
-
-def _make_suppliers(rng: np.random.Generator, n: int) -> list[Supplier]:
-    names = [str(x) for x in rng.choice(SUPPLIER_NAMES, size=n, replace=False)]
-    suppliers = []
-    for name in names:
-        stock = rng.choice(len(CATALOG), size=int(rng.integers(6, 10)), replace=False)
-        prices = {CATALOG[i].name: int(round(CATALOG[i].cost * rng.uniform(0.85, 1.25))) for i in sorted(stock)}
-        suppliers.append(Supplier(name, _supplier_email(name), int(rng.integers(1, 4)),
-                                  int(rng.integers(3, 9)) * 100, prices))
-    return suppliers
-
-
-def _supplier_email(name: str) -> str:
-    return "orders@" + re.sub(r"[^a-z]", "", name.lower()) + ".com"
-
-
-def _supplier_text(s: Supplier) -> str:
-    return " ".join([s.name.lower(), s.email, *s.prices])
-
-
-def _parse_order(body: str, s: Supplier) -> tuple[dict[str, int], str | None]:
-    """Order lines `<quantity> x <product>` -> {product: quantity}, or a reason the supplier gives back."""
-    items: dict[str, int] = {}
-    for line in body.splitlines():
-        match = ORDER_LINE_RE.match(line)
-        if not match:
-            continue
-        quantity, product = int(match.group(1)), match.group(2).strip().lower().rstrip(".")
-        if product not in s.prices:
-            return {}, f"We do not sell {product[:60]!r}."
-        if not 1 <= quantity <= MAX_ORDER_UNITS:
-            return {}, f"Quantities must be between 1 and {MAX_ORDER_UNITS}; got {quantity} x {product}."
-        items[product] = items.get(product, 0) + quantity
-    return (items, None) if items else ({}, "We found no order lines in your email.")
-
 
 def _check_int(knob: str, value: Any, low: int, high: int) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
