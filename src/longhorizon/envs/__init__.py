@@ -48,8 +48,14 @@ def env_class(env_id: str) -> type[TextEnv]:
 
 
 def knobs(env_id: str) -> dict[str, dict[str, Any]]:
-    """Each knob of an env with its description and default value."""
-    cls = env_class(env_id)
+    """Each knob of an env with its description and default value (from its knob model)."""
+    return knob_table(env_class(env_id))
+
+
+def knob_table(cls: type) -> dict[str, dict[str, Any]]:
+    """A class's knobs: its `Knobs` model, else (envs defined outside longhorizon) `KNOBS` and the signature."""
+    if getattr(cls, "Knobs", None) is not None:
+        return cls.Knobs.table()
     params = inspect.signature(cls.__init__).parameters
     return {
         name: {"description": doc, "default": params[name].default if name in params else None}
@@ -64,6 +70,11 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
+def knob_default(cls: type, name: str) -> Any:
+    """The default value of one knob of an env class."""
+    return knob_table(cls)[name]["default"]
+
+
 register_envs()
 
-__all__ = ["ENTRY_POINTS", "FreeText", "TextEnv", "env_class", "knobs", "list_envs", "make", "register_envs"]
+__all__ = ["ENTRY_POINTS", "FreeText", "TextEnv", "env_class", "knob_default", "knob_table", "knobs", "list_envs", "make", "register_envs"]

@@ -9,7 +9,6 @@ and differ only by the weights.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -17,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from longhorizon.context import ContextStrategy
+from longhorizon.envs import knob_default
 from longhorizon.eval import HorizonEvalConfig, run_horizon_eval
 from longhorizon.models import SamplingParams, TransformersSampler
 from longhorizon.rollout import ModelPolicy
@@ -34,7 +34,7 @@ def eval_setting(cfg: TrainConfig) -> tuple[str | None, list[int]]:
         return None, [1]
     if cfg.eval.horizons:
         return knob, cfg.eval.horizons
-    default = inspect.signature(type(unwrapped).__init__).parameters[knob].default
+    default = knob_default(type(unwrapped), knob)
     return knob, [int(cfg.env_kwargs.get(knob, default))]
 
 
