@@ -82,7 +82,9 @@ from datetime import date, timedelta
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
+from longhorizon.envs.core.knobs import Int, Knobs, set_knobs
 from longhorizon.envs.core.tools import ToolEnv, ToolError, ToolResult, function_schema
 from longhorizon.envs.vending.books import VendingBooks
 from longhorizon.envs.vending.oracle import VendingOracle
@@ -142,15 +144,20 @@ TOOLS = [
 ]
 
 
+class VendingKnobs(Knobs):
+    """Vending's knobs."""
+
+    days: Int = Field(30, ge=1, le=365, description="D, days to run the business (1..365): the horizon knob")
+    max_actions_per_day: Int = Field(30, ge=1, le=1000, description="messages allowed per day; the message that "
+                                     "reaches it ends the day (bounds episodes)")
+    n_suppliers: Int = Field(4, ge=1, le=len(SUPPLIER_NAMES), description="suppliers in the directory (1..8)")
+
+
 class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
     """Operate a vending machine for D days; the score is the final net worth."""
 
     HORIZON_KNOB: ClassVar[str | None] = "days"
-    KNOBS: ClassVar[dict[str, str]] = {
-        "days": "D, days to run the business (1..365): the horizon knob",
-        "max_actions_per_day": "messages allowed per day; the message that reaches it ends the day (bounds episodes)",
-        "n_suppliers": "suppliers in the directory (1..8)",
-    }
+    Knobs = VendingKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {
         "1day": {"days": 1},
         "week": {"days": 7},
@@ -159,13 +166,9 @@ class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
     }
     tools = TOOLS
 
-    def __init__(self, days: int = 30, max_actions_per_day: int = 30, n_suppliers: int = 4,
-                 render_mode: str | None = None):
+    def __init__(self, render_mode: str | None = None, **knobs: Any):
         super().__init__(render_mode)
-        _check_int("days", days, 1, 365)
-        _check_int("max_actions_per_day", max_actions_per_day, 1, 1000)
-        _check_int("n_suppliers", n_suppliers, 1, len(SUPPLIER_NAMES))
-        self.days, self.max_actions_per_day, self.n_suppliers = days, max_actions_per_day, n_suppliers
+        self.knobs = set_knobs(self, VendingKnobs, knobs)
 
     # -- episode generation ----------------------------------------------------------
     def _reset_task(self) -> str:
@@ -372,7 +375,3 @@ class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
         metrics = {"net_worth": round(worth / 100, 2), "profit": round((worth - START_NET_WORTH) / 100, 2),
                    "units_sold": float(self.units_sold), "days_run": float(self.day), "bankrupt": float(self.bankrupt)}
         return {"success": bool(worth > START_NET_WORTH and not self.bankrupt), "metrics": metrics}
-
-def _check_int(knob: str, value: Any, low: int, high: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"{knob} must be an integer in [{low}, {high}], got {value!r}")
