@@ -74,8 +74,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from longhorizon.envs.core.base import TextEnv
+from longhorizon.envs.core.knobs import Int, Knobs, set_knobs
 from longhorizon.envs.tabletop.goals import draw_goals
 from longhorizon.envs.tabletop.world import COLOURS, GOAL_TYPES, PLACES, make_blocks, make_scene, move_error, parse_move
 
@@ -93,41 +95,46 @@ class Progress:
     satisfied: list[bool] = field(default_factory=list)
 
 
+class TabletopKnobs(Knobs):
+    """Tabletop's knobs."""
+
+    n_blocks: Int = Field(6, ge=2, le=40, description="number of blocks on the table (more blocks: more moves per goal)")
+    n_goals: Int = Field(2, ge=1, le=50, description="number of goals completed one after another (more goals: longer "
+                         "episodes)")
+    n_colours: Int = Field(3, ge=1, le=len(COLOURS), description="number of block colours to draw from (1-6)")
+    max_steps: Int | None = Field(None, ge=1, le=1_000_000, description="turn limit; the episode is truncated after it "
+                                  "(default: n_goals * (4 * n_blocks + 2))")
+    goal_types: tuple[str, ...] = Field(GOAL_TYPES, description="goal templates to draw from: subset of gather, "
+                                        "stack, count, reference")
+
+    @field_validator("goal_types", mode="before")
+    @classmethod
+    def _goal_types(cls, goal_types: Any) -> tuple[str, ...]:
+        kinds = (goal_types,) if isinstance(goal_types, str) else tuple(goal_types)
+        unknown = [k for k in kinds if k not in GOAL_TYPES]
+        if not kinds or unknown:
+            raise ValueError(f"goal_types must be a non-empty subset of {GOAL_TYPES}, got {goal_types!r}")
+        if set(kinds) == {"reference"}:
+            raise ValueError("goal_types needs a type besides 'reference' (the first goal is never a reference goal)")
+        return kinds
+
+
 class TabletopEnv(TextEnv):
     """Move blocks between stacks and zones to satisfy a chain of language goals."""
 
     HORIZON_KNOB: ClassVar[str | None] = "n_goals"
-    KNOBS: ClassVar[dict[str, str]] = {
-        "n_blocks": "number of blocks on the table (more blocks: more moves per goal)",
-        "n_goals": "number of goals completed one after another (more goals: longer episodes)",
-        "n_colours": "number of block colours to draw from (1-6)",
-        "max_steps": "turn limit; the episode is truncated after it (default: n_goals * (4 * n_blocks + 2))",
-        "goal_types": "goal templates to draw from: subset of gather, stack, count, reference",
-    }
+    Knobs = TabletopKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {
         "small": {"n_blocks": 4, "n_goals": 1},
         "default": {},
         "large": {"n_blocks": 12, "n_goals": 6},
     }
 
-    def __init__(
-        self,
-        n_blocks: int = 6,
-        n_goals: int = 2,
-        n_colours: int = 3,
-        max_steps: int | None = None,
-        goal_types: tuple[str, ...] | list[str] = GOAL_TYPES,
-        render_mode: str | None = None,
-    ):
+    def __init__(self, render_mode: str | None = None, **knobs: Any):
         super().__init__(render_mode)
-        _check_int("n_blocks", n_blocks, 2, 40)
-        _check_int("n_goals", n_goals, 1, 50)
-        _check_int("n_colours", n_colours, 1, len(COLOURS))
-        if max_steps is not None:
-            _check_int("max_steps", max_steps, 1, 1_000_000)
-        self.goal_types = _check_goal_types(goal_types)
-        self.n_blocks, self.n_goals, self.n_colours = n_blocks, n_goals, n_colours
-        self.max_steps = max_steps if max_steps is not None else n_goals * (4 * n_blocks + 2)
+        self.knobs = set_knobs(self, TabletopKnobs, knobs)
+        if self.max_steps is None:
+            self.max_steps = self.n_goals * (4 * self.n_blocks + 2)
 
     # -- reset ------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -236,18 +243,3 @@ class TabletopEnv(TextEnv):
             return "done"
         block = str(rng.choice(sorted(self.scene.blocks)))
         return f"pick {block} place {block}"
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-
-
-def _check_goal_types(goal_types: Any) -> tuple[str, ...]:
-    kinds = (goal_types,) if isinstance(goal_types, str) else tuple(goal_types)
-    unknown = [k for k in kinds if k not in GOAL_TYPES]
-    if not kinds or unknown:
-        raise ValueError(f"goal_types must be a non-empty subset of {GOAL_TYPES}, got {goal_types!r}")
-    if set(kinds) == {"reference"}:
-        raise ValueError("goal_types needs a type besides 'reference' (the first goal is never a reference goal)")
-    return kinds
