@@ -86,11 +86,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from longhorizon.envs.core.base import clip_text
+from longhorizon.envs.core.knobs import Int, Knobs, Real, set_knobs
 from longhorizon.envs.core.tools import Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, function_schema
 from longhorizon.envs.travel.generator import make_query
 from longhorizon.envs.travel.oracle import Planner
@@ -122,20 +124,33 @@ TOOLS = [
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+class TravelKnobs(Knobs):
+    """Travel's knobs."""
+
+    days: Literal[3, 5, 7] = Field(3, description="trip length in days: 3, 5 or 7 (TravelPlanner's three lengths)")
+    n_cities: Int = Field(1, ge=1, le=3, description="cities to visit: 1 (a named city) or 2-3 (in a named state); "
+                          "at most days - 1")
+    tightness: Real = Field(0.5, ge=0.0, le=1.0, description="0..1: budget = ceil((2 - tightness) x the reference "
+                            "solver's cheapest cost), and round(4 x tightness) of the optional hard constraints "
+                            "(house rule, room type, cuisine, transportation) are stated")
+    max_turns: Int = Field(60, ge=1, description="turn limit (assistant messages) before the episode is truncated "
+                           "with nothing delivered")
+
+    @model_validator(mode="after")
+    def _cities_fit(self) -> TravelKnobs:
+        if self.n_cities > self.days - 1:
+            raise ValueError(f"n_cities must be an integer in [1, {min(3, self.days - 1)}] for days={self.days}, "
+                             f"got {self.n_cities!r}")
+        return self
+
+
 class TravelEnv(ToolEnv):
     """Plan a trip with search tools; graded by TravelPlanner's delivery, commonsense, hard and final pass rates."""
 
     tools: ClassVar[list[dict[str, Any]]] = TOOLS
 
     HORIZON_KNOB: ClassVar[str | None] = "days"
-    KNOBS: ClassVar[dict[str, str]] = {
-        "days": "trip length in days: 3, 5 or 7 (TravelPlanner's three lengths)",
-        "n_cities": "cities to visit: 1 (a named city) or 2-3 (in a named state); at most days - 1",
-        "tightness": "0..1: budget = ceil((2 - tightness) x the reference solver's cheapest cost), and "
-                     "round(4 x tightness) of the optional hard constraints (house rule, room type, cuisine, "
-                     "transportation) are stated",
-        "max_turns": "turn limit (assistant messages) before the episode is truncated with nothing delivered",
-    }
+    Knobs = TravelKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {
         "easy": {"days": 3, "n_cities": 1, "tightness": 0.0},
         "default": {},
@@ -143,19 +158,10 @@ class TravelEnv(ToolEnv):
         "hard": {"days": 7, "n_cities": 3, "tightness": 1.0},
     }
 
-    def __init__(self, days: int = 3, n_cities: int = 1, tightness: float = 0.5, max_turns: int = 60,
-                 render_mode: str | None = None):
+    def __init__(self, render_mode: str | None = None, **knobs: Any):
         super().__init__(render_mode)
-        if isinstance(days, bool) or not isinstance(days, int) or days not in (3, 5, 7):
-            raise ValueError(f"days must be 3, 5 or 7, got {days!r}")
-        if isinstance(n_cities, bool) or not isinstance(n_cities, int) or not 1 <= n_cities <= min(3, days - 1):
-            raise ValueError(f"n_cities must be an integer in [1, {min(3, days - 1)}] for days={days}, "
-                             f"got {n_cities!r}")
-        if isinstance(tightness, bool) or not isinstance(tightness, (int, float)) or not 0.0 <= tightness <= 1.0:
-            raise ValueError(f"tightness must be a number in [0, 1], got {tightness!r}")
-        if isinstance(max_turns, bool) or not isinstance(max_turns, int) or max_turns < 1:
-            raise ValueError(f"max_turns must be a positive integer, got {max_turns!r}")
-        self.days, self.n_cities, self.tightness, self.max_steps = days, n_cities, float(tightness), max_turns
+        self.knobs = set_knobs(self, TravelKnobs, knobs)
+        self.max_steps = self.max_turns
 
     # -- episode ---------------------------------------------------------------------------------------------
     def _reset_task(self) -> str:
