@@ -59,7 +59,7 @@ def knob_table(cls: type) -> dict[str, dict[str, Any]]:
     params = inspect.signature(cls.__init__).parameters
     return {
         name: {"description": doc, "default": params[name].default if name in params else None}
-        for name, doc in cls.KNOBS.items()
+        for name, doc in getattr(cls, "KNOBS", {}).items()
     }
 
 
@@ -77,4 +77,5 @@ def knob_default(cls: type, name: str) -> Any:
 
 register_envs()
 
-__all__ = ["ENTRY_POINTS", "FreeText", "TextEnv", "env_class", "knob_default", "knob_table", "knobs", "list_envs", "make", "register_envs"]
+__all__ = ["ENTRY_POINTS", "FreeText", "TextEnv", "env_class", "knob_default", "knob_table", "knobs", "list_envs", "make",
+           "register_envs"]

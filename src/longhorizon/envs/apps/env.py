@@ -94,8 +94,8 @@ class AppsKnobs(Knobs):
 
     difficulty: Int = Field(1, ge=min(TEMPLATES), le=max(TEMPLATES), description="1-3: how many apps and records a "
                             "task touches (templates per level in the module docstring)")
-    max_steps: Int = Field(50, ge=1, description="step limit; the episode is truncated and checked there (LOOP/AppWorld "
-                           "use 40-50)")
+    max_steps: Int = Field(50, ge=1, description="step limit; the episode is truncated and checked there "
+                           "(LOOP/AppWorld use 40-50)")
     template: str | None = Field(None, description="force one task template by name (None = drawn from the "
                                  "difficulty's templates)")
 

@@ -98,7 +98,8 @@ class Progress:
 class TabletopKnobs(Knobs):
     """Tabletop's knobs."""
 
-    n_blocks: Int = Field(6, ge=2, le=40, description="number of blocks on the table (more blocks: more moves per goal)")
+    n_blocks: Int = Field(6, ge=2, le=40, description="number of blocks on the table (more blocks: more moves per "
+                          "goal)")
     n_goals: Int = Field(2, ge=1, le=50, description="number of goals completed one after another (more goals: longer "
                          "episodes)")
     n_colours: Int = Field(3, ge=1, le=len(COLOURS), description="number of block colours to draw from (1-6)")

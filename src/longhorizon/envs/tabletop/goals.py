@@ -1,4 +1,4 @@
-"""Tabletop's goals (gather, stack, count, reference), each with its checker and its oracle plan, and how they are drawn."""
+"""Tabletop's goals (gather, stack, count, reference): each one's check and oracle plan, and how they are drawn."""
 
 from __future__ import annotations
 
