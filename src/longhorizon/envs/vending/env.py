@@ -85,7 +85,7 @@ import numpy as np
 from pydantic import Field
 
 from longhorizon.envs.core.knobs import Int, Knobs, set_knobs
-from longhorizon.envs.core.tools import ToolEnv, ToolError, ToolResult, function_schema
+from longhorizon.envs.core.tools import ToolEnv, ToolError, ToolResult, tool_schema
 from longhorizon.envs.vending.books import VendingBooks
 from longhorizon.envs.vending.oracle import VendingOracle
 from longhorizon.envs.vending.world import (
@@ -113,37 +113,6 @@ from longhorizon.envs.vending.world import (
 )
 
 
-def _schema(name: str, description: str, properties: dict[str, dict] | None = None,
-            required: list[str] | None = None) -> dict:
-    return function_schema(name, description, properties or {}, required)
-
-
-PRODUCT_ARG = {"type": "string", "description": "product name, e.g. 'cola'", "maxLength": 100}
-TOOLS = [
-    _schema("read_emails", "Read your unread emails (supplier replies, delivery notices). They are marked read."),
-    _schema("send_email",
-            "Send an email. To order, email a supplier with one line per product: '<quantity> x <product>'.",
-            {"to": {"type": "string", "description": "recipient address", "maxLength": 200},
-             "subject": {"type": "string", "maxLength": 200},
-             "body": {"type": "string", "maxLength": 5000}}),
-    _schema("search_suppliers", "Search the wholesale directory by product or supplier name ('' lists all).",
-            {"query": {"type": "string", "maxLength": 200}}),
-    _schema("get_balance", "Your cash, the cash in the machine and your net worth."),
-    _schema("check_storage", "Units in your storage room and orders in transit."),
-    _schema("check_machine", "The machine's slots: product, units and price."),
-    _schema("restock_machine", "Move units of a product from storage into the machine.",
-            {"product": PRODUCT_ARG, "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_ORDER_UNITS}}),
-    _schema("set_price", "Set the machine price of a product you own, in dollars.",
-            {"product": PRODUCT_ARG, "price": {"type": "number", "minimum": 0.01, "maximum": 100}}),
-    _schema("collect_cash", "Take the cash out of the machine."),
-    _schema("wait_for_next_day", "End today: customers buy overnight, the daily fee is charged, a new day starts."),
-    _schema("write_note", "Save a note under a key (overwrites).",
-            {"key": {"type": "string", "maxLength": 100}, "text": {"type": "string", "maxLength": NOTE_CHARS}}),
-    _schema("read_notes", "Read the note saved under `key`, or list all keys when no key is given.",
-            {"key": {"type": "string", "maxLength": 100}}, required=[]),
-]
-
-
 class VendingKnobs(Knobs):
     """Vending's knobs."""
 
@@ -164,8 +133,6 @@ class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
         "month": {"days": 30},
         "quarter": {"days": 90},
     }
-    tools = TOOLS
-
     def __init__(self, render_mode: str | None = None, **knobs: Any):
         super().__init__(render_mode)
         self.knobs = set_knobs(self, VendingKnobs, knobs)
@@ -233,6 +200,7 @@ class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
 
     # -- tools -------------------------------------------------------------------------
     def tool_read_emails(self) -> str:
+        """Read your unread emails (supplier replies, delivery notices). They are marked read."""
         unread, self.inbox = self.inbox, []
         self.archive += unread
         if not unread:
@@ -240,6 +208,11 @@ class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
         return "\n\n".join(f"From: {e.sender}\nDay: {e.day}\nSubject: {e.subject}\n{e.body}" for e in unread)
 
     def tool_search_suppliers(self, query: str) -> str:
+        """Search the wholesale directory by product or supplier name ('' lists all).
+
+        Args:
+            query: words that must all appear in the supplier's name, address or products
+        """
         self.searched = True
         words = query.lower().split()
         found = [s for s in self.suppliers if all(w in supplier_text(s) for w in words)]
@@ -253,6 +226,13 @@ class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
                 f"{dollars(s.fee)} delivery fee per order. Unit prices: {items}.")
 
     def tool_send_email(self, to: str, subject: str, body: str) -> str:
+        """Send an email. To order, email a supplier with one line per product: '<quantity> x <product>'.
+
+        Args:
+            to: recipient address
+            subject: the subject line
+            body: the text of the email
+        """
         supplier = next((s for s in self.suppliers if s.email == to.strip().lower()), None)
         if supplier is None:
             raise ToolError(f"no mailbox at {to!r}; supplier addresses are listed by search_suppliers")
@@ -277,11 +257,13 @@ class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
                                    f"total {dollars(total)} charged. It arrives on day {order.arrival_day}.")
 
     def tool_get_balance(self) -> str:
+        """Your cash, the cash in the machine and your net worth."""
         return (f"Cash: {dollars(self.cash)}. Cash in the machine: {dollars(self.machine_cash)}. "
                 f"Inventory at cost (incl. goods in transit): {dollars(self.inventory_value())}. "
                 f"Net worth: {dollars(self.net_worth())}. Days in a row with the fee unpaid: {self.unpaid_days}.")
 
     def tool_check_storage(self) -> str:
+        """Units in your storage room and orders in transit."""
         held = [f"{p}: {q} units (avg cost {dollars(self.cost_basis[p])})" for p, q in self.storage.items() if q]
         transit = [f"order #{o.number} from {o.supplier}, arriving day {o.arrival_day}: "
                    + ", ".join(f"{q} x {p}" for p, q in o.items.items()) for o in self.orders]
@@ -289,11 +271,18 @@ class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
         return text + (" In transit: " + "; ".join(transit) + "." if transit else "")
 
     def tool_check_machine(self) -> str:
+        """The machine's slots: product, units and price."""
         rows = [f"{s.name} ({s.size}): " + (f"{s.product} x{s.units} @ {dollars(self.prices[s.product])}"
                                             if s.product else "empty") for s in self.slots]
         return "\n".join(rows) + f"\nCash in the machine: {dollars(self.machine_cash)}."
 
     def tool_restock_machine(self, product: str, quantity: int) -> str:
+        """Move units of a product from storage into the machine.
+
+        Args:
+            product: product name, e.g. 'cola'
+            quantity: units to move
+        """
         name = self._owned_product(product)
         if self.storage.get(name, 0) < quantity:
             raise ToolError(f"storage holds {self.storage.get(name, 0)} units of {name}, not {quantity}")
@@ -317,6 +306,12 @@ class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
         return placed
 
     def tool_set_price(self, product: str, price: float) -> str:
+        """Set the machine price of a product you own, in dollars.
+
+        Args:
+            product: product name, e.g. 'cola'
+            price: the new price in dollars
+        """
         name = self._owned_product(product)
         old, self.prices[name] = self.prices[name], int(round(price * 100))
         return f"{name}: price {dollars(old)} -> {dollars(self.prices[name])}."
@@ -330,17 +325,29 @@ class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
         return name
 
     def tool_collect_cash(self) -> str:
+        """Take the cash out of the machine."""
         amount, self.machine_cash = self.machine_cash, 0
         self.cash += amount
         return f"Collected {dollars(amount)} from the machine. Cash: {dollars(self.cash)}."
 
     def tool_write_note(self, key: str, text: str) -> str:
+        """Save a note under a key (overwrites).
+
+        Args:
+            key: the note's key
+            text: the note
+        """
         if key not in self.notes and len(self.notes) >= MAX_NOTES:
             raise ToolError(f"the notes store is full ({MAX_NOTES} keys); overwrite an existing key")
         self.notes[key] = text
         return f"Saved note {key!r}."
 
     def tool_read_notes(self, key: str | None = None) -> str:
+        """Read the note saved under `key`, or list all keys when no key is given.
+
+        Args:
+            key: the note's key
+        """
         if key is None:
             return "Note keys: " + (", ".join(map(repr, self.notes)) if self.notes else "none") + "."
         if key not in self.notes:
@@ -348,6 +355,7 @@ class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
         return self.notes[key]
 
     def tool_wait_for_next_day(self) -> str:
+        """End today: customers buy overnight, the daily fee is charged, a new day starts."""
         return self._end_day()
 
 
@@ -375,3 +383,17 @@ class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
         metrics = {"net_worth": round(worth / 100, 2), "profit": round((worth - START_NET_WORTH) / 100, 2),
                    "units_sold": float(self.units_sold), "days_run": float(self.day), "bankrupt": float(self.bankrupt)}
         return {"success": bool(worth > START_NET_WORTH and not self.bankrupt), "metrics": metrics}
+
+
+# Each tool's schema comes from its method's signature and docstring; these are the bounds the schema adds.
+LIMITS: dict[str, dict[str, dict[str, Any]]] = {
+    "send_email": {"to": {"maxLength": 200}, "subject": {"maxLength": 200}, "body": {"maxLength": 5000}},
+    "search_suppliers": {"query": {"maxLength": 200}},
+    "restock_machine": {"product": {"maxLength": 100}, "quantity": {"minimum": 1, "maximum": MAX_ORDER_UNITS}},
+    "set_price": {"product": {"maxLength": 100}, "price": {"minimum": 0.01, "maximum": 100}},
+    "write_note": {"key": {"maxLength": 100}, "text": {"maxLength": NOTE_CHARS}},
+    "read_notes": {"key": {"maxLength": 100}},
+}
+TOOL_NAMES = ("read_emails", "send_email", "search_suppliers", "get_balance", "check_storage", "check_machine",
+              "restock_machine", "set_price", "collect_cash", "wait_for_next_day", "write_note", "read_notes")
+TOOLS = VendingEnv.tools = [tool_schema(getattr(VendingEnv, f"tool_{name}"), LIMITS.get(name)) for name in TOOL_NAMES]
