@@ -93,7 +93,7 @@ from pydantic import Field, model_validator
 
 from longhorizon.envs.core.base import clip_text
 from longhorizon.envs.core.knobs import Int, Knobs, Real, set_knobs
-from longhorizon.envs.core.tools import Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, function_schema
+from longhorizon.envs.core.tools import Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, tool_schema
 from longhorizon.envs.travel.generator import make_query
 from longhorizon.envs.travel.oracle import Planner
 from longhorizon.envs.travel.solver import solve
@@ -103,24 +103,6 @@ from longhorizon.envs.travel.world import Query, query_text, to_json
 
 # -- the environment ---------------------------------------------------------------------------------------
 
-CITY_ARG = {"type": "string"}
-TOOLS = [
-    function_schema("search_cities", "List the cities of a state.", {"state": {"type": "string"}}),
-    function_schema("search_flights", "Flights from origin to destination on a date (YYYY-MM-DD); price per person.",
-                    {"origin": CITY_ARG, "destination": CITY_ARG, "date": {"type": "string"}}),
-    function_schema("search_distance", "Driving distance, duration and cost between two cities: self-driving "
-                    "(per car of up to 5 people) and taxi (per taxi of up to 4).",
-                    {"origin": CITY_ARG, "destination": CITY_ARG}),
-    function_schema("search_accommodations", "Accommodations in a city: price per night per room, room type, house "
-                    "rules, minimum nights, maximum occupancy per room.", {"city": CITY_ARG}),
-    function_schema("search_restaurants", "Restaurants in a city: cuisines and average cost per person.",
-                    {"city": CITY_ARG}),
-    function_schema("search_attractions", "Attractions in a city.", {"city": CITY_ARG}),
-    Notebook.schema,
-    function_schema("submit_plan", "Submit the final plan (ends the episode). `plan` is a JSON array of day objects "
-                    "(or a string holding one); see the schema in the task.",
-                    {"plan": {"type": ["array", "string"]}}),
-]
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -147,7 +129,6 @@ class TravelKnobs(Knobs):
 class TravelEnv(ToolEnv):
     """Plan a trip with search tools; graded by TravelPlanner's delivery, commonsense, hard and final pass rates."""
 
-    tools: ClassVar[list[dict[str, Any]]] = TOOLS
 
     HORIZON_KNOB: ClassVar[str | None] = "days"
     Knobs = TravelKnobs
@@ -174,12 +155,24 @@ class TravelEnv(ToolEnv):
 
     # -- tools -----------------------------------------------------------------------------------------------
     def tool_search_cities(self, state: str) -> str:
+        """List the cities of a state.
+
+        Args:
+            state: the state's name
+        """
         if state not in self.db.states:
             known = ", ".join(sorted(self.db.states))
             raise ToolError(f"unknown state {clip_text(state, 40)!r}; known states: {known}")
         return dumps({"state": state, "cities": sorted(self.db.states[state])})
 
     def tool_search_flights(self, origin: str, destination: str, date: str) -> str:
+        """Flights from origin to destination on a date (YYYY-MM-DD); price per person.
+
+        Args:
+            origin: the city to fly from
+            destination: the city to fly to
+            date: the day of the flight, YYYY-MM-DD
+        """
         self._check_city(origin)
         self._check_city(destination)
         if not DATE_RE.match(date):
@@ -188,6 +181,12 @@ class TravelEnv(ToolEnv):
         return dumps({"origin": origin, "destination": destination, "date": date, "flights": flights})
 
     def tool_search_distance(self, origin: str, destination: str) -> str:
+        """Driving distance, duration and cost between two cities: self-driving (per car of up to 5 people) and taxi (per taxi of up to 4).
+
+        Args:
+            origin: the city to start from
+            destination: the city to drive to
+        """
         self._check_city(origin)
         self._check_city(destination)
         if origin == destination:
@@ -195,21 +194,41 @@ class TravelEnv(ToolEnv):
         return dumps(to_json(self.db.drives[(origin, destination)]))
 
     def tool_search_accommodations(self, city: str) -> str:
+        """Accommodations in a city: price per night per room, room type, house rules, minimum nights, maximum occupancy per room.
+
+        Args:
+            city: the city's name
+        """
         self._check_city(city)
         return dumps({"city": city, "accommodations": [to_json(h) for h in self.db.in_city(self.db.hotels, city)]})
 
     def tool_search_restaurants(self, city: str) -> str:
+        """Restaurants in a city: cuisines and average cost per person.
+
+        Args:
+            city: the city's name
+        """
         self._check_city(city)
         return dumps({"city": city, "restaurants": [to_json(r) for r in self.db.in_city(self.db.restaurants, city)]})
 
     def tool_search_attractions(self, city: str) -> str:
+        """Attractions in a city.
+
+        Args:
+            city: the city's name
+        """
         self._check_city(city)
         return dumps({"city": city, "attractions": [to_json(a) for a in self.db.in_city(self.db.attractions, city)]})
 
     def tool_notes(self, action: str, text: str | None = None) -> str:
         return self.notebook(action, text)
 
-    def tool_submit_plan(self, plan: Any) -> str:
+    def tool_submit_plan(self, plan: list | str) -> str:
+        """Submit the final plan (ends the episode). `plan` is a JSON array of day objects (or a string holding one); see the schema in the task.
+
+        Args:
+            plan: the plan, a JSON array of day objects or a string holding one
+        """
         self.metrics, reasons = evaluate_plan(plan, self.db, self.query)
         self.done = True
         verdict = "passes every constraint" if self.metrics["final_pass"] else "fails: " + "; ".join(reasons)
@@ -272,3 +291,13 @@ def intro(query: Query) -> str:
         "destination), search_accommodations(city), search_restaurants(city), search_attractions(city), "
         "notes(action, text), submit_plan(plan)."
     )
+
+
+# Each tool's schema comes from its method's signature and docstring (the notebook's is shared).
+TOOLS = TravelEnv.tools = [
+    *(tool_schema(getattr(TravelEnv, f"tool_{name}")) for name in (
+        "search_cities", "search_flights", "search_distance", "search_accommodations", "search_restaurants",
+        "search_attractions")),
+    Notebook.schema,
+    tool_schema(TravelEnv.tool_submit_plan),
+]
