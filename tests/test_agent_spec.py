@@ -10,8 +10,8 @@ import pytest
 import longhorizon.envs  # noqa: F401  (registers the envs)
 from longhorizon.context import make_strategy
 from longhorizon.context.base import encode
-from longhorizon.envs.base import AgentSpec, FreeText, TextEnv, agent_spec
-from longhorizon.envs.wrappers import WRAPPERS
+from longhorizon.envs.core.base import AgentSpec, FreeText, TextEnv, agent_spec
+from longhorizon.envs.core.wrappers import WRAPPERS
 from longhorizon.models import SamplingParams, TransformersSampler
 from longhorizon.rollout import EpisodeSpec, LiveEpisode, ModelPolicy, OraclePolicy, run_episodes
 

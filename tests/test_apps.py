@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from longhorizon.envs.apps import AppsEnv
-from longhorizon.envs.apps_api import APIS, APPS
-from longhorizon.envs.apps_tasks import TEMPLATES, call, finish
-from longhorizon.envs.apps_world import diff
-from longhorizon.envs.tools import ToolCall, format_tool_call
+from longhorizon.envs.apps.env import AppsEnv
+from longhorizon.envs.apps.api import APIS, APPS
+from longhorizon.envs.apps.tasks import TEMPLATES, call, finish
+from longhorizon.envs.apps.world import diff
+from longhorizon.envs.core.tools import ToolCall, format_tool_call
 
 TEMPLATE_IDS = [(level, name) for level, templates in TEMPLATES.items() for name in templates]
 SEEDS = range(50)

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from longhorizon.envs.compose import (
+from longhorizon.envs.compose.env import (
     TEMPLATES,
     ComposeEnv,
     Problem,

@@ -8,12 +8,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from longhorizon.envs.discovery import DiscoveryEnv
-from longhorizon.envs.tools import parse_results
-from longhorizon.envs.discovery_genetics import GeneticsWorld, alleles
-from longhorizon.envs.discovery_grid import EFFECTS, GridWorld, Moment
-from longhorizon.envs.discovery_sequence import LIBRARY, Run, probe
-from longhorizon.envs.tools import ToolError
+from longhorizon.envs.discovery.env import DiscoveryEnv
+from longhorizon.envs.core.tools import parse_results
+from longhorizon.envs.discovery.genetics import GeneticsWorld, alleles
+from longhorizon.envs.discovery.grid import EFFECTS, GridWorld, Moment
+from longhorizon.envs.discovery.sequence import LIBRARY, Run, probe
+from longhorizon.envs.core.tools import ToolError
 
 
 def call(name: str, **arguments) -> str:

@@ -9,7 +9,7 @@ from gymnasium.utils.env_checker import check_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from longhorizon.envs import env_class, list_envs
+from longhorizon.envs import env_class, knobs, list_envs
 
 ENV_LEVELS = [(env_id, level) for env_id in list_envs() for level in env_class(env_id).LEVELS]
 ORACLE_SEEDS = range(100)
@@ -80,3 +80,21 @@ def test_garbage_actions_never_raise(env_id, actions):
             assert isinstance(info["error"], str) and info["error"] in obs, "the observation must say what was wrong"
         if terminated or truncated:
             break
+
+
+@pytest.mark.parametrize("env_id", list_envs())
+def test_knobs_are_declared_once_in_a_typed_model(env_id):
+    cls = env_class(env_id)
+    table = knobs(env_id)
+    assert list(table) == list(cls.Knobs.model_fields) and all(v["description"] for v in table.values())
+    if cls.HORIZON_KNOB is not None:
+        assert cls.HORIZON_KNOB in table
+        with pytest.raises(ValueError, match=cls.HORIZON_KNOB) as bad:
+            gym.make(env_id, **{cls.HORIZON_KNOB: -1})
+        assert "\n" not in str(bad.value)  # one line, naming the knob
+    env = gym.make(env_id).unwrapped
+    assert all(getattr(env.knobs, name) == v["default"] for name, v in table.items())
+    with pytest.raises(ValueError, match="unknown knob 'bogus_knob'"):
+        gym.make(env_id, bogus_knob=1)
+    for level in cls.LEVELS.values():  # every level is a valid knob setting
+        cls.Knobs.parse(level)

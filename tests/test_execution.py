@@ -2,7 +2,7 @@ import gymnasium as gym
 import pytest
 
 import longhorizon.envs  # noqa: F401
-from longhorizon.envs.execution import parse_answer
+from longhorizon.envs.execution.env import parse_answer
 
 
 def make(**kw):

@@ -7,8 +7,8 @@ import html
 import numpy as np
 import pytest
 
-from longhorizon.envs.longproc import LEVEL_TOKENS, estimate_tokens, last_tagged_block, prefix_fraction
-from longhorizon.envs.longproc_countdown import (
+from longhorizon.envs.longproc.common import LEVEL_TOKENS, estimate_tokens, last_tagged_block, prefix_fraction
+from longhorizon.envs.longproc.countdown import (
     CountdownEnv,
     check_equation,
     parse_solution,
@@ -16,9 +16,9 @@ from longhorizon.envs.longproc_countdown import (
     search_trace,
     verify_solution,
 )
-from longhorizon.envs.longproc_html import HtmlToTsvEnv, format_tsv, normalize_row, parse_tsv, row_f1
-from longhorizon.envs.longproc_path import PathTraversalEnv, parse_route, score_route
-from longhorizon.envs.longproc_tom import (
+from longhorizon.envs.longproc.html import HtmlToTsvEnv, format_tsv, normalize_row, parse_tsv, row_f1
+from longhorizon.envs.longproc.path import PathTraversalEnv, parse_route, score_route
+from longhorizon.envs.longproc.tom import (
     TomTrackingEnv,
     World,
     normalize_tom,

@@ -7,16 +7,9 @@ import numpy as np
 import pytest
 
 import longhorizon.envs  # noqa: F401  (registers the envs)
-from longhorizon.envs.tabletop import (
-    TABLE,
-    Block,
-    CountGoal,
-    GatherGoal,
-    ReferenceGoal,
-    Scene,
-    StackGoal,
-    TabletopEnv,
-)
+from longhorizon.envs.tabletop.env import TabletopEnv
+from longhorizon.envs.tabletop.goals import CountGoal, GatherGoal, ReferenceGoal, StackGoal
+from longhorizon.envs.tabletop.world import TABLE, Block, Scene
 
 SIZE = {"small": 0, "medium": 1, "large": 2}
 

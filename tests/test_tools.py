@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from longhorizon.envs import env_class, list_envs
-from longhorizon.envs.tools import (
+from longhorizon.envs.core.tools import (
     ToolCall, ToolEnv, ToolError, ToolResult, format_tool_call, function_schema, parse_tool_calls, validate_call,
 )
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from longhorizon.cli import app
 from longhorizon.context import make_strategy
-from longhorizon.envs.base import TextEnv
+from longhorizon.envs.core.base import TextEnv
 from longhorizon.errors import UserError
 from longhorizon.models import SamplingParams, TransformersSampler, load_model
 from longhorizon.rollout import ModelPolicy, run_episodes

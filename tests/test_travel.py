@@ -12,24 +12,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from longhorizon.envs.tools import parse_results
-from longhorizon.envs.travel import (
+from longhorizon.envs.core.tools import parse_results
+from longhorizon.envs.travel.env import TravelEnv
+from longhorizon.envs.travel.generator import make_query
+from longhorizon.envs.travel.oracle import Planner
+from longhorizon.envs.travel.solver import solve
+from longhorizon.envs.travel.verifier import _valid_city_sequence, evaluate_plan
+from longhorizon.envs.travel.world import (
     COMMONSENSE,
     Attraction,
     Database,
     Drive,
     Flight,
     Hotel,
-    Planner,
     Query,
     Restaurant,
-    TravelEnv,
-    _valid_city_sequence,
-    evaluate_plan,
-    make_query,
     query_text,
     read_query,
-    solve,
 )
 
 DATES = ("2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04", "2024-03-05")
@@ -337,3 +336,18 @@ def test_malformed_tool_calls_get_explanatory_errors(calls, plan):
 def test_longer_trips_are_seeded():
     env_a, env_b = TravelEnv(days=5, n_cities=2), TravelEnv(days=5, n_cities=2)
     assert run_oracle(env_a, 7)[1] == run_oracle(env_b, 7)[1]
+
+
+def test_generated_tool_schemas_validate_as_the_hand_written_ones_did():
+    city, text = {"type": "string"}, {"type": "string"}
+    expected = {"search_cities": {"state": text}, "search_flights": {"origin": city, "destination": city, "date": text},
+                "search_distance": {"origin": city, "destination": city}, "search_accommodations": {"city": city},
+                "search_restaurants": {"city": city}, "search_attractions": {"city": city},
+                "notes": {"action": {"type": "string", "enum": ["add", "read"]}, "text": text},
+                "submit_plan": {"plan": {"type": ["array", "string"]}}}
+    tools = TravelEnv().tools
+    assert [t["function"]["name"] for t in tools] == list(expected)
+    for t in tools:
+        name, params = t["function"]["name"], t["function"]["parameters"]
+        props = {k: {f: v for f, v in p.items() if f != "description"} for k, p in params["properties"].items()}
+        assert props == expected[name] and params["required"] == (["action"] if name == "notes" else list(props))

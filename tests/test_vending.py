@@ -7,9 +7,16 @@ from datetime import date
 import numpy as np
 import pytest
 
-from longhorizon.envs.tools import format_tool_call
-from longhorizon.envs.vending import (
-    MONTH, WEATHER, WEEKDAY, Product, VendingEnv, demand_rate, optimal_price, variety_multiplier,
+from longhorizon.envs.core.tools import format_tool_call
+from longhorizon.envs.vending.env import VendingEnv
+from longhorizon.envs.vending.world import (
+    MONTH,
+    WEATHER,
+    WEEKDAY,
+    Product,
+    demand_rate,
+    optimal_price,
+    variety_multiplier,
 )
 
 COLA = Product("cola", "small", ref_price=150, cost=55, elasticity=2.0, base_sales=5.0)
@@ -284,3 +291,31 @@ def test_oracle_scores_documented():
                 pass
             worths.append(step[4]["metrics"]["net_worth"])
         assert np.mean(worths) == pytest.approx(DOCUMENTED_MEAN_NET_WORTH[level], abs=0.01), level
+
+
+def test_generated_tool_schemas_validate_as_the_hand_written_ones_did():
+    def bare(params):  # what validation reads: types, bounds, required (descriptions are prompt text only)
+        props = {k: {f: v for f, v in p.items() if f != "description"} for k, p in params["properties"].items()}
+        return {"properties": props, "required": params["required"]}
+
+    product = {"type": "string", "maxLength": 100}
+    expected = {
+        "read_emails": {}, "get_balance": {}, "check_storage": {}, "check_machine": {}, "collect_cash": {},
+        "wait_for_next_day": {},
+        "send_email": {"to": {"type": "string", "maxLength": 200}, "subject": {"type": "string", "maxLength": 200},
+                       "body": {"type": "string", "maxLength": 5000}},
+        "search_suppliers": {"query": {"type": "string", "maxLength": 200}},
+        "restock_machine": {"product": product, "quantity": {"type": "integer", "minimum": 1, "maximum": 1000}},
+        "set_price": {"product": product, "price": {"type": "number", "minimum": 0.01, "maximum": 100}},
+        "write_note": {"key": {"type": "string", "maxLength": 100}, "text": {"type": "string", "maxLength": 2000}},
+        "read_notes": {"key": {"type": "string", "maxLength": 100}},
+    }
+    tools = VendingEnv().tools
+    assert [t["function"]["name"] for t in tools] == list(dict.fromkeys([
+        "read_emails", "send_email", "search_suppliers", "get_balance", "check_storage", "check_machine",
+        "restock_machine", "set_price", "collect_cash", "wait_for_next_day", "write_note", "read_notes"]))
+    for t in tools:
+        name, params = t["function"]["name"], t["function"]["parameters"]
+        required = [] if name == "read_notes" else list(expected[name])
+        assert bare(params) == {"properties": expected[name], "required": required}, name
+        assert t["function"]["description"]

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 import longhorizon.envs  # noqa: F401  (registers the envs)
 from longhorizon.context import make_strategy
-from longhorizon.envs.base import TextEnv
+from longhorizon.envs.core.base import TextEnv
 from longhorizon.rollout import Action, EpisodeSpec, oracle_action, run_episodes
-from longhorizon.envs.wrappers import (
+from longhorizon.envs.core.wrappers import (
     WRAPPERS,
     FeedbackContext,
     FeedbackLoop,
@@ -198,24 +198,22 @@ def test_feedback_loop_unsolved_has_no_rounds_to_correct():
     assert steps[-1][4]["metrics"]["rounds"] == 2.0 and "No attempts are left" in steps[-1][0]
 
 
-def test_feedback_loop_rejects_repeats_without_using_an_attempt_and_raises_temperature():
-    env = FeedbackLoop(execution(), max_attempts=2, reject_repeats=True, max_rejections=2,
-                       temperature_base=0.6, temperature_increment=0.25, temperature_max=1.0)
+def test_feedback_loop_rejects_repeats_without_using_an_attempt():
+    env = FeedbackLoop(execution(), max_attempts=2, reject_repeats=True, max_rejections=2)
     _, info = env.reset(seed=0)
-    assert info["temperature"] == pytest.approx(0.6)
     x = answer(truth(env) + 1)
     steps = play(env, [x, x])
     assert steps[1][4]["error"].startswith("you already gave the answer") and steps[1][4]["error"] in steps[1][0]
     assert not steps[1][2] and len(env.attempts) == 1
-    assert [s[4]["temperature"] for s in steps] == pytest.approx([0.85, 0.85])
+    assert all("temperature" not in s[4] for s in steps)
     obs, _, terminated, _, info = env.step(f"<answer>{truth(env) + 1}</answer> ")
     assert terminated and info["success"] is False and "Too many repeated answers" in obs
 
 
-def test_feedback_loop_temperature_is_capped():
-    env = FeedbackLoop(execution(), temperature_base=0.9, temperature_increment=0.5, temperature_max=1.2)
-    env.reset(seed=0)
-    assert env.step(answer(truth(env) + 1))[4]["temperature"] == pytest.approx(1.2)
+def test_feedback_loop_has_no_rising_temperature():
+    # Removed on purpose: training samples and scores every turn with one temperature.
+    with pytest.raises(TypeError, match="temperature_base"):
+        FeedbackLoop(execution(), temperature_base=0.9)
 
 
 def test_feedback_loop_custom_callable_and_generic_env():
@@ -330,7 +328,7 @@ def test_apply_wrappers_in_order():
     ([{"name": "try_again", "max_attempts": 0}], "max_attempts"), ([{"name": "reminder", "every": 2}], "unknown"),
     ([{"name": "feedback_loop", "feedback": "model"}], "generate"),
     ([{"name": "feedback_loop", "feedback": "x"}], "feedback"),
-    ([{"name": "feedback_loop", "temperature_base": -1}], "temperature_base"),
+    ([{"name": "feedback_loop", "temperature_base": 0.7}], "temperature_base"),
 ])
 def test_bad_wrapper_specs_fail_fast(specs, match):
     with pytest.raises(ValueError, match=match):
@@ -354,7 +352,7 @@ SPECS = {
     "feedback_rule": [{"name": "feedback_loop", "max_attempts": 3}],
     "feedback_model": [{"name": "feedback_loop", "feedback": "model", "generate": lambda p: p[-500:]}],
     "feedback_mitigations": [{"name": "feedback_loop", "reject_repeats": True, "max_rejections": 2,
-                              "temperature_base": 0.7, "temperature_increment": 0.1}],
+                              "format_penalty": 0.5}],
     "turn_limit": [{"name": "turn_limit", "max_turns": 2}],
     "stacked": [{"name": "feedback_loop", "reject_repeats": True}, {"name": "try_again", "max_attempts": 2},
                 {"name": "turn_limit", "max_turns": 4}],

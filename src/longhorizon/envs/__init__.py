@@ -12,20 +12,20 @@ from typing import Any
 
 import gymnasium as gym
 
-from longhorizon.envs.base import FreeText, TextEnv
+from longhorizon.envs.core.base import FreeText, TextEnv
 
 ENTRY_POINTS: dict[str, str] = {
-    "longhorizon/Discovery-v0": "longhorizon.envs.discovery:DiscoveryEnv",
-    "longhorizon/Travel-v0": "longhorizon.envs.travel:TravelEnv",
-    "longhorizon/Execution-v0": "longhorizon.envs.execution:ExecutionEnv",
-    "longhorizon/Vending-v0": "longhorizon.envs.vending:VendingEnv",
-    "longhorizon/Apps-v0": "longhorizon.envs.apps:AppsEnv",
-    "longhorizon/Tabletop-v0": "longhorizon.envs.tabletop:TabletopEnv",
-    "longhorizon/Compose-v0": "longhorizon.envs.compose:ComposeEnv",
-    "longhorizon/HtmlToTsv-v0": "longhorizon.envs.longproc_html:HtmlToTsvEnv",
-    "longhorizon/PathTraversal-v0": "longhorizon.envs.longproc_path:PathTraversalEnv",
-    "longhorizon/TomTracking-v0": "longhorizon.envs.longproc_tom:TomTrackingEnv",
-    "longhorizon/Countdown-v0": "longhorizon.envs.longproc_countdown:CountdownEnv",
+    "longhorizon/Discovery-v0": "longhorizon.envs.discovery.env:DiscoveryEnv",
+    "longhorizon/Travel-v0": "longhorizon.envs.travel.env:TravelEnv",
+    "longhorizon/Execution-v0": "longhorizon.envs.execution.env:ExecutionEnv",
+    "longhorizon/Vending-v0": "longhorizon.envs.vending.env:VendingEnv",
+    "longhorizon/Apps-v0": "longhorizon.envs.apps.env:AppsEnv",
+    "longhorizon/Tabletop-v0": "longhorizon.envs.tabletop.env:TabletopEnv",
+    "longhorizon/Compose-v0": "longhorizon.envs.compose.env:ComposeEnv",
+    "longhorizon/HtmlToTsv-v0": "longhorizon.envs.longproc.html:HtmlToTsvEnv",
+    "longhorizon/PathTraversal-v0": "longhorizon.envs.longproc.path:PathTraversalEnv",
+    "longhorizon/TomTracking-v0": "longhorizon.envs.longproc.tom:TomTrackingEnv",
+    "longhorizon/Countdown-v0": "longhorizon.envs.longproc.countdown:CountdownEnv",
 }
 
 
@@ -48,12 +48,18 @@ def env_class(env_id: str) -> type[TextEnv]:
 
 
 def knobs(env_id: str) -> dict[str, dict[str, Any]]:
-    """Each knob of an env with its description and default value."""
-    cls = env_class(env_id)
+    """Each knob of an env with its description and default value (from its knob model)."""
+    return knob_table(env_class(env_id))
+
+
+def knob_table(cls: type) -> dict[str, dict[str, Any]]:
+    """A class's knobs: its `Knobs` model, else (envs defined outside longhorizon) `KNOBS` and the signature."""
+    if getattr(cls, "Knobs", None) is not None:
+        return cls.Knobs.table()
     params = inspect.signature(cls.__init__).parameters
     return {
         name: {"description": doc, "default": params[name].default if name in params else None}
-        for name, doc in cls.KNOBS.items()
+        for name, doc in getattr(cls, "KNOBS", {}).items()
     }
 
 
@@ -64,6 +70,12 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
+def knob_default(cls: type, name: str) -> Any:
+    """The default value of one knob of an env class."""
+    return knob_table(cls)[name]["default"]
+
+
 register_envs()
 
-__all__ = ["ENTRY_POINTS", "FreeText", "TextEnv", "env_class", "knobs", "list_envs", "make", "register_envs"]
+__all__ = ["ENTRY_POINTS", "FreeText", "TextEnv", "env_class", "knob_default", "knob_table", "knobs", "list_envs", "make",
+           "register_envs"]

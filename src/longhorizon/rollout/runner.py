@@ -9,7 +9,7 @@ end independently; finished ones drop out of the batch.
 
 What the agent is told besides the observations (system prompt, tools, task
 statement, response prefix, stop strings, horizon) is the env's `AgentSpec`,
-read through its wrappers (`envs.base.agent_spec`), so a wrapper can change it.
+read through its wrappers (`envs.core.base.agent_spec`), so a wrapper can change it.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import gymnasium as gym
 
 import longhorizon.envs  # noqa: F401  (registers the envs)
 from longhorizon.context.base import EpisodeView
-from longhorizon.envs.base import AgentSpec, agent_spec
-from longhorizon.envs.wrappers import apply_wrappers
+from longhorizon.envs.core.base import AgentSpec, agent_spec
+from longhorizon.envs.core.wrappers import apply_wrappers
 from longhorizon.errors import UserError
 from longhorizon.types import Trajectory, Turn, jsonable
 

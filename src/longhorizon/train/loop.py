@@ -232,7 +232,7 @@ def check_setup(cfg: TrainConfig) -> None:
     """Fail fast, before any model loads: unknown env, bad knobs or wrappers, unknown context strategy or model."""
     import gymnasium as gym
 
-    from longhorizon.envs.wrappers import apply_wrappers
+    from longhorizon.envs.core.wrappers import apply_wrappers
     from longhorizon.models import MODEL_LOADERS
 
     if cfg.env_id not in gym.registry:

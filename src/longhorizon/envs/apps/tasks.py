@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from longhorizon.envs.apps_world import (
+from longhorizon.envs.apps.world import (
     FILES, GROUPS, MEETINGS, PAYMENT_REASONS, RESTAURANTS, Db, World, add_email, add_event, add_transaction, added,
     day_str, long_date, pick,
 )
-from longhorizon.envs.tools import ToolCall
+from longhorizon.envs.core.tools import ToolCall
 
 Checks = dict[str, bool]
 Explained = set[tuple[str, Any]]

@@ -34,11 +34,13 @@ trace falls in [B/2, B], as the paper selects instances by trace length.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
-from longhorizon.envs.base import TextEnv
+from longhorizon.envs.core.base import TextEnv
+from longhorizon.envs.core.knobs import Knobs, set_knobs
 
 LEVEL_TOKENS: dict[str, int] = {"0.5k": 500, "2k": 2000, "8k": 8000}
 CHARS_PER_TOKEN = 4
@@ -53,13 +55,6 @@ def token_budget(level: str) -> tuple[int, int]:
     """The (low, high) token range of the oracle's output at a level: (B/2, B)."""
     budget = LEVEL_TOKENS[level]
     return budget // 2, budget
-
-
-def check_level(level: Any) -> str:
-    """Validate the `level` knob."""
-    if not isinstance(level, str) or level not in LEVEL_TOKENS:
-        raise ValueError(f"level must be one of {sorted(LEVEL_TOKENS)}, got {level!r}")
-    return str(level)
 
 
 def last_tagged_block(text: str, tag: str) -> str | None:
@@ -81,6 +76,13 @@ def prefix_fraction(predicted: list[str], reference: list[str]) -> float:
     return matched / len(reference) if reference else 0.0
 
 
+class LongProcKnobs(Knobs):
+    """The knob every LongProc env has; envs with more extend this model."""
+
+    level: Literal[tuple(LEVEL_TOKENS)] = Field("0.5k", description="output budget: '0.5k', '2k' or '8k' tokens; "
+                                                "the oracle's output has B/2..B tokens (chars/4)")
+
+
 class LongProcEnv(TextEnv):
     """Shared single-turn loop: generate an instance, score the one output, terminate.
 
@@ -91,16 +93,14 @@ class LongProcEnv(TextEnv):
     """
 
     HORIZON_KNOB: ClassVar[str | None] = None  # the level is a string: 0.5k, 2k, 8k
-    KNOBS: ClassVar[dict[str, str]] = {
-        "level": "output budget: '0.5k', '2k' or '8k' tokens; the oracle's output has B/2..B tokens (chars/4)",
-    }
+    Knobs: ClassVar[type[LongProcKnobs]] = LongProcKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {name: {"level": name} for name in LEVEL_TOKENS}
     SUCCESS_METRIC: ClassVar[str] = "accuracy"
     REWARD_METRIC: ClassVar[str] = "accuracy"
 
-    def __init__(self, level: str = "0.5k", render_mode: str | None = None):
+    def __init__(self, render_mode: str | None = None, **knobs: Any):
         super().__init__(render_mode)
-        self.level = check_level(level)
+        self.knobs = set_knobs(self, self.Knobs, knobs)
         self.reference = ""
         self.done = True
 

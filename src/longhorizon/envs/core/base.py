@@ -5,7 +5,7 @@ Besides `reset`/`step` it offers:
 
 - `oracle_action()`: the action a perfect agent takes now (model-free);
 - `wrong_action(rng)`: a well-formed but wrong action (for noisy oracles);
-- `KNOBS`: the documented difficulty/horizon knobs, shown by `longhorizon envs`;
+- `Knobs`: the typed model of the difficulty/horizon knobs (`core/knobs.py`), shown by `longhorizon envs`;
 - `LEVELS`: named knob settings (e.g. short/long) that the registry tests cover;
 - `tools`: OpenAI function schemas for tool-using envs (None otherwise);
 - `system_prompt`: an optional system message for chat models;
@@ -33,6 +33,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+from longhorizon.envs.core.knobs import Knobs
 
 MAX_TEXT = 1 << 22  # 4M characters
 
@@ -102,7 +104,7 @@ class TextEnv(gym.Env[str, str]):
     """Base class: text spaces, knob metadata and the oracle hooks."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 1}
-    KNOBS: ClassVar[dict[str, str]] = {}
+    Knobs: ClassVar[type[Knobs] | None] = None
     # Named knob settings the registry-wide tests run the oracle on (smallest to largest).
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
     tools: list[dict[str, Any]] | None = None

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from longhorizon.envs.base import clip_text
-from longhorizon.envs.longproc import LongProcEnv, estimate_tokens, last_tagged_block, token_budget
+from longhorizon.envs.core.base import clip_text
+from longhorizon.envs.longproc.common import LongProcEnv, estimate_tokens, last_tagged_block, token_budget
 
 N_NUMBERS = 4
 NUMBER_RANGE = (1, 50)

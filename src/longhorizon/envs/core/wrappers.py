@@ -41,7 +41,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from longhorizon.envs.base import clip_text
+from longhorizon.envs.core.base import clip_text
 
 Step = tuple[str, SupportsFloat, bool, bool, dict[str, Any]]
 FINAL_KEYS = ("success", "metrics")
@@ -127,10 +127,9 @@ class RetryWrapper(gym.Wrapper):
             raise RuntimeError("the wrapped env is not deterministic given its seed; it cannot be replayed")
 
     def _oracle(self) -> str | None:
-        oracle = getattr(self.env.unwrapped, "oracle_action", None)
-        try:
-            return oracle() if oracle else None
-        except NotImplementedError:
+        try:  # through the inner wrappers, like the rollout's oracle (a wrapper may define its own)
+            return self.env.get_wrapper_attr("oracle_action")()
+        except (AttributeError, NotImplementedError):
             return None
 
     def _inner_step(self, action: str) -> tuple[Step, str | None]:
@@ -395,12 +394,10 @@ class FeedbackLoop(RetryWrapper):
     `r = 1[correct] - format_penalty * 1[unparseable]` per attempt
     (format_penalty defaults to 0), so the return is 1 iff solved.
 
-    The paper's mitigations, as options:
-    - rising temperature: with `temperature_base` set, `info["temperature"]`
-      (at reset and on every step) is the temperature for the next attempt,
-      `min(temperature_base + temperature_increment * round, temperature_max)`
-      with `round` the number of feedback rounds so far; the rollout runner
-      honours it;
+    The paper's mitigations: its rising sampling temperature per feedback round
+    is not offered (it was removed: training samples and scores every turn
+    with one temperature, so a per-attempt temperature would break the
+    log-prob ratio); as an option:
     - `reject_repeats`: an answer equal to a previously rejected one is not
       judged again: the observation says so (also `info["error"]`), it costs
       no attempt and gets reward 0 (the paper's rejection sampling discards
@@ -425,20 +422,15 @@ class FeedbackLoop(RetryWrapper):
         format_penalty: float = 0.0,
         reject_repeats: bool = False,
         max_rejections: int = 10,
-        temperature_base: float | None = None,
-        temperature_increment: float = 0.0,
-        temperature_max: float | None = None,
         retry_message: str = "Please try again.",
     ):
         super().__init__(env, max_attempts)
         self.feedback_fn = self._pick_feedback(feedback, generate)
         _check_number("format_penalty", format_penalty, 0.0)
         _check_count("max_rejections", max_rejections)
-        self._check_temperature(temperature_base, temperature_increment, temperature_max)
         self.format_penalty, self.reject_repeats = format_penalty, bool(reject_repeats)
         self.max_rejections = max_rejections
-        self.temperature_base, self.temperature_increment = temperature_base, temperature_increment
-        self.temperature_max, self.retry_message = temperature_max, str(retry_message)
+        self.retry_message = str(retry_message)
         self.repeats = self.rejections = 0
 
     def _pick_feedback(self, feedback: str | FeedbackFn, generate: Callable[[str], str] | None) -> FeedbackFn:
@@ -453,31 +445,16 @@ class FeedbackLoop(RetryWrapper):
             return feedback
         raise ValueError(f"feedback must be 'rule', 'model' or a callable, got {feedback!r}")
 
-    @staticmethod
-    def _check_temperature(base: float | None, increment: float, cap: float | None) -> None:
-        if base is not None:
-            _check_number("temperature_base", base, 0.0)
-        _check_number("temperature_increment", increment, 0.0)
-        if cap is not None:
-            _check_number("temperature_max", cap, 0.0)
-
     # -- episode ---------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = super().reset(seed=seed, options=options)
         self.repeats = self.rejections = 0
-        return obs, self._with_temperature(dict(info))
+        return obs, info
 
     @property
     def rounds(self) -> int:
         """Feedback rounds given so far (= wrong attempts)."""
         return sum(not a.correct for a in self.attempts)
-
-    def _with_temperature(self, info: dict[str, Any]) -> dict[str, Any]:
-        if self.temperature_base is not None:  # Feedback Friction: progressive temperature increase
-            temperature = self.temperature_base + self.temperature_increment * self.rounds
-            cap = self.temperature_max
-            info["temperature"] = round(temperature if cap is None else min(temperature, cap), 6)
-        return info
 
     def step(self, action: str) -> Step:
         ((obs, reward, terminated, truncated, info), truth) = self._inner_step(action)
@@ -499,7 +476,7 @@ class FeedbackLoop(RetryWrapper):
             obs = f"Rejected: {error}. Too many repeated answers; the episode is over."
             return self._finish(obs, 0.0, out, False, info)
         self._replay()
-        return f"Rejected: {error}.", 0.0, False, False, self._with_temperature(out)
+        return f"Rejected: {error}.", 0.0, False, False, out
 
     def _judge(self, action: str, obs: str, info: dict[str, Any], truth: str | None) -> Step:
         attempt = self._record(action, info)
@@ -514,7 +491,7 @@ class FeedbackLoop(RetryWrapper):
         if len(self.attempts) >= self.max_attempts:
             return self._finish(message + "No attempts are left; the episode is over.", reward, out, False, info)
         self._replay()
-        return message + self.retry_message, reward, False, False, self._with_temperature(out)
+        return message + self.retry_message, reward, False, False, out
 
     def _context(self, action: str, info: dict[str, Any], truth: str | None) -> FeedbackContext:
         spec = getattr(self.env.unwrapped, "spec", None)
@@ -529,7 +506,7 @@ class FeedbackLoop(RetryWrapper):
             "repeated_rejected": float(self.repeats > 0), "repeats": float(self.repeats)}
         if solved:
             metrics["rounds_to_correct"] = float(self.rounds)
-        return obs, reward, True, False, self._with_temperature(out | {"success": solved, "metrics": metrics})
+        return obs, reward, True, False, out | {"success": solved, "metrics": metrics}
 
 
 # -- TurnLimit ------------------------------------------------------------------------------

@@ -48,11 +48,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
+from pydantic import Field
 
-from longhorizon.envs.base import TextEnv, clip_text
+from longhorizon.envs.core.base import TextEnv, clip_text
+from longhorizon.envs.core.knobs import Int, Knobs, set_knobs
 
 MODES = ("single", "multi")
 MAX_PROBLEMS = 32
@@ -277,6 +279,15 @@ def parse_final_answers(text: str, n: int) -> tuple[list[int | None], str | None
     return answers, "; ".join(issues) or None
 
 
+class ComposeKnobs(Knobs):
+    """Compose's knobs."""
+
+    n_problems: Int = Field(4, ge=1, le=MAX_PROBLEMS, description=f"n, problems in the chain (1..{MAX_PROBLEMS}); "
+                            "in multi mode also the number of turns")
+    mode: Literal[MODES] = Field("single", description="'single': all problems in one turn, answered in a Final "
+                                 "Answers block (the paper); 'multi': one problem per turn, answered with \\boxed{}")
+
+
 class ComposeEnv(TextEnv):
     """R-HORIZON composition: n chained word problems, each answer feeding the next (all-or-nothing, arXiv 2510.08189).
 
@@ -284,11 +295,7 @@ class ComposeEnv(TextEnv):
     """
 
     HORIZON_KNOB: ClassVar[str | None] = "n_problems"
-    KNOBS: ClassVar[dict[str, str]] = {
-        "n_problems": f"n, problems in the chain (1..{MAX_PROBLEMS}); in multi mode also the number of turns",
-        "mode": "'single': all problems in one turn, answered in a Final Answers block (the paper); "
-        "'multi': one problem per turn, answered with \\boxed{}",
-    }
+    Knobs = ComposeKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {
         "short": {"n_problems": 1},
         "default": {},
@@ -297,15 +304,9 @@ class ComposeEnv(TextEnv):
         "multi_long": {"mode": "multi", "n_problems": MAX_PROBLEMS},
     }
 
-    def __init__(self, n_problems: int = 4, mode: str = "single", render_mode: str | None = None):
+    def __init__(self, render_mode: str | None = None, **knobs: Any):
         super().__init__(render_mode)
-        if not isinstance(n_problems, (int, np.integer)) or isinstance(n_problems, bool):
-            raise ValueError(f"n_problems must be an integer in [1, {MAX_PROBLEMS}], got {n_problems!r}")
-        if not 1 <= n_problems <= MAX_PROBLEMS:
-            raise ValueError(f"n_problems must be in [1, {MAX_PROBLEMS}], got {n_problems!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.n_problems, self.mode = int(n_problems), mode
+        self.knobs = set_knobs(self, ComposeKnobs, knobs)
         self.done = True
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):

@@ -45,8 +45,10 @@ from dataclasses import dataclass
 from typing import Callable, ClassVar
 
 import numpy as np
+from pydantic import Field
 
-from longhorizon.envs.longproc import CHARS_PER_TOKEN, LongProcEnv, pick
+from longhorizon.envs.core.knobs import Real
+from longhorizon.envs.longproc.common import CHARS_PER_TOKEN, LongProcEnv, LongProcKnobs, pick
 
 Record = dict[str, str]
 FENCE_RE = re.compile(r"```tsv[^\n]*\n(.*?)```", re.DOTALL)
@@ -260,6 +262,13 @@ def format_tsv(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "```tsv\n" + "\n".join("\t".join(r) for r in [header, *rows]) + "\n```"
 
 
+class HtmlToTsvKnobs(LongProcKnobs):
+    """HtmlToTsv's knobs."""
+
+    sponsored_rate: Real = Field(0.1, ge=0.0, lt=1.0, description="fraction of extra 'Sponsored' records the agent "
+                                 "must skip (0 disables filtering)")
+
+
 class HtmlToTsvEnv(LongProcEnv):
     """LongProc HTML to TSV: extract the listed records' fields from a generated web page (arXiv 2501.05414).
 
@@ -268,17 +277,7 @@ class HtmlToTsvEnv(LongProcEnv):
 
     SUCCESS_METRIC: ClassVar[str] = "f1"
     REWARD_METRIC: ClassVar[str] = "f1"
-    KNOBS: ClassVar[dict[str, str]] = {
-        **LongProcEnv.KNOBS,
-        "sponsored_rate": "fraction of extra 'Sponsored' records the agent must skip (0 disables filtering)",
-    }
-
-    def __init__(self, level: str = "0.5k", sponsored_rate: float = 0.1, render_mode: str | None = None):
-        super().__init__(level, render_mode)
-        number = isinstance(sponsored_rate, (int, float)) and not isinstance(sponsored_rate, bool)
-        if not number or not 0 <= sponsored_rate < 1:
-            raise ValueError(f"sponsored_rate must be a number in [0, 1), got {sponsored_rate!r}")
-        self.sponsored_rate = float(sponsored_rate)
+    Knobs = HtmlToTsvKnobs
 
     def _generate(self) -> None:
         rng = self.np_random

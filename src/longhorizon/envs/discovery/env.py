@@ -23,7 +23,7 @@ experiments (the horizon knob) it commits the rules it inferred, once, with
 
 Episode: the first observation explains the world, the tools, the rule
 catalogue and the commit schema. Each step is one assistant message with one
-or more `<tool_call>` blocks (protocol: `longhorizon.envs.tools`). An
+or more `<tool_call>` blocks (protocol: `longhorizon.envs.core.tools`). An
 experiment beyond `required_steps` is refused; a commit before it is refused
 with an explanation; a malformed commit (not the schema, unknown ids) is
 refused with an explanation and the episode goes on. The first well-formed
@@ -72,13 +72,15 @@ Departures from UltraHorizon:
 
 from __future__ import annotations
 
-import importlib
 import json
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from longhorizon.envs.tools import Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, function_schema
+from longhorizon.envs.core.knobs import Int, Knobs, Real
+from longhorizon.envs.core.tools import Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, function_schema
+from longhorizon.envs.discovery import genetics, grid, sequence
 
 
 class World(Protocol):
@@ -99,7 +101,7 @@ class Oracle(Protocol):
     def next_call(self, observation: str) -> ToolCall: ...
 
 
-WORLD_MODULES = {world: f"longhorizon.envs.discovery_{world}" for world in ("grid", "sequence", "genetics")}
+WORLD_MODULES: dict[str, Any] = {"grid": grid, "sequence": sequence, "genetics": genetics}
 COMMIT_DESCRIPTION = ("Commit your inferred rules (once; allowed only after the required number of experiments). "
                       "The schema of `rules` is given in the task description.")
 WORLD_DEFAULTS: dict[str, dict[str, int]] = {
@@ -110,19 +112,35 @@ WORLD_DEFAULTS: dict[str, dict[str, int]] = {
 N_RULES_RANGE: dict[str, tuple[int, int]] = {"grid": (1, 5), "sequence": (1, 11), "genetics": (2, 4)}
 
 
+class DiscoveryKnobs(Knobs):
+    """Discovery's knobs (`None`: the world's default)."""
+
+    world: Literal["grid", "sequence", "genetics"] = Field(
+        "grid", description="'grid' (Mystery Grid), 'sequence' (Sequence Machine) or 'genetics' (Alien Genetics Lab)")
+    n_rules: Int | None = Field(None, description="hidden rules to discover: grid 1-5 letters (default 5); sequence "
+                                "1-11 chained rules (default 5); genetics 2-4 = genes + 1 lethal rule (default 4)")
+    required_steps: Int | None = Field(None, ge=1, le=100_000, description="experiments (grid moves / sequence runs "
+                                       "/ genetics crosses) required before the commit, and allowed in all (the "
+                                       "horizon; default grid 60, sequence 12, genetics 20)")
+    noise: Real = Field(0.05, ge=0.0, le=0.2, description="genetics only: probability that a trait reading is wrong "
+                        "(0 to 0.2, default 0.05)")
+    max_turns: Int | None = Field(None, ge=1, le=10_000_000, description="turn limit (assistant messages) before the "
+                                  "episode is truncated; default 3*required_steps+50")
+
+    @model_validator(mode="after")
+    def _rules_fit(self) -> DiscoveryKnobs:
+        low, high = N_RULES_RANGE[self.world]
+        if self.n_rules is not None and not low <= self.n_rules <= high:
+            raise ValueError(f"n_rules must be an integer in [{low}, {high}] for world={self.world}, "
+                             f"got {self.n_rules!r}")
+        return self
+
+
 class DiscoveryEnv(ToolEnv):
     """Experiment with a hidden-rule world through tools; commit the rules after `required_steps` experiments."""
 
     HORIZON_KNOB: ClassVar[str | None] = "required_steps"
-    KNOBS: ClassVar[dict[str, str]] = {
-        "world": "'grid' (Mystery Grid), 'sequence' (Sequence Machine) or 'genetics' (Alien Genetics Lab)",
-        "n_rules": "hidden rules to discover: grid 1-5 letters (default 5); sequence 1-11 chained rules "
-                   "(default 5); genetics 2-4 = genes + 1 lethal rule (default 4)",
-        "required_steps": "experiments (grid moves / sequence runs / genetics crosses) required before the commit, "
-                          "and allowed in all (the horizon; default grid 60, sequence 12, genetics 20)",
-        "noise": "genetics only: probability that a trait reading is wrong (0 to 0.2, default 0.05)",
-        "max_turns": "turn limit (assistant messages) before the episode is truncated; default 3*required_steps+50",
-    }
+    Knobs = DiscoveryKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {
         "grid_easy": {"world": "grid", "n_rules": 3, "required_steps": 40},
         "grid": {"world": "grid"},
@@ -133,30 +151,15 @@ class DiscoveryEnv(ToolEnv):
         "genetics": {"world": "genetics", "n_rules": 4, "required_steps": 24},
     }
 
-    def __init__(
-        self,
-        world: str = "grid",
-        n_rules: int | None = None,
-        required_steps: int | None = None,
-        noise: float = 0.05,
-        max_turns: int | None = None,
-        render_mode: str | None = None,
-    ):
+    def __init__(self, render_mode: str | None = None, **knobs: Any):
         super().__init__(render_mode)
-        if not isinstance(world, str) or world not in WORLD_DEFAULTS:
-            raise ValueError(f"world must be one of {', '.join(WORLD_DEFAULTS)}, got {world!r}")
-        self.world_name = world
-        self.n_rules = WORLD_DEFAULTS[world]["n_rules"] if n_rules is None else n_rules
-        self.required_steps = WORLD_DEFAULTS[world]["required_steps"] if required_steps is None else required_steps
-        low, high = N_RULES_RANGE[world]
-        _check_int("n_rules", self.n_rules, low, high)
-        _check_int("required_steps", self.required_steps, 1, 100_000)
-        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0.0 <= noise <= 0.2:
-            raise ValueError(f"noise must be a number in [0, 0.2], got {noise!r}")
-        self.noise = float(noise)
-        self.max_steps = 3 * self.required_steps + 50 if max_turns is None else max_turns
-        _check_int("max_turns", self.max_steps, 1, 10_000_000)
-        module = _world_module(world)
+        self.knobs = k = DiscoveryKnobs.parse(knobs)
+        self.world_name, self.noise = k.world, k.noise
+        self.n_rules = WORLD_DEFAULTS[k.world]["n_rules"] if k.n_rules is None else k.n_rules
+        self.required_steps = WORLD_DEFAULTS[k.world]["required_steps"] if k.required_steps is None \
+            else k.required_steps
+        self.max_steps = 3 * self.required_steps + 50 if k.max_turns is None else k.max_turns
+        module = _world_module(k.world)
         commit = function_schema("commit", COMMIT_DESCRIPTION, {"rules": module.COMMIT_SCHEMA})
         self.tools = [*module.TOOLS, Notebook.schema, commit]
 
@@ -239,10 +242,5 @@ class DiscoveryEnv(ToolEnv):
 
 
 def _world_module(world: str) -> Any:
-    """The module of a world (imported lazily: the world modules import this one)."""
-    return importlib.import_module(WORLD_MODULES[world])
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+    """The module of a world."""
+    return WORLD_MODULES[world]

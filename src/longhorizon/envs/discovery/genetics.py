@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from longhorizon.envs.tools import ToolCall, ToolError, dumps, function_schema, parse_results
+from longhorizon.envs.core.tools import ToolCall, ToolError, dumps, function_schema, parse_results
 
 GENES: list[tuple[str, str, list[str]]] = [
     ("color", "C", ["red", "blue", "white"]),

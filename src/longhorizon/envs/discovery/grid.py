@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from longhorizon.envs.tools import ToolCall, ToolError, dumps, function_schema, parse_results
+from longhorizon.envs.core.tools import ToolCall, ToolError, dumps, function_schema, parse_results
 
 SIZE, START_ENERGY, ROUND_MOVES = 10, 20, 30
 LETTERS = "ABCDE"

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from longhorizon.envs.apps_world import World, add_email, add_event, add_note, add_transaction, day_str
-from longhorizon.envs.tools import ToolError, function_schema
+from longhorizon.envs.apps.world import World, add_email, add_event, add_note, add_transaction, day_str
+from longhorizon.envs.core.tools import ToolError, function_schema
 
 APPS = ("email", "calendar", "contacts", "files", "notes", "payments")
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")

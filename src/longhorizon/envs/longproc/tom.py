@@ -50,7 +50,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from longhorizon.envs.longproc import CHARS_PER_TOKEN, LongProcEnv, pick
+from longhorizon.envs.longproc.common import CHARS_PER_TOKEN, LongProcEnv, pick
 
 AGENTS = "Alice Bruno Chloe Daniel Elena Felix Grace Hugo Iris Jonah Kira Liam Maya Nadia Oscar Priya".split()
 ROOMS = ("patio", "sauna", "storage room", "kitchen", "attic", "garage", "study", "cellar", "hallway", "laundry room")

@@ -28,9 +28,11 @@ import re
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
-from longhorizon.envs.base import TextEnv, clip_text
-from longhorizon.envs.words import WORDS
+from longhorizon.envs.core.base import TextEnv, clip_text
+from longhorizon.envs.core.knobs import Flag, Int, Knobs, set_knobs
+from longhorizon.envs.execution.words import WORDS
 
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 INT_RE = re.compile(r"[+-]?\d{1,18}")
@@ -52,41 +54,32 @@ def parse_answer(text: str) -> tuple[int | None, str | None]:
     return int(content), None
 
 
+class ExecutionKnobs(Knobs):
+    """Execution's knobs."""
+
+    horizon: Int = Field(8, ge=1, description="H, number of turns (the horizon knob)")
+    turn_complexity: Int = Field(1, ge=1, description="K, keys given per turn")
+    dict_size: Int = Field(100, ge=1, le=len(WORDS), description="N, words in the dictionary")
+    value_range: Int = Field(99, ge=1, description="values are uniform integers in [-value_range, value_range]")
+    stop_on_error: Flag = Field(False, description="end the episode at the first wrong total (else run all H turns)")
+
+
 class ExecutionEnv(TextEnv):
     """Keep a running sum of dictionary values over H turns of K keys each."""
 
     response_prefix = "<answer>"
     stop = ("</answer>",)
 
-    KNOBS: ClassVar[dict[str, str]] = {
-        "horizon": "H, number of turns (the horizon knob)",
-        "turn_complexity": "K, keys given per turn",
-        "dict_size": "N, words in the dictionary",
-        "value_range": "values are uniform integers in [-value_range, value_range]",
-        "stop_on_error": "end the episode at the first wrong total (else run all H turns)",
-    }
+    Knobs = ExecutionKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {
         "short": {"horizon": 2, "dict_size": 10},
         "default": {},
         "long": {"horizon": 64, "turn_complexity": 4},
     }
 
-    def __init__(
-        self,
-        horizon: int = 8,
-        turn_complexity: int = 1,
-        dict_size: int = 100,
-        value_range: int = 99,
-        stop_on_error: bool = False,
-        render_mode: str | None = None,
-    ):
+    def __init__(self, render_mode: str | None = None, **knobs: Any):
         super().__init__(render_mode)
-        _check_positive(horizon=horizon, turn_complexity=turn_complexity, dict_size=dict_size, value_range=value_range)
-        if dict_size > len(WORDS):
-            raise ValueError(f"dict_size must be <= {len(WORDS)}, got {dict_size}")
-        self.horizon, self.turn_complexity = horizon, turn_complexity
-        self.dict_size, self.value_range = dict_size, value_range
-        self.stop_on_error = stop_on_error
+        self.knobs = set_knobs(self, ExecutionKnobs, knobs)
 
     # -- episode generation ------------------------------------------------
     def _generate(self) -> None:
@@ -163,9 +156,3 @@ class ExecutionEnv(TextEnv):
     def wrong_action(self, rng: np.random.Generator) -> str:
         offset = int(rng.integers(1, 10)) * (1 if rng.random() < 0.5 else -1)
         return f"<answer>{self._own_update() + offset}</answer>"
-
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")

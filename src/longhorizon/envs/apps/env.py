@@ -54,11 +54,13 @@ import json
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field, model_validator
 
-from longhorizon.envs.apps_api import APIS, APPS, api_index
-from longhorizon.envs.apps_tasks import TEMPLATES, Task
-from longhorizon.envs.apps_world import Db, World, diff, long_date, new_world, pick, snapshot
-from longhorizon.envs.tools import (
+from longhorizon.envs.apps.api import APIS, APPS, api_index
+from longhorizon.envs.apps.tasks import TEMPLATES, Task
+from longhorizon.envs.apps.world import Db, World, diff, long_date, new_world, pick, snapshot
+from longhorizon.envs.core.knobs import Int, Knobs, set_knobs
+from longhorizon.envs.core.tools import (
     ToolCall, ToolEnv, ToolError, ToolResult, format_tool_call, function_schema, schema_index, validate_indexed,
 )
 
@@ -87,30 +89,36 @@ def evaluate(task: Task, before: Db, after: Db, answer: str | None) -> dict[str,
     return checks
 
 
+class AppsKnobs(Knobs):
+    """Apps' knobs."""
+
+    difficulty: Int = Field(1, ge=min(TEMPLATES), le=max(TEMPLATES), description="1-3: how many apps and records a "
+                            "task touches (templates per level in the module docstring)")
+    max_steps: Int = Field(50, ge=1, description="step limit; the episode is truncated and checked there "
+                           "(LOOP/AppWorld use 40-50)")
+    template: str | None = Field(None, description="force one task template by name (None = drawn from the "
+                                 "difficulty's templates)")
+
+    @model_validator(mode="after")
+    def _template_fits(self) -> AppsKnobs:
+        if self.template is not None and self.template not in TEMPLATES[self.difficulty]:
+            raise ValueError(f"template must be one of {sorted(TEMPLATES[self.difficulty])} at difficulty "
+                             f"{self.difficulty}, got {self.template!r}")
+        return self
+
+
 class AppsEnv(ToolEnv):
     """One everyday task over email, calendar, contacts, files, notes and payments."""
 
     HORIZON_KNOB: ClassVar[str | None] = "difficulty"
-    KNOBS: ClassVar[dict[str, str]] = {
-        "difficulty": "1-3: how many apps and records a task touches (templates per level in the module docstring)",
-        "max_steps": "step limit; the episode is truncated and checked there (LOOP/AppWorld use 40-50)",
-        "template": "force one task template by name (None = drawn from the difficulty's templates)",
-    }
+    Knobs = AppsKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {"easy": {"difficulty": 1}, "medium": {"difficulty": 2},
                                                    "hard": {"difficulty": 3}}
     tools = TOOLS
 
-    def __init__(self, difficulty: int = 1, max_steps: int = 50, template: str | None = None,
-                 render_mode: str | None = None):
+    def __init__(self, render_mode: str | None = None, **knobs: Any):
         super().__init__(render_mode)
-        if not isinstance(difficulty, (int, np.integer)) or isinstance(difficulty, bool) or difficulty not in TEMPLATES:
-            raise ValueError(f"difficulty must be one of {sorted(TEMPLATES)}, got {difficulty!r}")
-        if not isinstance(max_steps, (int, np.integer)) or isinstance(max_steps, bool) or max_steps < 1:
-            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-        if template is not None and template not in TEMPLATES[difficulty]:
-            raise ValueError(f"template must be one of {sorted(TEMPLATES[difficulty])} at difficulty "
-                             f"{difficulty}, got {template!r}")
-        self.difficulty, self.max_steps, self.template = difficulty, int(max_steps), template
+        self.knobs = set_knobs(self, AppsKnobs, knobs)
 
     # -- episode ------------------------------------------------------------------------------
     def _reset_task(self) -> str:

@@ -32,11 +32,13 @@ Departures from the paper:
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
+from pydantic import Field
 
-from longhorizon.envs.longproc import CHARS_PER_TOKEN, LongProcEnv, last_tagged_block, pick, prefix_fraction
+from longhorizon.envs.core.knobs import Real
+from longhorizon.envs.longproc.common import (
+    CHARS_PER_TOKEN, LongProcEnv, LongProcKnobs, last_tagged_block, pick, prefix_fraction,
+)
 
 TRANSITS = ("bus", "train", "plane", "ferry")
 _STARTS = (
@@ -130,24 +132,20 @@ def score_route(predicted: list[str], reference: list[str]) -> dict[str, float]:
     return {"accuracy": float(exact), "partial_accuracy": 1.0 if exact else prefix_fraction(predicted, reference)}
 
 
+class PathTraversalKnobs(LongProcKnobs):
+    """PathTraversal's knobs."""
+
+    distractor_ratio: Real = Field(0.25, ge=0.0, le=4.0, description="distractor cities (off the route) per route "
+                                   "hop; the paper's data has about 0.25")
+
+
 class PathTraversalEnv(LongProcEnv):
     """LongProc path traversal: print the unique route through a one-way city graph (arXiv 2501.05414).
 
     Knobs `level` (0.5k/2k/8k output tokens) and `distractor_ratio`; metric: exact match, correct-prefix fraction.
     """
 
-    KNOBS: ClassVar[dict[str, str]] = {
-        **LongProcEnv.KNOBS,
-        "distractor_ratio": "distractor cities (off the route) per route hop; the paper's data has about 0.25",
-    }
-
-    def __init__(self, level: str = "0.5k", distractor_ratio: float = 0.25, render_mode: str | None = None):
-        super().__init__(level, render_mode)
-        if isinstance(distractor_ratio, bool) or not isinstance(distractor_ratio, (int, float)):
-            raise ValueError(f"distractor_ratio must be a number in [0, 4], got {distractor_ratio!r}")
-        if not 0 <= distractor_ratio <= 4:
-            raise ValueError(f"distractor_ratio must be in [0, 4], got {distractor_ratio!r}")
-        self.distractor_ratio = float(distractor_ratio)
+    Knobs = PathTraversalKnobs
 
     def _generate(self) -> None:
         rng = self.np_random

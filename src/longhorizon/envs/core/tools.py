@@ -34,12 +34,14 @@ Protocol rules, shared by every tool env:
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from longhorizon.envs.base import TextEnv, clip_text
+from longhorizon.envs.core.base import TextEnv, clip_text
 
 FENCE_RE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 CALL_FORMAT_HINT = 'Call a tool as <tool_call>{"name": "<tool>", "arguments": {...}}</tool_call>.'
@@ -83,6 +85,29 @@ def function_schema(
     """
     params = {"type": "object", "properties": properties, "required": list(properties if required is None else required)}
     return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
+
+
+def tool_schema(method: Callable[..., str], limits: dict[str, dict[str, Any]] | None = None) -> dict:
+    """The OpenAI schema of a `tool_<name>` method, generated from its signature and Google-style docstring
+    (`transformers.utils.get_json_schema`); `limits` adds JSON-schema bounds per argument (maxLength, minimum, ...).
+
+    An argument with a default is optional; every tool has a `required` list (possibly empty).
+    """
+    from transformers.utils import get_json_schema
+
+    params = list(inspect.signature(method).parameters.values())[1:]  # without self
+    stub = lambda: None  # noqa: E731  (get_json_schema reads a plain function)
+    stub.__name__, stub.__doc__ = method.__name__.removeprefix("tool_"), method.__doc__
+    stub.__signature__ = inspect.Signature(params, return_annotation=str)
+    stub.__annotations__ = {k: v for k, v in method.__annotations__.items() if k != "self"}
+    fn = get_json_schema(stub)["function"]
+    fn.pop("return", None)
+    parameters = fn.setdefault("parameters", {"type": "object", "properties": {}})
+    parameters.setdefault("required", [])
+    for name, prop in parameters["properties"].items():
+        prop.pop("nullable", None)
+        prop |= (limits or {}).get(name, {})
+    return {"type": "function", "function": fn}
 
 
 def format_tool_call(name: str, arguments: dict[str, Any]) -> str:

@@ -1,0 +1,1 @@
+"""Apps: everyday tasks across six stateful apps, checked against the final database (AppWorld)."""

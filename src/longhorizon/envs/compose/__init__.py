@@ -1,0 +1,1 @@
+"""Compose: chained word problems, each answer feeding the next (R-HORIZON)."""

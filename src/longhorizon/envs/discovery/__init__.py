@@ -1,0 +1,1 @@
+"""Discovery: discover hidden rules by experimenting with tools, then commit them (UltraHorizon)."""

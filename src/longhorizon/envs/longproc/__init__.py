@@ -1,0 +1,1 @@
+"""LongProc: long procedural generation tasks (HTML to TSV, path traversal, ToM tracking, Countdown)."""

@@ -1,0 +1,1 @@
+"""Tabletop: long-horizon tabletop manipulation in text (LoHoRavens)."""
