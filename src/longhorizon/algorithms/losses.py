@@ -113,8 +113,8 @@ def token_weights(mask: Tensor, trace_ids: Tensor | None = None, agg: str = "tok
 
     Computed over the whole (mini)batch `mask (B, T)` so that any split of its
     rows into micro-batches, each summing its slice of the weights, adds up
-    to the same loss and gradient. 0 off the mask; the weights sum to 1 when
-    some token is masked. `trace_ids (B,)` is needed only by "trace-length".
+    to the same loss and gradient. 0 off the mask; when some token is masked
+    the weights sum to 1, except seq-mean-token-sum's (the mean row length). `trace_ids (B,)` is needed only by "trace-length".
     """
     return AGGREGATIONS[agg](mask, trace_ids).to(torch.float32)
 
