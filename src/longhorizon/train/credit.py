@@ -52,7 +52,7 @@ from longhorizon.algorithms import (
     kl_penalized_rewards,
     kl_penalty,
 )
-from longhorizon.train.batch import Batch, to_tokens, turn_ends
+from longhorizon.train.batch import Batch
 from longhorizon.train.config import AlgorithmConfig
 
 Metrics = dict[str, float]
@@ -94,6 +94,23 @@ def kl_turn_rewards(batch: Batch, cfg: AlgorithmConfig) -> Tensor:
         return batch.turn_rewards
     kl = kl_penalty(batch.old_logprobs, batch.ref_logprobs, batch.loss_mask, estimator=cfg.kl_estimator)  # (B, T)
     return batch.turn_rewards - cfg.kl_coef * turn_sums(kl, batch)
+
+
+# ------------------------------------------------------------------ turns <-> tokens (only here)
+
+
+def to_tokens(turn_values: Tensor, batch: Batch) -> Tensor:
+    """Per-turn values (N, K) on every sampled token of that turn → (B, T), 0 elsewhere."""
+    per_row = turn_values[batch.row_episode]  # (B, K)
+    gathered = per_row.gather(1, batch.token_turn.clamp(min=0))
+    return torch.where(batch.token_turn >= 0, gathered, torch.zeros_like(gathered))
+
+
+def turn_ends(batch: Batch) -> Tensor:
+    """(B, T) bool: the last sampled token of each turn."""
+    turn = batch.token_turn
+    next_turn = torch.cat([turn[:, 1:], torch.full_like(turn[:, :1], -1)], dim=1)
+    return (turn >= 0) & (next_turn != turn)
 
 
 # ------------------------------------------------------------------ group methods

@@ -10,8 +10,10 @@ gradient equals the gradient of the whole minibatch at once, whatever rows
 Rows whose loss has no gradient (all advantages 0 and no KL or value term)
 are not run at all (`has_gradient`); their weights still count in the
 normalisation. Metrics are means over the micro-batches that were run,
-each weighted by its share of the minibatch's weight (sum of its w), so a
-token-level metric averages as the loss does.
+each weighted by its share of the minibatch's weight (sum of its w over
+the sum of all w); the loss metrics are each micro-batch's weighted sum
+divided by its share, so with one micro-batch they are the loss itself and
+with several their weighted mean is the minibatch loss again.
 """
 
 from __future__ import annotations
@@ -39,16 +41,17 @@ def minibatch_backward(models: Models, batch: Batch, rows: Tensor, cfg: TrainCon
     """Accumulate d(minibatch loss)/d(params) into `.grad` over micro-batches; return weighted-mean metrics."""
     weights = token_weights(batch.loss_mask[rows], batch.row_episode[rows], cfg.algorithm.aggregation)  # (b, T)
     live = has_gradient(batch, rows, cfg, algo).nonzero().squeeze(1)  # positions in `rows`
+    total = weights.sum().item()
     metrics: Metrics = {}
     shares = 0.0
     for micro in microbatches(live, cfg.micro_batch_size):
         mb = batch.select(rows[micro])
         mb_weights = weights[micro, : mb.input_ids.shape[1]]  # (m, t): select trims only padding
-        share = mb_weights.sum().item()
+        share = mb_weights.sum().item() / total if total else 0.0  # its fraction of the minibatch's weight
         if share == 0:
             continue
         with autocast(cfg):
-            loss, micro_metrics = microbatch_loss(models, mb, mb_weights, cfg, algo)
+            loss, micro_metrics = microbatch_loss(models, mb, mb_weights, share, cfg, algo)
         loss.backward()
         shares += share
         for key, value in micro_metrics.items():
@@ -69,19 +72,18 @@ def has_gradient(batch: Batch, rows: Tensor, cfg: TrainConfig, algo: Algorithm) 
     return ((batch.advantages[rows] != 0) & batch.loss_mask[rows].bool()).any(1)
 
 
-def microbatch_loss(models: Models, mb: Batch, weights: Tensor, cfg: TrainConfig,
+def microbatch_loss(models: Models, mb: Batch, weights: Tensor, share: float, cfg: TrainConfig,
                     algo: Algorithm) -> tuple[Tensor, Metrics]:
     """Policy loss (+ KL to the reference, + value loss) of one micro-batch, token `weights` (b, t) given.
 
     The loss terms are sums weighted by the minibatch's `weights`; the loss
-    metrics are those sums divided by this micro-batch's share (sum of its
-    weights), i.e. its own normalised loss, so their share-weighted mean in
-    `minibatch_backward` is the loss of the rows that were run.
+    metrics are those sums divided by `share` (its fraction of the
+    minibatch's weight), so their share-weighted mean in `minibatch_backward`
+    is the minibatch loss (over the rows that were run, renormalised).
     """
     a = cfg.algorithm
     device = next(models.model.parameters()).device
     mb, w = _to(mb, device), weights.to(device)
-    share = w.sum().item()
     out = token_forward(models.model, mb.input_ids, mb.attention_mask, mb.loss_mask, cfg.temperature,
                         entropy=True, value_head=models.value_head)
     loss, m = POLICY_LOSSES[algo.policy_loss](out.logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask,
