@@ -195,8 +195,10 @@ CASES = {
     "dr_grpo_seq_mean_k1": ["algorithm.name=grpo", "algorithm.scale_by_std=false", "algorithm.kl_coef=0.05",
                             "algorithm.kl_estimator=k1", "algorithm.aggregation=seq-mean-token-mean"],
     "grpo_lora": ["algorithm.name=grpo", "algorithm.kl_coef=0.05", "lora.enabled=true", "optim.lr=0.05"],
-    "rloo": ["algorithm.name=rloo", "algorithm.kl_coef=0.05"],
-    "rloo_per_turn": ["algorithm.name=rloo", "algorithm.credit=per_turn", "algorithm.turn_gamma=0.9"],
+    # rloo is on-policy REINFORCE: one epoch, one minibatch (more is refused at validation)
+    "rloo": ["algorithm.name=rloo", "algorithm.kl_coef=0.05", "epochs=1", "num_minibatches=1"],
+    "rloo_per_turn": ["algorithm.name=rloo", "algorithm.credit=per_turn", "algorithm.turn_gamma=0.9", "epochs=1",
+                      "num_minibatches=1"],
     "loop": ["algorithm.name=loop"],
     "reinforce++": ["algorithm.name=reinforce++", "algorithm.kl_coef=0.05"],
     "ppo": ["algorithm.name=ppo", "algorithm.kl_coef=0.05", "optim.value_lr=0.05"],
