@@ -28,15 +28,15 @@ def test_prompts_extend_token_by_token_and_mask_covers_only_samples(tiny):
     assert p2 == p1 + a1 + encode(tok, "<|im_end|>\n<|im_start|>user\nDone.<|im_end|>\n<|im_start|>assistant\n")
 
     traj = Trajectory(env_id="e", seed=0, turns=[t0, t1])
-    (sample,) = full.to_samples(traj, [1.0, -2.0])
+    (sample,) = full.to_samples(traj)
     assert sample.input_ids == p1 + a1
     expected_mask = [0] * len(p0) + [1] * len(a0) + [0] * (len(p1) - len(p0) - len(a0)) + [1] * len(a1)
     assert sample.loss_mask == expected_mask
     masked = [i for i, m in enumerate(sample.loss_mask) if m]
     assert [sample.input_ids[i] for i in masked] == a0 + a1
-    assert [sample.advantages[i] for i in masked] == [1.0] * len(a0) + [-2.0] * len(a1)
+    assert [sample.token_turns[i] for i in masked] == [0] * len(a0) + [1] * len(a1)
     assert [sample.old_logprobs[i] for i in masked] == [-0.5] * len(a0) + [-0.25] * len(a1)
-    assert all(sample.advantages[i] == 0 and sample.old_logprobs[i] == 0 for i in range(len(expected_mask))
+    assert all(sample.token_turns[i] == -1 and sample.old_logprobs[i] == 0 for i in range(len(expected_mask))
                if not expected_mask[i])
 
 
@@ -45,7 +45,7 @@ def test_to_samples_rejects_turns_that_are_not_prefixes(tiny):
     t0 = Turn(observation="a", action="x", prompt_ids=[1, 2], action_ids=[3], action_logprobs=[0.0])
     t1 = Turn(observation="b", action="y", prompt_ids=[9, 9, 9, 9], action_ids=[4], action_logprobs=[0.0])
     with pytest.raises(ValueError, match="prefix"):
-        full.to_samples(Trajectory(env_id="e", seed=0, turns=[t0, t1]), [0.0, 0.0])
+        full.to_samples(Trajectory(env_id="e", seed=0, turns=[t0, t1]))
 
 
 def test_unknown_strategy_is_a_user_error():

@@ -50,15 +50,15 @@ def play(strategy, tok, observations: list[str], actions: list[str], **view) -> 
     return turns
 
 
-def check_rows(rows: list[Sample], turns: list[Turn], advantages: list[float]) -> None:
-    """Each row: its turn's exact prompt (mask 0), then its sampled ids (mask 1, logprobs, advantage)."""
+def check_rows(rows: list[Sample], turns: list[Turn]) -> None:
+    """Each row: its turn's exact prompt (mask 0), then its sampled ids (mask 1, logprobs, turn index)."""
     assert [r.metadata["turn"] for r in rows] == list(range(len(turns)))
-    for row, turn, a in zip(rows, turns, advantages):
+    for a, (row, turn) in enumerate(zip(rows, turns)):
         n, k = len(turn.prompt_ids), len(turn.action_ids)
         assert row.input_ids == turn.prompt_ids + turn.action_ids
         assert row.loss_mask == [0] * n + [1] * k
         assert row.old_logprobs == [0.0] * n + turn.action_logprobs
-        assert row.advantages == [0.0] * n + [a] * k
+        assert row.token_turns == [-1] * n + [a] * k
 
 
 OBS = ["Task: add the numbers. First: 3", "Next: 4", "Next: 5", "Next: 6", "Next: 7"]
@@ -76,8 +76,8 @@ def test_window_keeps_the_task_turn_and_the_last_k_turns(tiny):
     # up to k + 1 turns the window is the whole history
     assert turns[3].prompt_ids == encode(tok, chatml(("system", "Be brief."), *[
         (r, c) for o, a in zip(OBS[:3], ACTS[:3]) for r, c in (("user", o), ("assistant", a))], ("user", OBS[3])))
-    rows = window.to_samples(Trajectory(env_id="e", seed=0, turns=turns), [1.0, -1.0, 0.5, 2.0])
-    check_rows(rows, turns, [1.0, -1.0, 0.5, 2.0])
+    rows = window.to_samples(Trajectory(env_id="e", seed=0, turns=turns))
+    check_rows(rows, turns)
 
 
 def test_window_zero_keeps_only_the_task_turn(tiny):
@@ -98,8 +98,8 @@ def test_markovian_turns_state_is_task_plus_carryover(tiny):
     tail = tok.decode(encode(tok, actions[1])[-3:])
     assert tail and tail != actions[1]
     assert turns[2].prompt_ids == encode(tok, chatml(("user", OBS[0]), ("assistant", tail), ("user", OBS[2])))
-    rows = markov.to_samples(Trajectory(env_id="e", seed=0, turns=turns), [0.5, 0.5, 0.5])
-    check_rows(rows, turns, [0.5, 0.5, 0.5])
+    rows = markov.to_samples(Trajectory(env_id="e", seed=0, turns=turns))
+    check_rows(rows, turns)
 
 
 # ------------------------------------------------------------------ markovian, chunked
@@ -173,19 +173,19 @@ def test_chunked_rows_rebuild_every_chunk_prompt_and_mask_each_sampled_id_once(t
     assert answer.info["chunk_prompt_tokens"] == [len(p) for p in sampler.prompts] == expected_prompts
     turn = Turn(observation=OBS[0], action=answer.text, prompt_ids=query, action_ids=answer.token_ids,
                 action_logprobs=answer.logprobs, info={"policy": answer.info})
-    rows = markov.to_samples(Trajectory(env_id="e", seed=0, turns=[turn]), [1.5])
+    rows = markov.to_samples(Trajectory(env_id="e", seed=0, turns=[turn]))
     assert [r.metadata for r in rows] == [{"turn": 0, "chunk": c} for c in range(n_chunks)]
     sampled = []
     for row, prompt, n in zip(rows, sampler.prompts, answer.info["chunk_tokens"], strict=True):
         assert row.input_ids[: len(prompt)] == prompt and row.loss_mask == [0] * len(prompt) + [1] * n
-        assert row.advantages == [0.0] * len(prompt) + [1.5] * n
+        assert row.token_turns == [-1] * len(prompt) + [0] * n
         sampled += [i for i, m in zip(row.input_ids, row.loss_mask) if m]
     assert sampled == answer.token_ids  # across chunk boundaries, each sampled id is in exactly one mask
     assert [x for r in rows for x, m in zip(r.old_logprobs, r.loss_mask) if m] == answer.logprobs
     assert turn_prompt_tokens(turn) == len(query) + 5
     other = make_strategy("markovian", mode="chunked", chunk=8, carryover=6, head=2)
     with pytest.raises(ValueError, match="chunk settings"):
-        other.to_samples(Trajectory(env_id="e", seed=0, turns=[turn]), [1.0])
+        other.to_samples(Trajectory(env_id="e", seed=0, turns=[turn]))
 
 
 def test_chunked_answer_is_one_env_action_through_the_rollout(tiny):
@@ -201,13 +201,13 @@ def test_chunked_answer_is_one_env_action_through_the_rollout(tiny):
                            ModelPolicy(sampler, markov))
     assert traj.success and all(len(t.info["policy"]["chunk_tokens"]) >= 2 for t in traj.turns)
     assert [t.action for t in traj.turns] == [f"<answer>{x}</answer> is the running total so far" for x in env.totals]
-    rows = markov.to_samples(traj, [1.0, 2.0, 3.0])
+    rows = markov.to_samples(traj)
     assert [r.input_ids[: r.loss_mask.index(1)] for r in rows] == sampler.prompts  # each row's prompt is what its call saw
     for t, turn in enumerate(traj.turns):
         mine = [r for r in rows if r.metadata["turn"] == t]
         assert len(mine) == len(turn.info["policy"]["chunk_tokens"])
         assert [i for r in mine for i, m in zip(r.input_ids, r.loss_mask) if m] == turn.action_ids
-        assert {a for r in mine for a, m in zip(r.advantages, r.loss_mask) if m} == {t + 1.0}
+        assert {a for r in mine for a, m in zip(r.token_turns, r.loss_mask) if m} == {t}
 
 
 # ------------------------------------------------------------------ workspace
@@ -227,8 +227,8 @@ def test_workspace_prompt_is_question_report_last_action_last_observation(tiny):
         f"Last observation:\n{OBS[3]}"))))
     assert [ws.env_action(a) for a in actions] == ["<answer>3</answer>", "<answer>7</answer>", "", "<answer>18</answer>"]
     assert ws.env_action("<answer>5</answer>") == "<answer>5</answer>" and ws.response_prefix("<answer>") == "<report>"
-    rows = ws.to_samples(Trajectory(env_id="e", seed=0, turns=turns), [1.0, 0.0, -1.0, 2.0])
-    check_rows(rows, turns, [1.0, 0.0, -1.0, 2.0])  # report tokens are sampled, so they are in the mask
+    rows = ws.to_samples(Trajectory(env_id="e", seed=0, turns=turns))
+    check_rows(rows, turns)  # report tokens are sampled, so they are in the mask
 
 
 def test_workspace_env_sees_only_the_action_in_a_rollout(tiny):
@@ -291,7 +291,7 @@ def test_memory_puts_pinned_lessons_in_the_system_prompt_and_writes_new_ones(tin
         tok, f"<|im_end|>\n<|im_start|>user\n{OBS[1]}<|im_end|>\n<|im_start|>assistant\n")
     assert metadata["memory_lessons"] == ["Keep a running total."]
     traj = Trajectory(env_id=EXEC, seed=0, turns=turns, success=True, metadata=metadata)
-    (row,) = memory.to_samples(traj, [1.0, 1.0])
+    (row,) = memory.to_samples(traj)
     assert [i for i, m in zip(row.input_ids, row.loss_mask) if m] == turns[0].action_ids + turns[1].action_ids
     memory.end_episode(traj)
     saved = [json.loads(line)["text"] for line in (tmp_path / "memory.jsonl").read_text().splitlines()]
@@ -384,7 +384,7 @@ def test_reminder_keeps_full_history_token_exact(tiny):
         tok, f"<|im_end|>\n<|im_start|>user\n{OBS[2]}{REMIND}{OBS[0]}<|im_end|>\n<|im_start|>assistant\n")
     assert turns[3].prompt_ids[: len(turns[2].prompt_ids) + len(turns[2].action_ids)] == (
         turns[2].prompt_ids + turns[2].action_ids)  # the reminder stays in the history it was shown in
-    (row,) = full.to_samples(Trajectory(env_id="e", seed=0, turns=turns), [1.0] * 4)
+    (row,) = full.to_samples(Trajectory(env_id="e", seed=0, turns=turns))
     assert [i for i, m in zip(row.input_ids, row.loss_mask) if m] == [i for t in turns for i in t.action_ids]
 
 
@@ -422,7 +422,7 @@ def test_rollout_records_the_prompts_the_strategy_built(tiny, name, options, tmp
         for t, turn in enumerate(traj.turns):
             view = EpisodeView(turns=traj.turns[:t], observation=turn.observation, env_id=EXEC, metadata=traj.metadata)
             assert turn.prompt_ids == strategy.build_prompt(view, tiny.tokenizer) + prefix
-        check_rows(strategy.to_samples(traj, [0.5] * len(traj.turns)), traj.turns, [0.5] * len(traj.turns))
+        check_rows(strategy.to_samples(traj), traj.turns)
     if name == "memory":
         assert len((tmp_path / "memory.jsonl").read_text().splitlines()) >= 1
 

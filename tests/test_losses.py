@@ -260,3 +260,23 @@ def test_trace_length_matches_python_loop():
 def test_registries():
     assert set(AGGREGATIONS) == {"token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"}
     assert set(POLICY_LOSSES) == {"ppo_clip", "loop", "reinforce"}
+
+
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"])
+def test_weights_sliced_over_shuffled_micro_batches_add_up_to_the_whole_batch(mode):
+    """1 x 8 == 8 x 1 (and 3 + 3 + 2) at the level of the pure functions, traces split across micro-batches."""
+    from longhorizon.algorithms import token_weights, weighted_sum
+
+    gen = torch.Generator().manual_seed(0)
+    loss_tok = torch.randn(8, 5, generator=gen, dtype=torch.float64)
+    mask = (torch.rand(8, 5, generator=gen) > 0.4).float()
+    mask[3] = 0.0  # a row with no sampled token
+    trace_ids = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3])
+    whole = aggregate(loss_tok, mask, mode, trace_ids=trace_ids)
+    perm = torch.randperm(8, generator=gen)
+    weights = token_weights(mask[perm], trace_ids[perm], mode)
+    if mode != "seq-mean-token-sum":  # that one sums to the mean row length
+        assert weights.sum().item() == pytest.approx(1.0, abs=1e-6)
+    for size in (1, 3, 8):
+        parts = [weighted_sum(loss_tok[perm][i:i + size], weights[i:i + size]) for i in range(0, 8, size)]
+        assert sum(parts).item() == pytest.approx(whole.item(), abs=1e-6)

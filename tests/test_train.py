@@ -77,13 +77,13 @@ def tiny_cfg(tmp_path: Path, *sets: str):
     return load_config(None, base + list(sets))
 
 
-def collect(cfg):
+def collect(cfg, context: str = "full"):
     """Models and one step's batch, exactly as the loop builds them (credit included)."""
     torch.set_num_threads(1)
     algo = ALGORITHMS[cfg.algorithm.name]
     models = build_models(cfg, needs_ref=algo.needs_ref(cfg.algorithm), value_head=algo.value_head)
     params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-    strategy = make_strategy("full")
+    strategy = make_strategy(context)
     policy = ModelPolicy(TransformersSampler(models.model, models.tokenizer, params), strategy)
     batch = collate(run_episodes(task_specs(cfg, 0), policy), strategy, models.tokenizer.pad_token_id)
     batch, _ = score(models, batch, cfg, algo)
@@ -119,6 +119,31 @@ def test_grad_accumulation_1x8_equals_8x1(tmp_path, algo, agg):
     assert len(grads[8]) == len(grads[1]) > 0 and any(g.abs().sum() > 0 for g in grads[8])
     for g8, g1 in zip(grads[8], grads[1]):
         torch.testing.assert_close(g8, g1, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("algo,agg", [("grpo", "token-mean"), ("grpo", "seq-mean-token-mean"),
+                                      ("grpo", "seq-mean-token-sum"), ("grpo", "trace-length"), ("ppo", "trace-length")])
+def test_grad_accumulation_is_exact_with_episodes_split_over_micro_batches(tmp_path, algo, agg):
+    """One row per turn (window context), rows shuffled: an episode's rows fall in different micro-batches."""
+    cfg = tiny_cfg(tmp_path, f"algorithm.name={algo}", f"algorithm.aggregation={agg}", "algorithm.kl_coef=0.1",
+                   "tasks_per_step=2")
+    models, batch = collect(cfg, "window")
+    episodes = batch.row_episode.tolist()
+    assert batch.rows > len(set(episodes))  # some episode has several rows
+    torch.manual_seed(1)
+    rows = torch.randperm(batch.rows)
+    models.model.train()
+    grads = {}
+    for size in (batch.rows, 1, 3):
+        for p in trainable(models):
+            p.grad = None
+        minibatch_backward(models, batch, rows, cfg.model_copy(update={"micro_batch_size": size}), ALGORITHMS[algo])
+        grads[size] = [p.grad.clone() for p in trainable(models) if p.grad is not None]
+    assert any(g.abs().sum() > 0 for g in grads[batch.rows])
+    for size in (1, 3):
+        assert len(grads[size]) == len(grads[batch.rows]) > 0
+        for whole, split in zip(grads[batch.rows], grads[size]):
+            torch.testing.assert_close(split, whole, atol=1e-5, rtol=0)
 
 
 def test_skipping_rows_without_gradient_changes_nothing(tmp_path, monkeypatch):
@@ -170,8 +195,10 @@ CASES = {
     "dr_grpo_seq_mean_k1": ["algorithm.name=grpo", "algorithm.scale_by_std=false", "algorithm.kl_coef=0.05",
                             "algorithm.kl_estimator=k1", "algorithm.aggregation=seq-mean-token-mean"],
     "grpo_lora": ["algorithm.name=grpo", "algorithm.kl_coef=0.05", "lora.enabled=true", "optim.lr=0.05"],
-    "rloo": ["algorithm.name=rloo", "algorithm.kl_coef=0.05"],
-    "rloo_per_turn": ["algorithm.name=rloo", "algorithm.credit=per_turn", "algorithm.turn_gamma=0.9"],
+    # rloo is on-policy REINFORCE: one epoch, one minibatch (more is refused at validation)
+    "rloo": ["algorithm.name=rloo", "algorithm.kl_coef=0.05", "epochs=1", "num_minibatches=1"],
+    "rloo_per_turn": ["algorithm.name=rloo", "algorithm.credit=per_turn", "algorithm.turn_gamma=0.9", "epochs=1",
+                      "num_minibatches=1"],
     "loop": ["algorithm.name=loop"],
     "reinforce++": ["algorithm.name=reinforce++", "algorithm.kl_coef=0.05"],
     "ppo": ["algorithm.name=ppo", "algorithm.kl_coef=0.05", "optim.value_lr=0.05"],

@@ -118,3 +118,14 @@ def test_context_can_be_a_mapping_with_its_options(tmp_path):
         load_config(None, ["context={name: window, k: 2}", "context_options={k: 3}"])
     result = CliRunner().invoke(app, ["train", str(recipe), "--set", "context={k: 2}", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "needs a name" in result.output
+
+
+def test_the_validated_config_holds_the_resolved_defaults_and_reloads_unchanged():
+    cfg = load_config(None, ["algorithm.name=reinforce++"])
+    dumped = cfg.model_dump()["algorithm"]
+    assert (dumped["clip_eps"], dumped["clip_eps_high"], dumped["kl_estimator"], dumped["aggregation"]) == (
+        0.2, 0.2, "k1", "token-mean")
+    assert load_config(None, ["algorithm.name=grpo"]).algorithm.kl_estimator == "k3"  # KL in the loss
+    assert type(cfg).model_validate(cfg.model_dump()) == cfg  # what --resume reloads is what ran
+    assert load_config(None, ["context=markovian"]).algorithm.aggregation == "trace-length"
+    assert load_config(None, ["context=markovian", "algorithm.aggregation=token-mean"]).algorithm.aggregation == "token-mean"

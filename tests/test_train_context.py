@@ -14,7 +14,7 @@ import torch
 from longhorizon.context import make_strategy
 from longhorizon.train import train
 from longhorizon.train.checkpoint import latest_checkpoint
-from longhorizon.train.config import resolved_aggregation
+from longhorizon.train.config import AlgorithmConfig, resolved_aggregation
 from longhorizon.train.metrics import read_records
 from longhorizon.train.model import build_models
 from test_train import Crash, _actions, _losses, final_weights, tiny_cfg
@@ -94,8 +94,8 @@ def test_training_with_each_strategy_moves_the_weights_and_resumes_exactly(tmp_p
 
 def test_markovian_training_normalises_the_loss_per_trace(tmp_path):
     cfg = tiny_cfg(tmp_path, *context_sets("markovian_chunked"))
-    assert resolved_aggregation(cfg.algorithm, cfg.context) == "trace-length"
-    assert resolved_aggregation(cfg.algorithm, "window") == "token-mean"
+    assert cfg.algorithm.aggregation == "trace-length"  # resolved at validation, written to config.yaml
+    assert resolved_aggregation(AlgorithmConfig(name=cfg.algorithm.name), "window") == "token-mean"
     explicit = tiny_cfg(tmp_path, *context_sets("markovian_chunked"), "algorithm.aggregation=token-mean")
     assert resolved_aggregation(explicit.algorithm, explicit.context) == "token-mean"
     records = read_records(train(cfg).run_dir)

@@ -12,10 +12,10 @@ import torch
 
 from longhorizon.context import make_strategy
 from longhorizon.train.batch import collate, minibatches
-from longhorizon.train.config import AlgorithmConfig
+from longhorizon.train.config import AlgorithmConfig, load_config
 from longhorizon.train.credit import ALGORITHMS, token_rewards
 from longhorizon.train.optim import lr_factor
-from longhorizon.train.update import loss_units
+from longhorizon.algorithms import POLICY_LOSSES, token_weights
 from longhorizon.types import Trajectory, Turn
 
 ATOL = 1e-6
@@ -93,10 +93,60 @@ def test_loop_drops_rollouts_with_tiny_advantages():
     close(credit.advantages[:, 2], [0, 0, -1, 1])
 
 
-@pytest.mark.parametrize("agg,expected", [("token-mean", 3), ("seq-mean-token-mean", 2), ("trace-length", 1)])
-def test_loss_units_count_what_the_aggregation_averages(agg, expected):
+@pytest.mark.parametrize("agg,expected", [
+    ("token-mean", [[1 / 3, 1 / 3, 0], [0, 1 / 3, 0], [0, 0, 0]]),
+    ("seq-mean-token-mean", [[0.25, 0.25, 0], [0, 0.5, 0], [0, 0, 0]]),
+    ("seq-mean-token-sum", [[0.5, 0.5, 0], [0, 0.5, 0], [0, 0, 0]]),
+    ("trace-length", [[1 / 3, 1 / 3, 0], [0, 1 / 3, 0], [0, 0, 0]]),  # rows 0, 1 are one trace of 3 tokens
+])
+def test_token_weights_spread_what_the_aggregation_averages(agg, expected):
     mask = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
-    assert loss_units(mask, torch.tensor([7, 7, 8]), agg) == expected
+    close(token_weights(mask, torch.tensor([7, 7, 8]), agg), expected)
+
+
+def with_ref(batch, log_ratio_per_row):
+    """Reference log-probs log pi_old - log_ratio on every sampled token of each row."""
+    shift = torch.tensor(log_ratio_per_row)[:, None]
+    batch.ref_logprobs = torch.where(batch.loss_mask > 0, batch.old_logprobs - shift, 0.0)
+    return batch
+
+
+def test_rloo_folds_the_k1_kl_into_the_sequence_reward():
+    # episode 0: R = 2, 3 sampled tokens with log pi - log ref = 0.5: R - 0.1 * 1.5 = 1.85; episode 1: R = 1, KL 0
+    batch = with_ref(batch_of(episode([1.0, 1.0]), episode([0.0, 1.0])), [0.5, 0.0])
+    cfg = load_config(None, ["algorithm.name=rloo", "algorithm.kl_coef=0.1"]).algorithm
+    assert cfg.kl_estimator == "k1" and cfg.aggregation == "seq-mean-token-sum"
+    credit = ALGORITHMS["rloo"].credit(batch, cfg)
+    close(credit.advantages, [[0, 0, 0.85, 0.85, 0, 0.85], [0, 0, -0.85, -0.85, 0, -0.85]])
+
+
+def test_rloo_per_turn_credit_discounts_each_turns_kl_with_its_reward():
+    # turn rewards minus 0.1 * turn KL: [1 - 0.1, 1 - 0.05] and [0, 1]; gamma 0.5: G = [1.375, 0.95], [0.5, 1]
+    batch = with_ref(batch_of(episode([1.0, 1.0]), episode([0.0, 1.0])), [0.5, 0.0])
+    cfg = load_config(None, ["algorithm.name=rloo", "algorithm.kl_coef=0.1", "algorithm.credit=per_turn",
+                             "algorithm.turn_gamma=0.5"]).algorithm
+    credit = ALGORITHMS["rloo"].credit(batch, cfg)
+    close(credit.advantages, [[0, 0, 0.875, 0.875, 0, -0.05], [0, 0, -0.875, -0.875, 0, 0.05]])
+
+
+def test_rloo_loss_weighs_each_sequence_one_over_b():
+    # scores 2 - 0.15 = 1.85 and 0: A = +-1.85; sum log pi = -0.6 and -0.5:
+    # loss = -(1/2) (1.85 * -0.6 - 1.85 * -0.5) = 0.0925 (token-mean would give 0.0462...)
+    batch = with_ref(batch_of(episode([1.0, 1.0]), one_turn(0.0)), [0.5, 0.0])
+    cfg = load_config(None, ["algorithm.name=rloo", "algorithm.kl_coef=0.1"]).algorithm
+    credit = ALGORITHMS["rloo"].credit(batch, cfg)
+    weights = token_weights(credit.loss_mask, batch.row_episode, cfg.aggregation)
+    loss, _ = POLICY_LOSSES["reinforce"](batch.old_logprobs, batch.old_logprobs, credit.advantages,
+                                         credit.loss_mask, weights=weights)
+    assert loss.item() == pytest.approx(0.0925, abs=ATOL)
+
+
+@pytest.mark.parametrize("key", ["epochs", "num_minibatches"])
+def test_rloo_refuses_more_than_one_update_per_batch(key):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=f"{key} must be 1 for rloo"):
+        load_config(None, ["algorithm.name=rloo", f"{key}=2"])
 
 
 def test_minibatches_cover_every_row_once():

@@ -17,4 +17,4 @@ def test_trajectory_roundtrip_is_lossless(tmp_path):
 
 def test_sample_rejects_ragged_fields():
     with pytest.raises(ValueError, match="length 3"):
-        Sample(input_ids=[1, 2, 3], loss_mask=[0, 1], old_logprobs=[0.0] * 3, advantages=[0.0] * 3)
+        Sample(input_ids=[1, 2, 3], loss_mask=[0, 1], old_logprobs=[0.0] * 3, token_turns=[-1] * 3)

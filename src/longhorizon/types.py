@@ -83,23 +83,23 @@ class Sample:
     """One training row (all lists have the same length T).
 
     `loss_mask[i]` is 1 only where `input_ids[i]` was sampled by the model;
-    environment, tool and chat-template tokens are 0. `old_logprobs` and
-    `advantages` are meaningful only where the mask is 1 (0.0 elsewhere).
+    environment, tool and chat-template tokens are 0. `old_logprobs[i]` is
+    the behaviour log-prob of a sampled token (0.0 off the mask) and
+    `token_turns[i]` the index of the turn that sampled it (-1 off the mask),
+    so the trainer's credit can map any per-turn value onto tokens.
+    `metadata` says where the row came from (`{"turn": t}`, plus `"chunk"`
+    for Markovian chunks).
     """
 
     input_ids: list[int]
     loss_mask: list[int]
     old_logprobs: list[float]
-    advantages: list[float]
-    ref_logprobs: list[float] | None = None
-    trajectory_index: int = 0
+    token_turns: list[int]
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.input_ids)
-        lengths = {len(self.loss_mask), len(self.old_logprobs), len(self.advantages)}
-        if self.ref_logprobs is not None:
-            lengths.add(len(self.ref_logprobs))
+        lengths = {len(self.loss_mask), len(self.old_logprobs), len(self.token_turns)}
         if lengths != {n}:
             raise ValueError(f"Sample fields must all have length {n}, got {sorted(lengths)}")
 

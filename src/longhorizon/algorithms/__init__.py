@@ -3,7 +3,8 @@
 - `ADVANTAGE_ESTIMATORS`: "grpo", "dr_grpo", "rloo", "loop", "reinforce++", "gae".
 - `POLICY_LOSSES`: "ppo_clip", "loop", "reinforce" (shared signature
   `fn(logprobs, old_logprobs, advantages, mask, **kw)`).
-- `AGGREGATIONS`: "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length".
+- `AGGREGATIONS`: "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length",
+  each a function of `(mask, trace_ids)` giving the token weights `(B, T)` (`token_weights`).
 - `KL_ESTIMATORS`: "k1", "k2", "k3".
 """
 
@@ -24,6 +25,8 @@ from longhorizon.algorithms.losses import (
     KL_ESTIMATORS,
     POLICY_LOSSES,
     aggregate,
+    token_weights,
+    weighted_sum,
     entropy_from_logits,
     kl_loss,
     kl_penalty,
@@ -39,6 +42,8 @@ __all__ = [
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
     "aggregate",
+    "token_weights",
+    "weighted_sum",
     "broadcast_outcome",
     "discounted_turn_returns",
     "entropy_from_logits",

@@ -10,8 +10,14 @@ Losses return `(loss, metrics)` with `loss` a scalar tensor and
 `entropy_from_logits`, `aggregate`) return bare tensors.
 
 All `POLICY_LOSSES` entries share one signature,
-`fn(logprobs, old_logprobs, advantages, mask, *, agg=..., trace_ids=None, **kw)`,
+`fn(logprobs, old_logprobs, advantages, mask, *, agg=..., trace_ids=None, weights=None, **kw)`,
 so the trainer can call any of them the same way.
+
+Aggregation is a weighting: `token_weights(mask, trace_ids, agg)` gives each
+token its weight `(B, T)` and every loss returns sum(weights * l_t). Given
+`weights` (computed once over a whole minibatch and sliced per micro-batch),
+a loss uses them as they are, so micro-batch losses add up exactly to the
+minibatch loss for every aggregation; without, it weighs its own batch by `agg`.
 
 Departures from papers / reference code:
 1. `clip_frac` counts the tokens where the clipped PPO term is the one taken
@@ -58,63 +64,79 @@ def _masked_mean(x: Tensor, mask: Tensor) -> float:
 # ---------------------------------------------------------------- aggregation
 
 
-def _row_sums(loss_tok: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-row (sum of masked token losses, number of masked tokens), each (B,)."""
-    return _zeros_where_masked(loss_tok, mask).sum(dim=1), mask.bool().sum(dim=1).to(loss_tok.dtype)
+def _row_counts(mask: Tensor) -> Tensor:
+    """Masked tokens of each row (B,), float64."""
+    return mask.bool().sum(dim=1).to(torch.float64)
 
 
-def token_mean(loss_tok: Tensor, mask: Tensor, *, trace_ids: Tensor | None = None) -> Tensor:
-    """sum of masked token losses / number of masked tokens in the batch."""
-    total, count = _row_sums(loss_tok, mask)
-    return total.sum() / count.sum().clamp(min=1)
+def _token_mean_weights(mask: Tensor, trace_ids: Tensor | None) -> Tensor:
+    """1 / (number of masked tokens in the batch) on every masked token."""
+    count = _row_counts(mask)
+    return mask.bool().to(torch.float64) / count.sum().clamp(min=1)
 
 
-def seq_mean_token_mean(loss_tok: Tensor, mask: Tensor, *, trace_ids: Tensor | None = None) -> Tensor:
-    """Mean over a row's masked tokens, then mean over rows with >= 1 masked token."""
-    total, count = _row_sums(loss_tok, mask)
-    has = (count > 0).to(loss_tok.dtype)
-    return (total / count.clamp(min=1) * has).sum() / has.sum().clamp(min=1)
+def _seq_mean_token_mean_weights(mask: Tensor, trace_ids: Tensor | None) -> Tensor:
+    """1 / (row's masked tokens * rows with >= 1 masked token)."""
+    count = _row_counts(mask)
+    n_rows = (count > 0).sum().clamp(min=1)
+    return mask.bool().to(torch.float64) / (count.clamp(min=1)[:, None] * n_rows)
 
 
-def seq_mean_token_sum(loss_tok: Tensor, mask: Tensor, *, trace_ids: Tensor | None = None) -> Tensor:
-    """Sum over a row's masked tokens, then mean over rows with >= 1 masked token."""
-    total, count = _row_sums(loss_tok, mask)
-    has = (count > 0).to(loss_tok.dtype)
-    return (total * has).sum() / has.sum().clamp(min=1)
+def _seq_mean_token_sum_weights(mask: Tensor, trace_ids: Tensor | None) -> Tensor:
+    """1 / (rows with >= 1 masked token)."""
+    count = _row_counts(mask)
+    return mask.bool().to(torch.float64) / (count > 0).sum().clamp(min=1)
 
 
-def trace_length(loss_tok: Tensor, mask: Tensor, *, trace_ids: Tensor | None = None) -> Tensor:
-    """Delethink: (1/B_traces) sum_traces (1/L_trace) sum_{rows of trace} sum_tokens l.
-
-    `trace_ids (B,)`: rows (chunks) of the same trace share an id. L_trace is
-    the number of masked tokens over all chunks of the trace.
-    """
+def _trace_length_weights(mask: Tensor, trace_ids: Tensor | None) -> Tensor:
+    """Delethink: 1 / (L_trace * traces with >= 1 masked token); L_trace = masked tokens over the trace's rows."""
     if trace_ids is None:
         raise ValueError("aggregation 'trace-length' needs trace_ids (B,)")
-    total, count = _row_sums(loss_tok, mask)
+    count = _row_counts(mask)
     index = torch.unique(trace_ids, return_inverse=True)[1]  # (B,) dense trace index < B
-    trace_sum = total.new_zeros(total.shape[0]).index_add(0, index, total)
-    trace_len = count.new_zeros(count.shape[0]).index_add(0, index, count)
-    has = (trace_len > 0).to(loss_tok.dtype)
-    return (trace_sum / trace_len.clamp(min=1) * has).sum() / has.sum().clamp(min=1)  # Delethink §8
+    trace_len = count.new_zeros(count.shape[0]).index_add(0, index, count)  # (B,) per trace
+    n_traces = (trace_len > 0).sum().clamp(min=1)
+    row_len = trace_len[index].clamp(min=1)  # (B,) L of the row's trace
+    return mask.bool().to(torch.float64) / (row_len[:, None] * n_traces)  # Delethink §8
 
 
-AGGREGATIONS: dict[str, Callable[..., Tensor]] = {
-    "token-mean": token_mean,
-    "seq-mean-token-mean": seq_mean_token_mean,
-    "seq-mean-token-sum": seq_mean_token_sum,
-    "trace-length": trace_length,
+AGGREGATIONS: dict[str, Callable[[Tensor, Tensor | None], Tensor]] = {
+    "token-mean": _token_mean_weights,
+    "seq-mean-token-mean": _seq_mean_token_mean_weights,
+    "seq-mean-token-sum": _seq_mean_token_sum_weights,
+    "trace-length": _trace_length_weights,
 }
+
+
+def token_weights(mask: Tensor, trace_ids: Tensor | None = None, agg: str = "token-mean") -> Tensor:
+    """Weights `(B, T)` of every token in the loss: loss = sum(weights * token_loss).
+
+    Computed over the whole (mini)batch `mask (B, T)` so that any split of its
+    rows into micro-batches, each summing its slice of the weights, adds up
+    to the same loss and gradient. 0 off the mask; when some token is masked
+    the weights sum to 1, except seq-mean-token-sum's (the mean row length). `trace_ids (B,)` is needed only by "trace-length".
+    """
+    return AGGREGATIONS[agg](mask, trace_ids).to(torch.float32)
+
+
+def weighted_sum(loss_tok: Tensor, weights: Tensor) -> Tensor:
+    """sum_t weights * loss_tok over `(B, T)`, with loss_tok taken as 0 where the weight is 0."""
+    return torch.where(weights != 0, loss_tok * weights.to(loss_tok.dtype), torch.zeros_like(loss_tok)).sum()
+
+
+def _weights(mask: Tensor, agg: str, trace_ids: Tensor | None, weights: Tensor | None) -> Tensor:
+    """The given weights, or those of `agg` over this batch."""
+    return weights if weights is not None else token_weights(mask, trace_ids, agg)
 
 
 def aggregate(
     loss_tok: Tensor, mask: Tensor, mode: str = "token-mean", *, trace_ids: Tensor | None = None
 ) -> Tensor:
-    """Reduce token losses `(B, T)` to a scalar with `AGGREGATIONS[mode]`.
+    """Reduce token losses `(B, T)` to a scalar: `weighted_sum` with `token_weights` of `mode`.
 
     `trace_ids (B,)` is needed only by "trace-length" (ignored by the others).
     """
-    return AGGREGATIONS[mode](loss_tok, mask, trace_ids=trace_ids)
+    return weighted_sum(loss_tok, token_weights(mask, trace_ids, mode))
 
 
 # ---------------------------------------------------------------- policy losses
@@ -148,6 +170,7 @@ def ppo_clip_loss(
     clip_high: float = 0.2,
     agg: str = "token-mean",
     trace_ids: Tensor | None = None,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, Metrics]:
     """PPO clipped surrogate. `logprobs`, `old_logprobs`, `advantages`, `mask`: (B, T).
 
@@ -161,7 +184,7 @@ def ppo_clip_loss(
     unclipped = ratio * adv
     clipped = ratio.clamp(1 - clip_low, 1 + clip_high) * adv
     loss_tok = -torch.minimum(unclipped, clipped)  # PPO, Schulman et al. 2017 (arXiv 1707.06347) eq. (7)
-    loss = aggregate(loss_tok, mask, agg, trace_ids=trace_ids)
+    loss = weighted_sum(loss_tok, _weights(mask, agg, trace_ids, weights))
     return loss, _ppo_metrics(ratio.detach(), log_ratio.detach(), adv, mask, clip_low, clip_high)
 
 
@@ -174,6 +197,7 @@ def loop_loss(
     eps: float = 0.1,
     agg: str = "seq-mean-token-mean",
     trace_ids: Tensor | None = None,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, Metrics]:
     """LOOP per-token PPO with ratio clipped to [1/(1+eps), 1+eps]; (B, T) inputs.
 
@@ -183,7 +207,7 @@ def loop_loss(
     clip_low = 1.0 - 1.0 / (1.0 + eps)  # so that 1 - clip_low = 1/(1+eps)
     return ppo_clip_loss(
         logprobs, old_logprobs, advantages, mask,
-        clip_low=clip_low, clip_high=eps, agg=agg, trace_ids=trace_ids,
+        clip_low=clip_low, clip_high=eps, agg=agg, trace_ids=trace_ids, weights=weights,
     )
 
 
@@ -194,11 +218,12 @@ def reinforce_loss(
     *,
     agg: str = "token-mean",
     trace_ids: Tensor | None = None,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, Metrics]:
     """REINFORCE (Williams 1992) l_t = -A_t log pi(a_t); (B, T) inputs. Used with RLOO advantages."""
     logp = _zeros_where_masked(logprobs, mask)
     loss_tok = -_zeros_where_masked(advantages, mask) * logp
-    loss = aggregate(loss_tok, mask, agg, trace_ids=trace_ids)
+    loss = weighted_sum(loss_tok, _weights(mask, agg, trace_ids, weights))
     return loss, {"logprob_mean": _masked_mean(logp.detach(), mask)}
 
 
@@ -250,10 +275,11 @@ def kl_loss(
     estimator: str = "k3",
     agg: str = "token-mean",
     trace_ids: Tensor | None = None,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, Metrics]:
     """KL(pi || pi_ref) penalty as a loss: `kl_penalty` aggregated by `agg`; (B, T) inputs."""
     kl_tok = kl_penalty(logprobs, ref_logprobs, mask, estimator=estimator)
-    loss = aggregate(kl_tok, mask, agg, trace_ids=trace_ids)
+    loss = weighted_sum(kl_tok, _weights(mask, agg, trace_ids, weights))
     return loss, {"kl": _masked_mean(kl_tok.detach(), mask)}
 
 
@@ -269,6 +295,7 @@ def value_loss(
     clip: float = 0.2,
     agg: str = "token-mean",
     trace_ids: Tensor | None = None,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, Metrics]:
     """PPO clipped value loss, all inputs (B, T).
 
@@ -279,7 +306,7 @@ def value_loss(
     v_clipped = v_old + (v - v_old).clamp(-clip, clip)
     loss_unclipped, loss_clipped = (v - ret) ** 2, (v_clipped - ret) ** 2
     loss_tok = 0.5 * torch.maximum(loss_unclipped, loss_clipped)
-    loss = aggregate(loss_tok, mask, agg, trace_ids=trace_ids)
+    loss = weighted_sum(loss_tok, _weights(mask, agg, trace_ids, weights))
     return loss, {
         "vf_clip_frac": _masked_mean((loss_clipped > loss_unclipped).float(), mask),
         "value_mean": _masked_mean(v.detach(), mask),

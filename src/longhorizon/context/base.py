@@ -25,7 +25,8 @@ defaults do nothing special (the model policy calls them; `full` keeps them all)
 
 Samples and traces: every row from one `to_samples` call belongs to one trace,
 the episode; the caller assigns trace ids (`train.batch.collate` uses the
-episode index as `trace_ids`). Rows carry `metadata["turn"]` (and `"chunk"`).
+episode index as `trace_ids`). Every sampled token carries its turn index
+(`Sample.token_turns`); rows carry `metadata["turn"]` (and `"chunk"`).
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ class ContextStrategy(ABC):
         """Token ids of the prompt for the next model call."""
 
     @abstractmethod
-    def to_samples(self, trajectory: Trajectory, turn_advantages: list[float]) -> list[Sample]:
-        """Training rows for a finished episode; `turn_advantages[t]` applies to turn t's sampled tokens."""
+    def to_samples(self, trajectory: Trajectory) -> list[Sample]:
+        """Training rows for a finished episode; each sampled token carries its turn index (`token_turns`)."""
 
     # -- rollout hooks (defaults: one plain sampler call, the env sees everything) --
     def response_prefix(self, env_prefix: str) -> str:
@@ -153,8 +154,8 @@ class StrategyWrapper(ContextStrategy):
     def build_prompt(self, episode: EpisodeView, tokenizer: Any) -> list[int]:
         return self.inner.build_prompt(episode, tokenizer)
 
-    def to_samples(self, trajectory: Trajectory, turn_advantages: list[float]) -> list[Sample]:
-        return self.inner.to_samples(trajectory, turn_advantages)
+    def to_samples(self, trajectory: Trajectory) -> list[Sample]:
+        return self.inner.to_samples(trajectory)
 
     def response_prefix(self, env_prefix: str) -> str:
         return self.inner.response_prefix(env_prefix)
@@ -209,20 +210,18 @@ def role_of(episode: EpisodeView, t: int) -> str:
     return episode.role if t == len(episode.turns) else "user"
 
 
-def turn_sample(prompt_ids: list[int], action_ids: list[int], logprobs: list[float], advantage: float,
+def turn_sample(prompt_ids: list[int], action_ids: list[int], logprobs: list[float], turn: int,
                 **metadata: Any) -> Sample:
-    """One row: prompt (mask 0) then the sampled ids (mask 1, their log-probs and the advantage)."""
+    """One row: prompt (mask 0, turn -1) then turn `turn`'s sampled ids (mask 1, their log-probs, turn index)."""
     if len(logprobs) != len(action_ids):
         raise ValueError(f"{len(action_ids)} sampled ids but {len(logprobs)} log-probs")
     n, k = len(prompt_ids), len(action_ids)
     return Sample(input_ids=list(prompt_ids) + list(action_ids), loss_mask=[0] * n + [1] * k,
-                  old_logprobs=[0.0] * n + [float(x) for x in logprobs], advantages=[0.0] * n + [float(advantage)] * k,
-                  metadata=metadata)
+                  old_logprobs=[0.0] * n + [float(x) for x in logprobs], token_turns=[-1] * n + [turn] * k,
+                  metadata={"turn": turn, **metadata})
 
 
-def per_turn_samples(trajectory: Trajectory, turn_advantages: list[float]) -> list[Sample]:
+def per_turn_samples(trajectory: Trajectory) -> list[Sample]:
     """One row per model turn: its exact prompt ids, then its sampled ids (turns without samples are skipped)."""
-    if len(turn_advantages) != len(trajectory.turns):
-        raise ValueError(f"{len(trajectory.turns)} turns but {len(turn_advantages)} advantages")
-    return [turn_sample(turn.prompt_ids, turn.action_ids, turn.action_logprobs, a, turn=t)
-            for t, (turn, a) in enumerate(zip(trajectory.turns, turn_advantages)) if turn.action_ids]
+    return [turn_sample(turn.prompt_ids, turn.action_ids, turn.action_logprobs, t)
+            for t, turn in enumerate(trajectory.turns) if turn.action_ids]

@@ -47,21 +47,21 @@ class FullHistory(ContextStrategy):
         before = render(tokenizer, chat_messages(episode, t - 1), episode.tools, True)
         return last.prompt_ids + last.action_ids + encode(tokenizer, _suffix(tokenizer, before, now, last))
 
-    def to_samples(self, trajectory: Trajectory, turn_advantages: list[float]) -> list[Sample]:
+    def to_samples(self, trajectory: Trajectory) -> list[Sample]:
         """One packed sequence per episode; the mask is 1 on each turn's sampled ids only."""
         turns = trajectory.turns
         if not turns:
             return []
         ids = turns[-1].prompt_ids + turns[-1].action_ids
-        mask, logprobs, adv = [0] * len(ids), [0.0] * len(ids), [0.0] * len(ids)
-        for turn, a in zip(turns, turn_advantages, strict=True):
+        mask, logprobs, turn_of = [0] * len(ids), [0.0] * len(ids), [-1] * len(ids)
+        for t, turn in enumerate(turns):
             start, end = len(turn.prompt_ids), len(turn.prompt_ids) + len(turn.action_ids)
             if ids[:end] != turn.prompt_ids + turn.action_ids:
                 raise ValueError("turn prompts are not prefixes of the final sequence; was this episode run with `full`?")
             mask[start:end] = [1] * (end - start)
             logprobs[start:end] = turn.action_logprobs
-            adv[start:end] = [float(a)] * (end - start)
-        return [Sample(input_ids=ids, loss_mask=mask, old_logprobs=logprobs, advantages=adv)]
+            turn_of[start:end] = [t] * (end - start)
+        return [Sample(input_ids=ids, loss_mask=mask, old_logprobs=logprobs, token_turns=turn_of)]
 
 
 def _suffix(tokenizer: Any, before: str, now: str, last) -> str:

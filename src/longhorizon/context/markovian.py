@@ -133,19 +133,16 @@ class Markovian(ContextStrategy):
             return None
         return ChunkPlan(chunk=self.chunk, carryover=self.carryover, head=self.head, max_chunks=self.max_chunks)
 
-    def to_samples(self, trajectory: Trajectory, turn_advantages: list[float]) -> list[Sample]:
+    def to_samples(self, trajectory: Trajectory) -> list[Sample]:
         """One row per turn (`turns`) or per chunk (`chunked`); mask on that row's own sampled ids only."""
         if self.mode == "turns":
-            return per_turn_samples(trajectory, turn_advantages)
-        if len(turn_advantages) != len(trajectory.turns):
-            raise ValueError(f"{len(trajectory.turns)} turns but {len(turn_advantages)} advantages")
-        return [row for t, (turn, a) in enumerate(zip(trajectory.turns, turn_advantages))
-                for row in self._chunk_rows(turn, a, t)]
+            return per_turn_samples(trajectory)
+        return [row for t, turn in enumerate(trajectory.turns) for row in self._chunk_rows(turn, t)]
 
-    def _chunk_rows(self, turn: Turn, advantage: float, t: int) -> list[Sample]:
+    def _chunk_rows(self, turn: Turn, t: int) -> list[Sample]:
         if not turn.action_ids:
             return []
-        return [turn_sample(prompt, turn.action_ids[s:e], turn.action_logprobs[s:e], advantage, turn=t, chunk=c)
+        return [turn_sample(prompt, turn.action_ids[s:e], turn.action_logprobs[s:e], t, chunk=c)
                 for c, (prompt, s, e) in enumerate(split_chunks(turn, self.head, self.carryover - self.head))]
 
 

@@ -55,6 +55,6 @@ class Window(ContextStrategy):
     def build_prompt(self, episode: EpisodeView, tokenizer: Any) -> list[int]:
         return chat_ids(tokenizer, window_messages(episode, self.k), episode.tools)
 
-    def to_samples(self, trajectory: Trajectory, turn_advantages: list[float]) -> list[Sample]:
+    def to_samples(self, trajectory: Trajectory) -> list[Sample]:
         """One row per turn (exact prompt ids + sampled ids, mask on the sampled ids only)."""
-        return per_turn_samples(trajectory, turn_advantages)
+        return per_turn_samples(trajectory)

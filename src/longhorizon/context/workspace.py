@@ -23,8 +23,8 @@ the answer before any report is written).
 
 Training: one row per round (exact prompt ids, then the sampled ids; mask on
 the sampled ids only, which include the report). EAPO's discounted rewards
-`r_t = gamma^(T-t) R_T` are credit assignment, not context: they are given
-to `to_samples` as `turn_advantages`.
+`r_t = gamma^(T-t) R_T` are credit assignment, not context: the trainer's
+credit (`train/credit.py`, per_turn credit) gives them to each turn's tokens.
 
 Departures from the paper:
 1. no `<think>` block: a model may think inside the report or before the action;
@@ -90,9 +90,9 @@ class Workspace(ContextStrategy):
         msgs = [{"role": "system", "content": system}, {"role": "user", "content": workspace_text(episode)}]
         return chat_ids(tokenizer, msgs, episode.tools)
 
-    def to_samples(self, trajectory: Trajectory, turn_advantages: list[float]) -> list[Sample]:
+    def to_samples(self, trajectory: Trajectory) -> list[Sample]:
         """One row per round (exact prompt ids + sampled ids, mask on the sampled ids only)."""
-        return per_turn_samples(trajectory, turn_advantages)
+        return per_turn_samples(trajectory)
 
     def response_prefix(self, env_prefix: str) -> str:
         return "<report>"

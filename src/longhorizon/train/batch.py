@@ -1,10 +1,9 @@
 """One step's episodes as padded tensors, and the slices the optimizer walks over.
 
 Rows come from the context strategy's `to_samples`, so training sees exactly
-the token ids that were sampled (never re-tokenised text). `to_samples`
-broadcasts `turn_advantages[t]` to the sampled tokens of turn t; passing the
-turn indices 0..K-1 gives `token_turn`, the turn each sampled token belongs
-to, so any per-turn quantity (N, K) maps onto tokens with `to_tokens`.
+the token ids that were sampled (never re-tokenised text). Each sample's
+`token_turns` becomes `token_turn`, the turn each sampled token belongs to;
+`train/credit` alone maps per-turn credit (N, K) onto tokens (B, T) with it.
 
 Shapes: N episodes, K = most turns of any episode, B rows (one per episode
 for the `full` strategy, more for strategies that split an episode), T the
@@ -62,7 +61,7 @@ def collate(trajectories: list[Trajectory], strategy: ContextStrategy, pad_id: i
     """Pad every episode's samples into one Batch."""
     rows: list[tuple[int, Sample]] = []
     for i, traj in enumerate(trajectories):
-        rows += [(i, s) for s in strategy.to_samples(traj, [float(k) for k in range(len(traj.turns))])]
+        rows += [(i, s) for s in strategy.to_samples(traj)]
     k_max = max((len(t.turns) for t in trajectories), default=0)
     turn_rewards = torch.zeros(len(trajectories), max(k_max, 1))
     for i, traj in enumerate(trajectories):
@@ -85,22 +84,8 @@ def _pad_rows(rows: list[tuple[int, Sample]], pad_id: int) -> dict[str, Tensor]:
         out["attention_mask"][r, :n] = 1
         out["loss_mask"][r, :n] = torch.tensor(s.loss_mask, dtype=torch.float)
         out["old_logprobs"][r, :n] = torch.tensor(s.old_logprobs)
-        out["token_turn"][r, :n] = torch.where(torch.tensor(s.loss_mask) > 0, torch.tensor(s.advantages).long(), -1)
+        out["token_turn"][r, :n] = torch.where(torch.tensor(s.loss_mask) > 0, torch.tensor(s.token_turns), -1)
     return out
-
-
-def to_tokens(turn_values: Tensor, batch: Batch) -> Tensor:
-    """Per-turn values (N, K) on every sampled token of that turn → (B, T), 0 elsewhere."""
-    per_row = turn_values[batch.row_episode]  # (B, K)
-    gathered = per_row.gather(1, batch.token_turn.clamp(min=0))
-    return torch.where(batch.token_turn >= 0, gathered, torch.zeros_like(gathered))
-
-
-def turn_ends(batch: Batch) -> Tensor:
-    """(B, T) bool: the last sampled token of each turn."""
-    turn = batch.token_turn
-    next_turn = torch.cat([turn[:, 1:], torch.full_like(turn[:, :1], -1)], dim=1)
-    return (turn >= 0) & (next_turn != turn)
 
 
 def minibatches(rows: Tensor, num_minibatches: int) -> list[Tensor]:

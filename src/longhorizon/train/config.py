@@ -4,11 +4,24 @@
 
 Unknown keys and bad values raise pydantic's `ValidationError` (the CLI prints
 it as one line naming the key and exits with code 2); a missing file or a
-malformed `--set` raises `UserError`. Defaults that depend on the algorithm
-(clip range, loss aggregation) are resolved in one place, `resolved_clip_eps`
-and `resolved_aggregation`. The held-out `eval:` section is the eval config of
-`longhorizon eval` (`eval/config.py`'s `EvalConfig`); the keys it leaves out
-are filled from this config (`_eval_inherits`).
+malformed `--set` raises `UserError`.
+
+Defaults that depend on the algorithm or the context (clip range, KL
+estimator, loss aggregation) are left as None in the fields and resolved
+when the config is validated (`resolved_clip_eps`, `resolved_kl_estimator`,
+`resolved_aggregation`, called only by the validators), so a validated
+config, and the RUN_DIR/config.yaml written from it, holds the values that
+ran. Resolution happens after `--set` overrides are applied, so
+`--set context=markovian` on a config that leaves `aggregation` out still
+gets trace-length. A written config.yaml holds the resolved values as if
+set by hand: `--resume` (which reloads it) continues with exactly the maths
+that ran, even if a default changes in a later version or the context is
+overridden; to get a new default, edit the original recipe, not the
+run's record.
+
+The held-out `eval:` section is the eval config of `longhorizon eval`
+(`eval/config.py`'s `EvalConfig`); the keys it leaves out are filled from
+this config (`_eval_inherits`).
 """
 
 from __future__ import annotations
@@ -28,7 +41,12 @@ Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
 
 # Per-algorithm defaults for the fields left as None (see `resolved_*`).
 DEFAULT_CLIP_EPS = {"loop": 0.1}  # LOOP, apple/ml-loop ppo_epsilon; 0.2 for the others (PPO)
-DEFAULT_AGGREGATION = {"loop": "seq-mean-token-mean"}  # LOOP averages per trajectory; token-mean otherwise
+# LOOP averages per trajectory; RLOO weighs each sequence 1/B (Ahmadian et al. 2024, seq-mean-token-sum)
+DEFAULT_AGGREGATION = {"loop": "seq-mean-token-mean", "rloo": "seq-mean-token-sum"}  # token-mean otherwise
+# The KL estimator: k1 where the KL is folded into the reward (RLOO, REINFORCE++, PPO-max), k3 in the loss (GRPO).
+KL_IN_REWARD = ("rloo", "reinforce++", "ppo")
+# On-policy REINFORCE: one gradient step per batch of samples (no ratio, no clipping).
+ON_POLICY = ("rloo",)
 # Contexts whose episodes split into several rows (chunks / turns) that the paper normalises per trace
 # (Delethink, seq-mean-token-norm-trace-length); they default to "trace-length" whatever the algorithm.
 TRACE_CONTEXTS = ("markovian",)
@@ -44,11 +62,11 @@ class AlgorithmConfig(Section):
     name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo")
     group_size: int = Field(4, ge=1, description="G: episodes sampled per task (group methods compare them)")
     scale_by_std: bool = Field(True, description="grpo: divide by the group std (false = Dr.GRPO)")
-    clip_eps: float | None = Field(None, gt=0, description="PPO clip epsilon; None = 0.1 for loop, 0.2 otherwise")
-    clip_eps_high: float | None = Field(None, gt=0, description="upper clip (DAPO clip-higher); None = clip_eps")
-    kl_coef: float = Field(0.0, ge=0, description="KL(pi || pi_ref) weight: in the loss (grpo, rloo) or reward (reinforce++, ppo)")
-    kl_estimator: Literal["k1", "k2", "k3"] = Field("k3", description="KL estimator (Schulman 2020): k1, k2 or k3")
-    aggregation: Aggregation | None = Field(None, description="token-loss reduction; None = trace-length with the markovian context, else seq-mean-token-mean for loop, token-mean otherwise")
+    clip_eps: float | None = Field(None, gt=0, description="PPO clip epsilon; None = 0.1 for loop, 0.2 otherwise (resolved at validation)")
+    clip_eps_high: float | None = Field(None, gt=0, description="upper clip (DAPO clip-higher); None = clip_eps (resolved at validation)")
+    kl_coef: float = Field(0.0, ge=0, description="KL(pi || pi_ref) weight: in the loss (grpo) or in the reward (rloo, reinforce++, ppo)")
+    kl_estimator: Literal["k1", "k2", "k3"] | None = Field(None, description="KL estimator (Schulman 2020): k1, k2 or k3; None = k1 when the KL is in the reward (rloo, reinforce++, ppo), k3 in the loss (grpo) (resolved at validation)")
+    aggregation: Aggregation | None = Field(None, description="token-loss reduction; None = trace-length with the markovian context, else seq-mean-token-mean for loop, seq-mean-token-sum for rloo, token-mean otherwise (resolved at validation with the context)")
     credit: Literal["outcome", "per_turn"] = Field("outcome", description="outcome: the episode return goes to every turn; per_turn: discounted return-to-go of turn rewards")
     turn_gamma: float = Field(1.0, ge=0, le=1, description="per_turn credit: discount per turn")
     loop_abs_threshold: float = Field(0.01, ge=0, description="loop: drop rollouts with |A| below this")
@@ -65,6 +83,13 @@ class AlgorithmConfig(Section):
     def _loop_has_no_kl(self) -> "AlgorithmConfig":
         if self.name == "loop" and self.kl_coef > 0:
             raise ValueError("kl_coef must be 0 for loop (LOOP uses no KL)")
+        return self
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "AlgorithmConfig":
+        """Fill the algorithm's defaults (the aggregation needs the context: `TrainConfig` fills it)."""
+        self.clip_eps, self.clip_eps_high = resolved_clip_eps(self)
+        self.kl_estimator = resolved_kl_estimator(self)
         return self
 
 
@@ -164,6 +189,22 @@ class TrainConfig(Section, ContextSettings):
             raise ValueError(f"held-out seeds {v.seed}..{v.seed + v.episodes - 1} overlap the training seeds {start}..{stop - 1}")
         return v
 
+    @model_validator(mode="after")
+    def _resolve_aggregation(self) -> "TrainConfig":
+        """The loss aggregation depends on the context (trace-length for markovian); filled here."""
+        self.algorithm.aggregation = resolved_aggregation(self.algorithm, self.context)
+        return self
+
+    @model_validator(mode="after")
+    def _on_policy(self) -> "TrainConfig":
+        """RLOO is on-policy REINFORCE (no ratio): one gradient step per batch of samples."""
+        if self.algorithm.name in ON_POLICY:
+            for key in ("epochs", "num_minibatches"):
+                if getattr(self, key) != 1:
+                    raise ValueError(f"{key} must be 1 for {self.algorithm.name} (on-policy REINFORCE: "
+                                     "one update per batch of samples)")
+        return self
+
     @property
     def episodes_per_step(self) -> int:
         return self.tasks_per_step * self.algorithm.group_size
@@ -177,6 +218,13 @@ def resolved_clip_eps(cfg: AlgorithmConfig) -> tuple[float, float]:
     """(clip_low, clip_high) after algorithm defaults."""
     low = cfg.clip_eps if cfg.clip_eps is not None else DEFAULT_CLIP_EPS.get(cfg.name, 0.2)
     return low, cfg.clip_eps_high if cfg.clip_eps_high is not None else low
+
+
+def resolved_kl_estimator(cfg: AlgorithmConfig) -> str:
+    """As set; else k1 for a KL folded into the reward, k3 for a KL in the loss."""
+    if cfg.kl_estimator:
+        return cfg.kl_estimator
+    return "k1" if cfg.name in KL_IN_REWARD else "k3"
 
 
 def resolved_aggregation(cfg: AlgorithmConfig, context: str = "full") -> str:

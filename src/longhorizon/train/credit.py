@@ -18,10 +18,20 @@ undiscounted token return-to-go inside turn k is G_k (for outcome credit
 that is R on the final token, as in PPO-max / REINFORCE++), plus the KL
 penalty -kl_coef * KL_t on every sampled token (`kl_penalized_rewards`).
 
+RLOO (Ahmadian et al. 2024, arXiv 2402.14740) folds the KL into the
+sequence reward, R - beta * sum_t k1_t. Here the per-token KL of each
+turn's sampled tokens (all the rows of the episode, whatever the context
+strategy split it into) is summed per turn and subtracted from that turn's
+reward before the credit rule: with outcome credit the episode score is
+exactly R - beta * sum_t KL_t over the whole episode; with per_turn credit
+turn k's return-to-go carries the (discounted) KL of turns >= k, as it
+carries their rewards.
+
 Departures from the papers:
-1. rloo puts its KL term in the loss (like GRPO), not in the sequence reward
-   (Ahmadian et al. 2024).
-2. reinforce++ and ppo fold the KL into the reward with the behaviour
+1. rloo's KL uses the estimator `kl_estimator` (k1 by default, the paper's);
+   with per_turn credit it is discounted per turn like the rewards (the
+   paper has one sequence reward, i.e. outcome credit).
+2. rloo, reinforce++ and ppo fold the KL into the reward with the behaviour
    log-probs of the sampled tokens (the policy before this step's updates).
 3. The KL and every log-prob use softmax(logits / temperature), the
    distribution the rollouts were sampled from.
@@ -40,8 +50,9 @@ from longhorizon.algorithms import (
     broadcast_outcome,
     discounted_turn_returns,
     kl_penalized_rewards,
+    kl_penalty,
 )
-from longhorizon.train.batch import Batch, to_tokens, turn_ends
+from longhorizon.train.batch import Batch
 from longhorizon.train.config import AlgorithmConfig
 
 Metrics = dict[str, float]
@@ -57,11 +68,49 @@ class Credit:
     metrics: Metrics = field(default_factory=dict)
 
 
-def turn_credit(batch: Batch, cfg: AlgorithmConfig) -> Tensor:
+def turn_credit(batch: Batch, cfg: AlgorithmConfig, turn_rewards: Tensor | None = None) -> Tensor:
     """Credit of each turn (N, K): the episode return, or the discounted return-to-go."""
+    rewards = batch.turn_rewards if turn_rewards is None else turn_rewards  # (N, K)
     if cfg.credit == "outcome":
-        return broadcast_outcome(batch.turn_rewards.sum(1), batch.turn_mask)
-    return discounted_turn_returns(batch.turn_rewards, batch.turn_mask, cfg.turn_gamma)
+        return broadcast_outcome(rewards.sum(1), batch.turn_mask)
+    return discounted_turn_returns(rewards, batch.turn_mask, cfg.turn_gamma)
+
+
+def turn_sums(token_values: Tensor, batch: Batch) -> Tensor:
+    """Sum of `token_values (B, T)` over each turn's sampled tokens → (N, K), over all the episode's rows."""
+    n, k = batch.turn_rewards.shape
+    sampled = batch.token_turn >= 0  # (B, T)
+    cell = batch.row_episode[:, None] * k + batch.token_turn.clamp(min=0)  # (B, T) flat (episode, turn)
+    sums = token_values.new_zeros(n * k).index_add(0, cell[sampled], token_values[sampled])
+    return sums.view(n, k)
+
+
+def kl_turn_rewards(batch: Batch, cfg: AlgorithmConfig) -> Tensor:
+    """Turn rewards (N, K) minus beta * the turn's summed KL_t (behaviour vs reference log-probs).
+
+    RLOO, Ahmadian et al. 2024 (arXiv 2402.14740) §3: R(x, y) - beta * sum_t log(pi(y_t) / pi_ref(y_t)).
+    """
+    if cfg.kl_coef == 0:
+        return batch.turn_rewards
+    kl = kl_penalty(batch.old_logprobs, batch.ref_logprobs, batch.loss_mask, estimator=cfg.kl_estimator)  # (B, T)
+    return batch.turn_rewards - cfg.kl_coef * turn_sums(kl, batch)
+
+
+# ------------------------------------------------------------------ turns <-> tokens (only here)
+
+
+def to_tokens(turn_values: Tensor, batch: Batch) -> Tensor:
+    """Per-turn values (N, K) on every sampled token of that turn → (B, T), 0 elsewhere."""
+    per_row = turn_values[batch.row_episode]  # (B, K)
+    gathered = per_row.gather(1, batch.token_turn.clamp(min=0))
+    return torch.where(batch.token_turn >= 0, gathered, torch.zeros_like(gathered))
+
+
+def turn_ends(batch: Batch) -> Tensor:
+    """(B, T) bool: the last sampled token of each turn."""
+    turn = batch.token_turn
+    next_turn = torch.cat([turn[:, 1:], torch.full_like(turn[:, :1], -1)], dim=1)
+    return (turn >= 0) & (next_turn != turn)
 
 
 # ------------------------------------------------------------------ group methods
@@ -86,17 +135,21 @@ def _loop(scores: Tensor, groups: Tensor, cfg: AlgorithmConfig) -> tuple[Tensor,
     return adv, keep, metrics
 
 
-def group_credit(estimate: GroupEstimate) -> Callable[[Batch, AlgorithmConfig], Credit]:
-    """Credit for a group method: estimate over episodes (outcome) or over (group, turn) cells (per_turn)."""
+def group_credit(estimate: GroupEstimate, kl_in_reward: bool = False) -> Callable[[Batch, AlgorithmConfig], Credit]:
+    """Credit for a group method: estimate over episodes (outcome) or over (group, turn) cells (per_turn).
+
+    With `kl_in_reward` (rloo) the turn rewards lose beta * their summed KL first (`kl_turn_rewards`).
+    """
 
     def credit(batch: Batch, cfg: AlgorithmConfig) -> Credit:
         valid = batch.turn_mask.bool()  # (N, K)
+        rewards = kl_turn_rewards(batch, cfg) if kl_in_reward else batch.turn_rewards  # (N, K)
         if cfg.credit == "outcome":
-            adv, keep, metrics = estimate(batch.turn_rewards.sum(1), batch.group_ids, cfg)  # (N,)
+            adv, keep, metrics = estimate(rewards.sum(1), batch.group_ids, cfg)  # (N,)
             adv_turn, keep_turn = broadcast_outcome(adv, valid), broadcast_outcome(keep.float(), valid)
         else:
             cells = batch.group_ids[:, None] * valid.shape[1] + torch.arange(valid.shape[1])  # (N, K)
-            adv, keep, metrics = estimate(turn_credit(batch, cfg)[valid], cells[valid], cfg)
+            adv, keep, metrics = estimate(turn_credit(batch, cfg, rewards)[valid], cells[valid], cfg)
             adv_turn = torch.zeros_like(batch.turn_rewards).masked_scatter(valid, adv)
             keep_turn = torch.zeros_like(batch.turn_rewards).masked_scatter(valid, keep.float())
         return Credit(advantages=to_tokens(adv_turn, batch),
@@ -152,7 +205,7 @@ class Algorithm:
 
 ALGORITHMS: dict[str, Algorithm] = {
     "grpo": Algorithm(group_credit(_grpo), "ppo_clip", kl_in="loss"),
-    "rloo": Algorithm(group_credit(_rloo), "reinforce", kl_in="loss"),
+    "rloo": Algorithm(group_credit(_rloo, kl_in_reward=True), "reinforce", kl_in="reward"),
     "loop": Algorithm(group_credit(_loop), "loop", kl_in="none"),
     "reinforce++": Algorithm(reinforce_pp_credit, "ppo_clip", kl_in="reward"),
     "ppo": Algorithm(ppo_credit, "ppo_clip", kl_in="reward", value_head=True),

@@ -1,15 +1,19 @@
 """One optimizer update: the minibatch loss, accumulated over micro-batches.
 
-The loss of a minibatch is the aggregation (token-mean, seq-mean-...) over
-ALL its rows. A micro-batch's loss is its own aggregate times its share of
-the minibatch's units (tokens for token-mean, sequences for the seq-mean
-modes, episodes for trace-length), so the accumulated gradient equals the
-gradient of the whole minibatch at once: 1 x 8 equals 8 x 1. (trace-length
-is exact when an episode's rows share a micro-batch, as with `full`.)
+The loss of a minibatch is sum(w * l_t) over ALL its rows, with the token
+weights w = `token_weights(mask, trace_ids, agg)` computed once over the
+whole minibatch (every aggregation, trace-length included, is a weighting).
+Each micro-batch sums its slice of those weights, so the accumulated
+gradient equals the gradient of the whole minibatch at once, whatever rows
+(or pieces of an episode) land in which micro-batch: 1 x 8 equals 8 x 1.
 
 Rows whose loss has no gradient (all advantages 0 and no KL or value term)
-are not run at all (`has_gradient`). Metrics are share-weighted means over
-the rows that were run.
+are not run at all (`has_gradient`); their weights still count in the
+normalisation. Metrics are means over the micro-batches that were run,
+each weighted by its share of the minibatch's weight (sum of its w over
+the sum of all w); the loss metrics are each micro-batch's weighted sum
+divided by its share, so with one micro-batch they are the loss itself and
+with several their weighted mean is the minibatch loss again.
 """
 
 from __future__ import annotations
@@ -19,43 +23,36 @@ import math
 import torch
 from torch import Tensor
 
-from longhorizon.algorithms import POLICY_LOSSES, kl_loss, value_loss
+from longhorizon.algorithms import POLICY_LOSSES, kl_loss, token_weights, value_loss
 from longhorizon.train.batch import Batch, microbatches
-from longhorizon.train.config import AlgorithmConfig, TrainConfig, resolved_aggregation, resolved_clip_eps
+from longhorizon.train.config import AlgorithmConfig, TrainConfig
 from longhorizon.train.credit import Algorithm
 from longhorizon.train.model import Models, autocast, token_forward
 
 Metrics = dict[str, float]
 
 
-def loss_units(mask: Tensor, row_episode: Tensor, agg: str) -> int:
-    """How many terms the aggregation averages over: tokens, sequences or episodes."""
-    if agg == "token-mean":
-        return int(mask.bool().sum().item())
-    has = mask.bool().any(1)
-    return int(row_episode[has].unique().numel()) if agg == "trace-length" else int(has.sum().item())
-
-
 def policy_loss_kwargs(name: str, cfg: AlgorithmConfig) -> dict[str, float]:
-    low, high = resolved_clip_eps(cfg)
+    low, high = cfg.clip_eps, cfg.clip_eps_high
     return {"ppo_clip": {"clip_low": low, "clip_high": high}, "loop": {"eps": low}, "reinforce": {}}[name]
 
 
 def minibatch_backward(models: Models, batch: Batch, rows: Tensor, cfg: TrainConfig, algo: Algorithm) -> Metrics:
     """Accumulate d(minibatch loss)/d(params) into `.grad` over micro-batches; return weighted-mean metrics."""
-    agg = resolved_aggregation(cfg.algorithm, cfg.context)
-    total = loss_units(batch.loss_mask[rows], batch.row_episode[rows], agg)  # every row counts in the mean
-    live = rows[has_gradient(batch, rows, cfg, algo)]
+    weights = token_weights(batch.loss_mask[rows], batch.row_episode[rows], cfg.algorithm.aggregation)  # (b, T)
+    live = has_gradient(batch, rows, cfg, algo).nonzero().squeeze(1)  # positions in `rows`
+    total = weights.sum().item()
     metrics: Metrics = {}
     shares = 0.0
     for micro in microbatches(live, cfg.micro_batch_size):
-        mb = batch.select(micro)
-        share = loss_units(mb.loss_mask, mb.row_episode, agg) / max(total, 1)
+        mb = batch.select(rows[micro])
+        mb_weights = weights[micro, : mb.input_ids.shape[1]]  # (m, t): select trims only padding
+        share = mb_weights.sum().item() / total if total else 0.0  # its fraction of the minibatch's weight
         if share == 0:
             continue
         with autocast(cfg):
-            loss, micro_metrics = microbatch_loss(models, mb, cfg, algo)
-        (loss * share).backward()
+            loss, micro_metrics = microbatch_loss(models, mb, mb_weights, share, cfg, algo)
+        loss.backward()
         shares += share
         for key, value in micro_metrics.items():
             metrics[key] = metrics.get(key, 0.0) + share * value
@@ -75,26 +72,32 @@ def has_gradient(batch: Batch, rows: Tensor, cfg: TrainConfig, algo: Algorithm) 
     return ((batch.advantages[rows] != 0) & batch.loss_mask[rows].bool()).any(1)
 
 
-def microbatch_loss(models: Models, mb: Batch, cfg: TrainConfig, algo: Algorithm) -> tuple[Tensor, Metrics]:
-    """Policy loss (+ KL to the reference, + value loss) of one micro-batch; tensors (b, t)."""
-    a, agg = cfg.algorithm, resolved_aggregation(cfg.algorithm, cfg.context)
+def microbatch_loss(models: Models, mb: Batch, weights: Tensor, share: float, cfg: TrainConfig,
+                    algo: Algorithm) -> tuple[Tensor, Metrics]:
+    """Policy loss (+ KL to the reference, + value loss) of one micro-batch, token `weights` (b, t) given.
+
+    The loss terms are sums weighted by the minibatch's `weights`; the loss
+    metrics are those sums divided by `share` (its fraction of the
+    minibatch's weight), so their share-weighted mean in `minibatch_backward`
+    is the minibatch loss (over the rows that were run, renormalised).
+    """
+    a = cfg.algorithm
     device = next(models.model.parameters()).device
-    mb = _to(mb, device)
+    mb, w = _to(mb, device), weights.to(device)
     out = token_forward(models.model, mb.input_ids, mb.attention_mask, mb.loss_mask, cfg.temperature,
                         entropy=True, value_head=models.value_head)
-    loss, m = POLICY_LOSSES[algo.policy_loss](out.logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask, agg=agg,
-                                               trace_ids=mb.row_episode, **policy_loss_kwargs(algo.policy_loss, a))
-    metrics = {"losses/policy_loss": loss.item(), **{f"losses/{k}": v for k, v in m.items()}}
+    loss, m = POLICY_LOSSES[algo.policy_loss](out.logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask,
+                                               weights=w, **policy_loss_kwargs(algo.policy_loss, a))
+    metrics = {"losses/policy_loss": loss.item() / share, **{f"losses/{k}": v for k, v in m.items()}}
     if algo.kl_in == "loss" and a.kl_coef > 0:
-        kl, km = kl_loss(out.logprobs, mb.ref_logprobs, mb.loss_mask, estimator=a.kl_estimator, agg=agg,
-                         trace_ids=mb.row_episode)
+        kl, km = kl_loss(out.logprobs, mb.ref_logprobs, mb.loss_mask, estimator=a.kl_estimator, weights=w)
         loss = loss + a.kl_coef * kl
         metrics["losses/kl_ref"] = km["kl"]
     if models.value_head is not None:
-        vl, vm = value_loss(out.values, mb.old_values, mb.returns, mb.loss_mask, agg=agg, trace_ids=mb.row_episode,
+        vl, vm = value_loss(out.values, mb.old_values, mb.returns, mb.loss_mask, weights=w,
                             clip=a.value_clip if a.value_clip is not None else math.inf)
         loss = loss + a.value_coef * vl
-        metrics.update({"losses/value_loss": vl.item(), **{f"losses/{k}": v for k, v in vm.items()}})
+        metrics.update({"losses/value_loss": vl.item() / share, **{f"losses/{k}": v for k, v in vm.items()}})
     metrics.update(_token_metrics(out.logprobs.detach(), mb.old_logprobs, out.entropy, mb.loss_mask))
     return loss, metrics
 
