@@ -96,27 +96,34 @@ def tool_schema(fn: Callable[..., Any], limits: dict[str, dict[str, Any]] | None
     `fn` is a `tool_<name>` method (its name is the tool's, without `tool_`) or a plain function; leading
     parameters named in `bound` (`self`; an API's `world`) are not arguments. `limits` adds, per argument, what a
     signature cannot say (maxLength, minimum, maximum, a nested object's schema); its keys override the
-    generated ones. `name` overrides the tool's name. An argument with a default is optional; every tool has
-    a `required` list (possibly empty).
+    generated ones. `name` overrides the tool's name. A description wrapped over docstring lines becomes one
+    line. An argument with a default is optional; every tool has a `required` list (possibly empty).
     """
     from transformers.utils import get_json_schema
 
-    params = list(inspect.signature(fn).parameters.values())
-    while params and params[0].name in bound:
-        params = params[1:]
-    stub = lambda: None  # noqa: E731  (get_json_schema reads a plain function)
-    stub.__name__, stub.__doc__ = name or fn.__name__.removeprefix("tool_"), fn.__doc__
-    stub.__signature__ = inspect.Signature(params, return_annotation=str)
-    hints = typing.get_type_hints(fn)  # resolved in fn's module (string annotations under `from __future__`)
-    stub.__annotations__ = {p.name: hints[p.name] for p in params if p.name in hints}
-    schema = get_json_schema(stub)["function"]
+    schema = get_json_schema(_plain_function(fn, name, bound))["function"]
     schema.pop("return", None)
+    schema["description"] = re.sub(r"\s*\n\s*", " ", schema["description"])
     parameters = schema.setdefault("parameters", {"type": "object", "properties": {}})
     parameters.setdefault("required", [])
     for arg, prop in parameters["properties"].items():
         prop.pop("nullable", None)
         prop |= (limits or {}).get(arg, {})
     return {"type": "function", "function": schema}
+
+
+def _plain_function(fn: Callable[..., Any], name: str | None, bound: tuple[str, ...]) -> Callable[..., None]:
+    """A stand-in for `fn` that get_json_schema reads: the tool's name, fn's docstring, its arguments without the
+    leading `bound` ones, and their type hints resolved in fn's module (strings under `from __future__`)."""
+    params = list(inspect.signature(fn).parameters.values())
+    while params and params[0].name in bound:
+        params = params[1:]
+    hints = typing.get_type_hints(fn)
+    stub = lambda: None  # noqa: E731
+    stub.__name__, stub.__doc__ = name or fn.__name__.removeprefix("tool_"), fn.__doc__
+    stub.__signature__ = inspect.Signature(params, return_annotation=str)
+    stub.__annotations__ = {p.name: hints[p.name] for p in params if p.name in hints}
+    return stub
 
 
 def format_tool_call(name: str, arguments: dict[str, Any]) -> str:

@@ -178,7 +178,8 @@ class DiscoveryEnv(ToolEnv):
         return self.notebook(action, text)
 
     def tool_commit(self, rules: Any) -> str:
-        """Commit your inferred rules (once; allowed only after the required number of experiments). The schema of `rules` is given in the task description.
+        """Commit your inferred rules (once; allowed only after the required number of experiments).
+        The schema of `rules` is given in the task description.
 
         Args:
             rules: your rules (their JSON schema, with its own description, is the world's COMMIT_SCHEMA)
