@@ -1,7 +1,7 @@
 """The shared tool-calling protocol: schemas, parsing, validation and `ToolEnv`.
 
-A tool-using env exposes `tools`, a list of OpenAI function schemas (built
-with `function_schema`), which reach the model through
+A tool-using env exposes `tools`, a list of OpenAI function schemas (generated
+from the tool functions by `tool_schema`), which reach the model through
 `tokenizer.apply_chat_template(messages, tools=env.tools, ...)`. The model
 answers with one or more Hermes/Qwen-style blocks
 
