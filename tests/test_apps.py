@@ -14,7 +14,7 @@ from longhorizon.envs.apps.env import AppsEnv
 from longhorizon.envs.apps.api import APIS, APPS
 from longhorizon.envs.apps.tasks import TEMPLATES, call, finish
 from longhorizon.envs.apps.world import diff
-from longhorizon.envs.core.tools import ToolCall, format_tool_call
+from longhorizon.envs.core.tools import ToolCall, format_tool_call, function_schema, validate_call
 
 TEMPLATE_IDS = [(level, name) for level, templates in TEMPLATES.items() for name in templates]
 SEEDS = range(50)
@@ -255,3 +255,93 @@ def test_api_schemas_match_functions(app, api):
     assert list(signature)[0] == "world" and set(list(signature)[1:]) == set(params["properties"])
     optional = {k for k, p in signature.items() if p.default is not inspect.Parameter.empty}
     assert optional == set(params["properties"]) - set(params["required"])
+
+
+# The hand-written schemas the generated ones replaced (copied here as the reference, descriptions left out:
+# validation does not read them): API -> (properties, required).
+S, ID = {"type": "string", "maxLength": 5000}, {"type": "integer", "minimum": 1}
+LIST = {"type": "array", "items": S}
+MINUTES = {"type": "integer", "minimum": 1, "maximum": 1440}
+EVENT = {"title": S, "date": S, "start_time": S, "duration_minutes": MINUTES, "attendees": LIST, "location": S}
+NAME = {"type": "string", "maxLength": 100}
+OLD_API_SCHEMAS = {
+    "search_emails": ({"query": S, "sender": S, "folder": {**S, "enum": ["inbox", "sent", "all"]}}, []),
+    "show_email": ({"email_id": ID}, ["email_id"]),
+    "send_email": ({"to": LIST, "subject": S, "body": S}, ["to", "subject", "body"]),
+    "delete_email": ({"email_id": ID}, ["email_id"]),
+    "search_events": ({"query": S, "date": S, "attendee": S}, []),
+    "show_event": ({"event_id": ID}, ["event_id"]),
+    "create_event": (EVENT, ["title", "date", "start_time"]),
+    "update_event": ({"event_id": ID, **EVENT}, ["event_id"]),
+    "delete_event": ({"event_id": ID}, ["event_id"]),
+    "search_contacts": ({"query": S, "group": S}, []),
+    "show_contact": ({"contact_id": ID}, ["contact_id"]),
+    "update_contact": ({"contact_id": ID, "phone": S, "email": S, "groups": LIST}, ["contact_id"]),
+    "list_files": ({"directory": S}, []),
+    "read_file": ({"path": S}, ["path"]),
+    "write_file": ({"path": S, "content": S}, ["path", "content"]),
+    "delete_file": ({"path": S}, ["path"]),
+    "search_notes": ({"query": S}, []),
+    "show_note": ({"note_id": ID}, ["note_id"]),
+    "create_note": ({"title": S, "body": S}, ["title", "body"]),
+    "update_note": ({"note_id": ID, "title": S, "body": S}, ["note_id"]),
+    "delete_note": ({"note_id": ID}, ["note_id"]),
+    "show_balance": ({}, []),
+    "search_transactions": ({"query": S, "direction": {**S, "enum": ["sent", "received", "all"]}, "counterparty": S},
+                            []),
+    "send_payment": ({"to_email": S, "amount": {"type": "number", "minimum": 0.01, "maximum": 100000},
+                      "description": S}, ["to_email", "amount", "description"]),
+}
+OLD_TOOL_SCHEMAS = {
+    "api_docs": ({"app": NAME, "api": NAME}, []),
+    "call_api": ({"app": {"type": "string", "enum": ["email", "calendar", "contacts", "files", "notes", "payments"]},
+                  "api": NAME, "arguments": {"type": "object", "additionalProperties": True}}, ["app", "api"]),
+    "complete_task": ({"answer": S}, []),
+}
+ARG_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2, 2000) | st.floats(-1, 2e5) | st.text(max_size=5)
+    | st.sampled_from(["all", "sent", "inbox", "received", "email", "notes", "a@b.com"])
+    | st.sampled_from([100, 101, 5000, 5001]).map(lambda n: "x" * n),  # each side of the length bounds
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=2),
+    max_leaves=5)
+
+
+def _old(name, props_and_required):
+    return function_schema(name, "-", *props_and_required)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_generated_api_schemas_validate_as_the_hand_written_ones_did(data):
+    generated = {n: a.schema for app in APPS for n, a in APIS[app].items()}
+    assert sorted(generated) == sorted(OLD_API_SCHEMAS)
+    assert all(s["function"]["description"] for s in generated.values())
+    for name in [*OLD_API_SCHEMAS, data.draw(st.sampled_from(sorted(OLD_API_SCHEMAS)))]:
+        props = sorted(OLD_API_SCHEMAS[name][0])
+        arguments = data.draw(st.dictionaries(st.sampled_from(props + ["extra"]), ARG_VALUES, max_size=4))
+        for args in (arguments, {k: data.draw(ARG_VALUES) for k in OLD_API_SCHEMAS[name][1]}):
+            call = ToolCall(name, args)
+            assert validate_call(call, [generated[name]]) == validate_call(call, [_old(name, OLD_API_SCHEMAS[name])])
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=st.sampled_from([*OLD_TOOL_SCHEMAS, "bogus"]),
+       arguments=st.dictionaries(st.sampled_from(["app", "api", "arguments", "answer", "x"]), ARG_VALUES, max_size=3))
+def test_generated_tool_schemas_validate_as_the_hand_written_ones_did(name, arguments):
+    old = [_old(n, spec) for n, spec in OLD_TOOL_SCHEMAS.items()]
+    call = ToolCall(name, arguments)
+    assert [t["function"]["name"] for t in AppsEnv.tools] == list(OLD_TOOL_SCHEMAS)
+    assert validate_call(call, AppsEnv.tools) == validate_call(call, old)
+
+
+@pytest.mark.parametrize("name,arguments,ok", [
+    ("search_emails", {"folder": "sent"}, True), ("search_emails", {"folder": "trash"}, False),
+    ("show_email", {"email_id": 0}, False), ("show_email", {}, False), ("show_email", {"email_id": 3}, True),
+    ("create_event", {"title": "t", "date": "2024-01-01", "start_time": "09:00", "duration_minutes": 1441}, False),
+    ("send_payment", {"to_email": "a@b.com", "amount": 0.001, "description": "d"}, False),
+    ("send_payment", {"to_email": "a@b.com", "amount": 5, "description": "d"}, True),
+    ("update_contact", {"contact_id": 1, "groups": ["x" * 5001]}, False), ("show_balance", {"x": 1}, False),
+])
+def test_generated_api_schemas_keep_enums_bounds_and_required(name, arguments, ok):
+    app = next(a for a in APPS if name in APIS[a])
+    assert (validate_call(ToolCall(name, arguments), [APIS[app][name].schema]) is None) == ok

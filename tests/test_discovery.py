@@ -13,7 +13,7 @@ from longhorizon.envs.core.tools import parse_results
 from longhorizon.envs.discovery.genetics import GeneticsWorld, alleles
 from longhorizon.envs.discovery.grid import EFFECTS, GridWorld, Moment
 from longhorizon.envs.discovery.sequence import LIBRARY, Run, probe
-from longhorizon.envs.core.tools import ToolError
+from longhorizon.envs.core.tools import ToolCall, ToolError, function_schema, validate_call
 
 
 def call(name: str, **arguments) -> str:
@@ -428,3 +428,62 @@ def test_every_world_is_seeded_and_passes_check_env(world):
 
     check_env(DiscoveryEnv(world=world), skip_render_check=True)
     assert run_oracle(DiscoveryEnv(world=world), 7)[1] == run_oracle(DiscoveryEnv(world=world), 7)[1]
+
+
+# The hand-written schemas the generated ones replaced (copied here as the reference).
+_ID = {"type": "integer", "minimum": 1}
+_SEQ = {"type": "string", "description": "exactly 5 letters from A-E, at least 2 different"}
+_NOTES = function_schema("notes", "notebook", {"action": {"type": "string", "enum": ["add", "read"]},
+                                               "text": {"type": "string"}}, required=["action"])
+OLD_TOOLS = {
+    "grid": [function_schema("move", "m", {"direction": {"type": "string", "enum": ["up", "down", "left", "right"]}}),
+             function_schema("look", "l", {}), function_schema("reset", "r", {}), _NOTES,
+             function_schema("commit", "c", {"rules": {"type": "object"}})],
+    "sequence": [function_schema("run", "r", {"seq_a": _SEQ, "seq_b": _SEQ}), _NOTES,
+                 function_schema("commit", "c", {"rules": {"type": "array", "items": {"type": "string"}}})],
+    "genetics": [function_schema("list_organisms", "l", {"first_id": _ID, "last_id": _ID}, required=[]),
+                 function_schema("cross", "c", {"parent1": _ID, "parent2": _ID}),
+                 function_schema("inspect", "i", {"organism_id": _ID}), _NOTES,
+                 function_schema("commit", "c", {"rules": {"type": "object"}})],
+}
+ARG_NAMES = ["direction", "seq_a", "seq_b", "first_id", "last_id", "parent1", "parent2", "organism_id", "action",
+             "text", "rules", "x"]
+ARG_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 60) | st.floats(allow_nan=True) | st.text(max_size=6)
+    | st.sampled_from(["up", "left", "north", "ABCDE", "add", "read", "e3"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["A", "B", "lethal"]), inner,
+                                                                max_size=2),
+    max_leaves=6)
+GOOD_AND_BAD = [("move", {"direction": "up"}), ("move", {"direction": "north"}), ("move", {}), ("look", {}),
+                ("look", {"x": 1}), ("reset", {}), ("run", {"seq_a": "ABCDE", "seq_b": "EDCBA"}),
+                ("run", {"seq_a": "ABCDE"}), ("run", {"seq_a": 5, "seq_b": "A"}), ("list_organisms", {}),
+                ("list_organisms", {"first_id": 0}), ("list_organisms", {"first_id": 3, "last_id": 9}),
+                ("list_organisms", {"last_id": None}), ("cross", {"parent1": 1, "parent2": 2}),
+                ("cross", {"parent1": 1.5, "parent2": 2}), ("cross", {"parent1": True, "parent2": 2}),
+                ("inspect", {"organism_id": 1}), ("inspect", {"organism_id": -1}), ("notes", {"action": "read"}),
+                ("notes", {"action": "add", "text": "hi"}), ("notes", {"action": "delete"}), ("notes", {"text": "x"}),
+                ("commit", {"rules": {"A": "e3"}}), ("commit", {"rules": ["r1"]}), ("commit", {"rules": [1]}),
+                ("commit", {"rules": "A=e3"}), ("commit", {}), ("bogus", {})]
+
+
+@pytest.mark.parametrize("world", ["grid", "sequence", "genetics"])
+@settings(max_examples=60, deadline=None)
+@given(random_calls=st.lists(st.tuples(st.sampled_from(sorted({n for n, _ in GOOD_AND_BAD})),
+                                       st.dictionaries(st.sampled_from(ARG_NAMES), ARG_VALUES, max_size=3)),
+                             max_size=6))
+def test_generated_tool_schemas_validate_as_the_hand_written_ones_did(world, random_calls):
+    tools = DiscoveryEnv(world=world).tools
+    assert [t["function"]["name"] for t in tools] == [t["function"]["name"] for t in OLD_TOOLS[world]]
+    for name, arguments in GOOD_AND_BAD + random_calls:
+        call = ToolCall(name, arguments)
+        assert validate_call(call, tools) == validate_call(call, OLD_TOOLS[world]), (name, arguments)
+    assert all(t["function"]["description"] for t in tools)
+
+
+def test_generated_descriptions_state_the_constants():
+    from longhorizon.envs.discovery import genetics
+    by_name = {t["function"]["name"]: t["function"]["description"] for t in genetics.TOOLS}
+    assert f"at most {genetics.LIST_LIMIT};" in by_name["list_organisms"]
+    assert f": {genetics.OFFSPRING_PER_CROSS} offspring" in by_name["cross"]
+    from longhorizon.envs.discovery import grid
+    assert grid.TOOLS[0]["function"]["parameters"]["properties"]["direction"]["enum"] == list(grid.DIRECTIONS)

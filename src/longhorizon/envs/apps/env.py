@@ -56,29 +56,15 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
-from longhorizon.envs.apps.api import APIS, APPS, api_index
+from longhorizon.envs.apps.api import APIS, APPS, App, api_index
 from longhorizon.envs.apps.tasks import TEMPLATES, Task
 from longhorizon.envs.apps.world import Db, World, diff, long_date, new_world, pick, snapshot
 from longhorizon.envs.core.knobs import Int, Knobs, set_knobs
 from longhorizon.envs.core.tools import (
-    ToolCall, ToolEnv, ToolError, ToolResult, format_tool_call, function_schema, schema_index, validate_indexed,
+    ToolCall, ToolEnv, ToolError, ToolResult, format_tool_call, schema_index, tool_schema, validate_indexed,
 )
 
 MAX_RESULT_CHARS = 20_000
-TOOLS = [
-    function_schema("api_docs", "Look up the apps, an app's APIs, or one API's parameters.",
-                    {"app": {"type": "string", "description": "an app name ('' lists the apps)", "maxLength": 100},
-                     "api": {"type": "string", "description": "an API of that app ('' lists them)", "maxLength": 100}},
-                    required=[]),
-    function_schema("call_api", "Call one API of one app.",
-                    {"app": {"type": "string", "enum": list(APPS)},
-                     "api": {"type": "string", "description": "the API name, from api_docs", "maxLength": 100},
-                     "arguments": {"type": "object", "description": "the API's arguments, as api_docs describes",
-                                   "additionalProperties": True}},
-                    required=["app", "api"]),
-    function_schema("complete_task", "Finish the task. Give `answer` when the task asks a question.",
-                    {"answer": {"type": "string", "maxLength": 5000}}, required=[]),
-]
 API_INDEX = {app: schema_index(api_index(app)) for app in APPS}
 
 
@@ -114,7 +100,6 @@ class AppsEnv(ToolEnv):
     Knobs = AppsKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {"easy": {"difficulty": 1}, "medium": {"difficulty": 2},
                                                    "hard": {"difficulty": 3}}
-    tools = TOOLS
 
     def __init__(self, render_mode: str | None = None, **knobs: Any):
         super().__init__(render_mode)
@@ -144,6 +129,12 @@ class AppsEnv(ToolEnv):
 
     # -- tools ------------------------------------------------------------------------------------
     def tool_api_docs(self, app: str = "", api: str = "") -> str:
+        """Look up the apps, an app's APIs, or one API's parameters.
+
+        Args:
+            app: an app name ('' lists the apps)
+            api: an API of that app ('' lists them)
+        """
         if not app:
             return json.dumps({a: sorted(APIS[a]) for a in APPS})
         apis = self._app_apis(app)
@@ -153,7 +144,14 @@ class AppsEnv(ToolEnv):
             raise ToolError(f"the {app} app has no API {api!r}; its APIs: {', '.join(apis)}")
         return json.dumps(apis[api])
 
-    def tool_call_api(self, app: str, api: str, arguments: dict[str, Any] | None = None) -> str:
+    def tool_call_api(self, app: App, api: str, arguments: dict[str, Any] | None = None) -> str:
+        """Call one API of one app.
+
+        Args:
+            app: the app
+            api: the API name, from api_docs
+            arguments: the API's arguments, as api_docs describes
+        """
         apis = self._app_apis(app)
         if api not in apis:
             raise ToolError(f"the {app} app has no API {api!r}; its APIs: {', '.join(apis)}")
@@ -169,6 +167,11 @@ class AppsEnv(ToolEnv):
         return API_INDEX[app]
 
     def tool_complete_task(self, answer: str | None = None) -> str:
+        """Finish the task. Give `answer` when the task asks a question.
+
+        Args:
+            answer: the answer, when the task asks a question
+        """
         self.answer, self.done = answer, True
         return "Task marked as complete."
 
@@ -215,3 +218,13 @@ class AppsEnv(ToolEnv):
                                      ("contacts", "contact_id", "contacts", "show_contact")][int(rng.integers(3))]
         missing = max(self.world.db[table], default=0) + 1 + int(rng.integers(100))
         return format_tool_call("call_api", {"app": app, "api": api, "arguments": {id_field: missing}})
+
+
+# The tools' schemas, from the methods' signatures and docstrings; the bounds a signature cannot give are added.
+# `arguments` is any object (validated against the API's own schema when called).
+NAME = {"maxLength": 100}
+TOOLS = AppsEnv.tools = [
+    tool_schema(AppsEnv.tool_api_docs, {"app": NAME, "api": NAME}),
+    tool_schema(AppsEnv.tool_call_api, {"api": NAME, "arguments": {"additionalProperties": True}}),
+    tool_schema(AppsEnv.tool_complete_task, {"answer": {"maxLength": 5000}}),
+]

@@ -1,7 +1,7 @@
 """The shared tool-calling protocol: schemas, parsing, validation and `ToolEnv`.
 
-A tool-using env exposes `tools`, a list of OpenAI function schemas (built
-with `function_schema`), which reach the model through
+A tool-using env exposes `tools`, a list of OpenAI function schemas (generated
+from the tool functions by `tool_schema`), which reach the model through
 `tokenizer.apply_chat_template(messages, tools=env.tools, ...)`. The model
 answers with one or more Hermes/Qwen-style blocks
 
@@ -37,9 +37,10 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from longhorizon.envs.core.base import TextEnv, clip_text
 
@@ -87,27 +88,42 @@ def function_schema(
     return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
 
 
-def tool_schema(method: Callable[..., str], limits: dict[str, dict[str, Any]] | None = None) -> dict:
-    """The OpenAI schema of a `tool_<name>` method, generated from its signature and Google-style docstring
-    (`transformers.utils.get_json_schema`); `limits` adds JSON-schema bounds per argument (maxLength, minimum, ...).
+def tool_schema(fn: Callable[..., Any], limits: dict[str, dict[str, Any]] | None = None, *,
+                name: str | None = None, bound: tuple[str, ...] = ("self",)) -> dict:
+    """The OpenAI schema of a tool function, generated from its signature and Google-style docstring
+    (`transformers.utils.get_json_schema`; `typing.Literal` gives an enum).
 
-    An argument with a default is optional; every tool has a `required` list (possibly empty).
+    `fn` is a `tool_<name>` method (its name is the tool's, without `tool_`) or a plain function; leading
+    parameters named in `bound` (`self`; an API's `world`) are not arguments. `limits` adds, per argument, what a
+    signature cannot say (maxLength, minimum, maximum, a nested object's schema); its keys override the
+    generated ones. `name` overrides the tool's name. A description wrapped over docstring lines becomes one
+    line. An argument with a default is optional; every tool has a `required` list (possibly empty).
     """
     from transformers.utils import get_json_schema
 
-    params = list(inspect.signature(method).parameters.values())[1:]  # without self
-    stub = lambda: None  # noqa: E731  (get_json_schema reads a plain function)
-    stub.__name__, stub.__doc__ = method.__name__.removeprefix("tool_"), method.__doc__
-    stub.__signature__ = inspect.Signature(params, return_annotation=str)
-    stub.__annotations__ = {k: v for k, v in method.__annotations__.items() if k != "self"}
-    fn = get_json_schema(stub)["function"]
-    fn.pop("return", None)
-    parameters = fn.setdefault("parameters", {"type": "object", "properties": {}})
+    schema = get_json_schema(_plain_function(fn, name, bound))["function"]
+    schema.pop("return", None)
+    schema["description"] = re.sub(r"\s*\n\s*", " ", schema["description"])
+    parameters = schema.setdefault("parameters", {"type": "object", "properties": {}})
     parameters.setdefault("required", [])
-    for name, prop in parameters["properties"].items():
+    for arg, prop in parameters["properties"].items():
         prop.pop("nullable", None)
-        prop |= (limits or {}).get(name, {})
-    return {"type": "function", "function": fn}
+        prop |= (limits or {}).get(arg, {})
+    return {"type": "function", "function": schema}
+
+
+def _plain_function(fn: Callable[..., Any], name: str | None, bound: tuple[str, ...]) -> Callable[..., None]:
+    """A stand-in for `fn` that get_json_schema reads: the tool's name, fn's docstring, its arguments without the
+    leading `bound` ones, and their type hints resolved in fn's module (strings under `from __future__`)."""
+    params = list(inspect.signature(fn).parameters.values())
+    while params and params[0].name in bound:
+        params = params[1:]
+    hints = typing.get_type_hints(fn)
+    stub = lambda: None  # noqa: E731
+    stub.__name__, stub.__doc__ = name or fn.__name__.removeprefix("tool_"), fn.__doc__
+    stub.__signature__ = inspect.Signature(params, return_annotation=str)
+    stub.__annotations__ = {p.name: hints[p.name] for p in params if p.name in hints}
+    return stub
 
 
 def format_tool_call(name: str, arguments: dict[str, Any]) -> str:
@@ -455,20 +471,24 @@ def dumps(payload: dict[str, Any]) -> str:
 class Notebook:
     """The `notes` tool: the agent's own scratchpad, kept for the whole episode."""
 
-    schema = function_schema(
-        "notes",
-        "Your notebook. action='add' appends `text` as a new note; action='read' returns every note so far.",
-        {"action": {"type": "string", "enum": ["add", "read"]}, "text": {"type": "string"}},
-        required=["action"],
-    )
+    schema: ClassVar[dict]  # the `notes` tool's schema, generated from `__call__` below the class
 
     def __init__(self) -> None:
         self.entries: list[str] = []
 
-    def __call__(self, action: str, text: str | None = None) -> str:
+    def __call__(self, action: Literal["add", "read"], text: str | None = None) -> str:
+        """Your notebook. action='add' appends `text` as a new note; action='read' returns every note so far.
+
+        Args:
+            action: 'add' a note or 'read' them all
+            text: the note to add (for action='add')
+        """
         if action == "read":
             return dumps({"notes": self.entries})
         if not text or not text.strip():
             raise ToolError("notes(action='add') needs a non-empty `text`")
         self.entries.append(clip_text(text, MAX_NOTE_CHARS))
         return dumps({"added": len(self.entries), "notes_total": len(self.entries)})
+
+
+Notebook.schema = tool_schema(Notebook.__call__, name="notes")

@@ -79,7 +79,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from longhorizon.envs.core.knobs import Int, Knobs, Real
-from longhorizon.envs.core.tools import Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, function_schema
+from longhorizon.envs.core.tools import Notebook, ToolCall, ToolEnv, ToolError, ToolResult, dumps, tool_schema
 from longhorizon.envs.discovery import genetics, grid, sequence
 
 
@@ -102,8 +102,6 @@ class Oracle(Protocol):
 
 
 WORLD_MODULES: dict[str, Any] = {"grid": grid, "sequence": sequence, "genetics": genetics}
-COMMIT_DESCRIPTION = ("Commit your inferred rules (once; allowed only after the required number of experiments). "
-                      "The schema of `rules` is given in the task description.")
 WORLD_DEFAULTS: dict[str, dict[str, int]] = {
     "grid": {"n_rules": 5, "required_steps": 60},
     "sequence": {"n_rules": 5, "required_steps": 12},
@@ -160,7 +158,7 @@ class DiscoveryEnv(ToolEnv):
             else k.required_steps
         self.max_steps = 3 * self.required_steps + 50 if k.max_turns is None else k.max_turns
         module = _world_module(k.world)
-        commit = function_schema("commit", COMMIT_DESCRIPTION, {"rules": module.COMMIT_SCHEMA})
+        commit = tool_schema(DiscoveryEnv.tool_commit, {"rules": module.COMMIT_SCHEMA})  # `rules`: per world
         self.tools = [*module.TOOLS, Notebook.schema, commit]
 
     # -- episode ---------------------------------------------------------------------------
@@ -180,6 +178,12 @@ class DiscoveryEnv(ToolEnv):
         return self.notebook(action, text)
 
     def tool_commit(self, rules: Any) -> str:
+        """Commit your inferred rules (once; allowed only after the required number of experiments).
+        The schema of `rules` is given in the task description.
+
+        Args:
+            rules: your rules (their JSON schema, with its own description, is the world's COMMIT_SCHEMA)
+        """
         done, need = self.world.experiments, self.required_steps
         if done < need:
             raise ToolError(f"cannot commit yet: you have run {done} of the {need} required experiments; "

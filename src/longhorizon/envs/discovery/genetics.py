@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from longhorizon.envs.core.tools import ToolCall, ToolError, dumps, function_schema, parse_results
+from longhorizon.envs.core.tools import ToolCall, ToolError, dumps, parse_results, tool_schema
 
 GENES: list[tuple[str, str, list[str]]] = [
     ("color", "C", ["red", "blue", "white"]),
@@ -34,15 +34,6 @@ PAIRS = ((1, 2), (1, 3), (2, 3))
 LIST_LIMIT = 50
 Genotype = dict[str, tuple[str, ...]]  # gene -> its 3 alleles, sorted
 
-ID_SCHEMA = {"type": "integer", "minimum": 1}
-TOOLS = [
-    function_schema("list_organisms", f"List organisms with ids in [first_id, last_id] (at most {LIST_LIMIT}; free).",
-                    {"first_id": ID_SCHEMA, "last_id": ID_SCHEMA}, required=[]),
-    function_schema("cross", f"Cross two organisms (one experiment): {OFFSPRING_PER_CROSS} offspring are conceived; "
-                    "the viable ones join the lab with new ids.", {"parent1": ID_SCHEMA, "parent2": ID_SCHEMA}),
-    function_schema("inspect", "Show one organism: phenotype, parents, generation, known genotype (free).",
-                    {"organism_id": ID_SCHEMA}),
-]
 COMMIT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": '{"dominance": {gene: [3 alleles, most dominant first]}, "lethal": [3 alleles of one gene]}',
@@ -113,6 +104,12 @@ class GeneticsWorld:
 
     # -- tools ------------------------------------------------------------------------------------
     def cross(self, parent1: int, parent2: int) -> str:
+        """Cross two organisms (one experiment): 20 offspring are conceived; the viable ones join the lab with new ids.
+
+        Args:
+            parent1: the first parent's id
+            parent2: the second parent's id
+        """
         if self.experiments >= self.required:
             raise ToolError(f"you have made all {self.required} required crosses; no more crosses are allowed. "
                             "Review your notes and commit your rules")
@@ -150,6 +147,12 @@ class GeneticsWorld:
         return self.organisms[organism_id]
 
     def list_organisms(self, first_id: int = 1, last_id: int | None = None) -> str:
+        """List organisms with ids in [first_id, last_id] (at most 50; free).
+
+        Args:
+            first_id: the first id to list (default 1)
+            last_id: the last id to list (default first_id + 49)
+        """
         last = min(first_id + LIST_LIMIT - 1 if last_id is None else last_id, first_id + LIST_LIMIT - 1)
         if last < first_id:
             raise ToolError(f"last_id ({last_id}) must be >= first_id ({first_id})")
@@ -157,6 +160,11 @@ class GeneticsWorld:
         return dumps({"organisms": shown, "total_organisms": len(self.organisms)})
 
     def inspect(self, organism_id: int) -> str:
+        """Show one organism: phenotype, parents, generation, known genotype (free).
+
+        Args:
+            organism_id: the organism's id
+        """
         return dumps(self._get(organism_id).public())
 
     # -- commit -----------------------------------------------------------------------------------
@@ -230,6 +238,14 @@ def _lethal_options(gene_index: int) -> list[tuple[str, ...]]:
     a = alleles(gene_index)
     pairs = [tuple(sorted((x, x, y))) for x in a for y in a if x != y]
     return pairs + [tuple(a)]
+
+
+# The experiment tools' schemas, from the world's methods; ids are >= 1 (a bound the signature cannot give).
+# Their docstrings state OFFSPRING_PER_CROSS (20) and LIST_LIMIT (50); tests/test_discovery.py checks they agree.
+ID = {"minimum": 1}
+TOOLS = [tool_schema(GeneticsWorld.list_organisms, {"first_id": ID, "last_id": ID}),
+         tool_schema(GeneticsWorld.cross, {"parent1": ID, "parent2": ID}),
+         tool_schema(GeneticsWorld.inspect, {"organism_id": ID})]
 
 
 def make_world(rng: np.random.Generator, n_rules: int, required_steps: int, noise: float) -> GeneticsWorld:

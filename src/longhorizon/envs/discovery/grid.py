@@ -16,16 +16,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from longhorizon.envs.core.tools import ToolCall, ToolError, dumps, function_schema, parse_results
+from longhorizon.envs.core.tools import ToolCall, ToolError, dumps, parse_results, tool_schema
 
 SIZE, START_ENERGY, ROUND_MOVES = 10, 20, 30
 LETTERS = "ABCDE"
 LETTERS_RE = re.compile(r"letters in play: ([A-E](?:, [A-E])*)")
 DIRECTIONS: dict[str, tuple[int, int]] = {"up": (0, 1), "down": (0, -1), "left": (-1, 0), "right": (1, 0)}
+Direction = Literal["up", "down", "left", "right"]  # the keys of DIRECTIONS: the `move` tool's enum
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,6 @@ EFFECTS: dict[str, tuple[str, Effect]] = {
     "e10": ("score changes by x - y", lambda m: (m.x - m.y, 0)),
 }
 
-TOOLS = [
-    function_schema("move", "Move one tile (counts as one experiment). 'up' is y+1.",
-                    {"direction": {"type": "string", "enum": list(DIRECTIONS)}}),
-    function_schema("look", "Show the whole map, your position, energy, score and move counts (free).", {}),
-    function_schema("reset", "Start a new round: fresh random grid and position, 20 energy, score 0 (free).", {}),
-]
 COMMIT_SCHEMA: dict[str, Any] = {"type": "object", "description": 'letter -> effect id, e.g. {"A": "e3", "B": "e7"}'}
 
 
@@ -98,7 +93,12 @@ class GridWorld:
         return self.energy <= 0 or self.move_count >= ROUND_MOVES
 
     # -- tools --------------------------------------------------------------------------------
-    def move(self, direction: str) -> str:
+    def move(self, direction: Direction) -> str:
+        """Move one tile (counts as one experiment). 'up' is y+1.
+
+        Args:
+            direction: the direction to move in
+        """
         self._check_can_move()
         dx, dy = DIRECTIONS[direction]
         x, y = self.x + dx, self.y + dy
@@ -128,10 +128,12 @@ class GridWorld:
         self.energy += energy
 
     def look(self) -> str:
+        """Show the whole map, your position, energy, score and move counts (free)."""
         rows = {str(y): "".join(self.grid[y]) for y in reversed(range(SIZE))}
         return dumps({"position": [self.x, self.y], **self._status(), "map": rows})
 
     def new_round(self) -> str:
+        """Start a new round: fresh random grid and position, 20 energy, score 0 (free)."""
         self._start_round()
         return dumps({"round": self.rounds, "position": [self.x, self.y], **self._status(),
                       "map": {str(y): "".join(self.grid[y]) for y in reversed(range(SIZE))}})
@@ -186,6 +188,10 @@ class GridWorld:
             "Tools: move(direction), look(), reset(), notes(action, text), commit(rules).\n"
             f"Current round: {self.look()}"
         )
+
+
+# The experiment tools' schemas, from the world's methods (the `reset` tool is `new_round`).
+TOOLS = [tool_schema(GridWorld.move), tool_schema(GridWorld.look), tool_schema(GridWorld.new_round, name="reset")]
 
 
 def json_short(value: Any) -> str:

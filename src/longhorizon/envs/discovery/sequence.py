@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from longhorizon.envs.core.tools import ToolCall, ToolError, dumps, function_schema, parse_results
+from longhorizon.envs.core.tools import ToolCall, ToolError, dumps, parse_results, tool_schema
 
 ALPHABET = "ABCDE"
 
@@ -70,11 +70,6 @@ LIBRARY: dict[str, tuple[str, Rule]] = {
                    lambda c, run: c if run.prev_a is None else _add(c, run.prev_a)),
 }
 
-SEQ_SCHEMA = {"type": "string", "description": "exactly 5 letters from A-E, at least 2 different"}
-TOOLS = [
-    function_schema("run", "Feed two sequences to the machine (one experiment); shows the result after every rule.",
-                    {"seq_a": SEQ_SCHEMA, "seq_b": SEQ_SCHEMA}),
-]
 COMMIT_SCHEMA: dict[str, Any] = {"type": "array", "items": {"type": "string"},
                                  "description": "the rule ids of the chain, in order"}
 
@@ -106,6 +101,12 @@ class SequenceWorld:
         self.prev_a: str | None = None
 
     def run(self, seq_a: str, seq_b: str) -> str:
+        """Feed two sequences to the machine (one experiment); shows the result after every rule.
+
+        Args:
+            seq_a: exactly 5 letters from A-E, at least 2 different
+            seq_b: exactly 5 letters from A-E, at least 2 different
+        """
         if self.experiments >= self.required:
             raise ToolError(f"you have made all {self.required} required runs; no more runs are allowed. "
                             "Review your notes and commit your rules")
@@ -155,6 +156,9 @@ class SequenceWorld:
             "fraction of chain positions you get right.\n"
             "Tools: run(seq_a, seq_b), notes(action, text), commit(rules)."
         )
+
+
+TOOLS = [tool_schema(SequenceWorld.run)]  # the experiment tool's schema, from the world's method
 
 
 def make_world(rng: np.random.Generator, n_rules: int, required_steps: int, noise: float) -> SequenceWorld:
