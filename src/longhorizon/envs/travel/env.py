@@ -129,7 +129,6 @@ class TravelKnobs(Knobs):
 class TravelEnv(ToolEnv):
     """Plan a trip with search tools; graded by TravelPlanner's delivery, commonsense, hard and final pass rates."""
 
-
     HORIZON_KNOB: ClassVar[str | None] = "days"
     Knobs = TravelKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {
