@@ -1,6 +1,7 @@
 """Prompt size, time and memory per turn of every context strategy as the horizon grows.
 
     python benchmarks/context_scaling.py [--model tiny-random|smollm2-135m] [--episodes 4] [--horizons 8,16,32,64]
+        [--kv-reuse both|on|off]
 
 Runs `longhorizon/Execution-v0` (dictionary of 100 words, one key per turn)
 at each horizon H with each strategy, greedy, `--episodes` episodes batched,
@@ -17,6 +18,11 @@ on a shared machine; wall time is printed as well.
 
 The memory strategy's store is first filled by one rollout at the smallest
 horizon, so its measured prompts carry lessons.
+
+`--kv-reuse both` (the default) runs every strategy twice, with the sampler's
+KV reuse (`models/kv_cache.py`: only what a prompt adds to a cached prefix
+is computed) and without it (every prompt prefilled whole), side by side,
+and prints the prompt tokens actually computed per turn.
 """
 
 from __future__ import annotations
@@ -70,11 +76,16 @@ def specs(horizon: int, episodes: int) -> list[EpisodeSpec]:
 def measure(policy: Any, horizon: int, episodes: int) -> dict[str, float]:
     """One batched rollout at this horizon: mean/max prompt tokens per turn, ms per turn, peak RSS."""
     reset_peak()
+    cache = policy.sampler.kv_cache
+    computed_before = cache.stats["computed_tokens"] if cache else 0
     start_rss, start, start_cpu = rss_mib("VmRSS"), time.perf_counter(), time.process_time()
     trajectories = run_episodes(specs(horizon, episodes), policy)
     wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     lengths = [turn_prompt_tokens(t) for traj in trajectories for t in traj.turns]
+    computed = cache.stats["computed_tokens"] - computed_before if cache else sum(
+        prompt_tokens_run(t) for traj in trajectories for t in traj.turns)
     return {"prompt_mean": sum(lengths) / len(lengths), "prompt_max": max(lengths),
+            "computed_mean": computed / len(lengths),
             "wall_ms": 1000 * wall / len(lengths), "cpu_ms": 1000 * cpu / len(lengths),
             "peak_rss": rss_mib("VmHWM"), "peak_growth": rss_mib("VmHWM") - start_rss}
 
@@ -86,31 +97,46 @@ def fastest(policy: Any, horizon: int, episodes: int, repeats: int) -> dict[str,
     return best | {"peak_rss": max(r["peak_rss"] for r in runs), "peak_growth": max(r["peak_growth"] for r in runs)}
 
 
-def run_strategy(label: str, loaded: Any, args: argparse.Namespace, store_dir: Path) -> dict[int, dict[str, float]]:
+def prompt_tokens_run(turn: Any) -> int:
+    """Prompt tokens prefilled in one turn without reuse: every model call's whole prompt (one per chunk)."""
+    return sum(turn.info.get("policy", {}).get("chunk_prompt_tokens") or [len(turn.prompt_ids)])
+
+
+def run_strategy(label: str, kv: bool, loaded: Any, args: argparse.Namespace,
+                 store_dir: Path) -> dict[int, dict[str, float]]:
     name, options = STRATEGIES[label]
     strategy = make_strategy(name, **options)
     strategy.attach(store_dir)
     params = SamplingParams(temperature=0.0, max_new_tokens=args.max_new_tokens)
-    policy = ModelPolicy(TransformersSampler(loaded.model, loaded.tokenizer, params), strategy)
+    sampler = TransformersSampler(loaded.model, loaded.tokenizer, params, kv_cache_bytes=(1 << 31) if kv else 0)
+    policy = ModelPolicy(sampler, strategy)
     run_episodes(specs(min(args.horizons), args.episodes), policy)  # warm-up (and fills the memory store)
     return {h: fastest(policy, h, args.episodes, args.repeats) for h in args.horizons}
 
 
 def print_table(results: dict[str, dict[int, dict[str, float]]], horizons: list[int]) -> None:
-    print(f"{'strategy':<28}{'H':>4}{'prompt tok/turn':>17}{'max':>7}{'CPU ms/turn':>13}{'wall ms/turn':>14}"
-          f"{'peak RSS MiB':>14}{'(+MiB)':>8}")
+    print(f"{'strategy':<36}{'H':>4}{'prompt tok/turn':>17}{'max':>7}{'computed/turn':>15}{'CPU ms/turn':>13}"
+          f"{'wall ms/turn':>14}{'peak RSS MiB':>14}{'(+MiB)':>8}")
     for label, rows in results.items():
         for h in horizons:
             r = rows[h]
-            print(f"{label:<28}{h:>4}{r['prompt_mean']:>17.1f}{r['prompt_max']:>7.0f}{r['cpu_ms']:>13.1f}"
-                  f"{r['wall_ms']:>14.1f}{r['peak_rss']:>14.0f}{r['peak_growth']:>8.0f}")
+            print(f"{label:<36}{h:>4}{r['prompt_mean']:>17.1f}{r['prompt_max']:>7.0f}{r['computed_mean']:>15.1f}"
+                  f"{r['cpu_ms']:>13.1f}{r['wall_ms']:>14.1f}{r['peak_rss']:>14.0f}{r['peak_growth']:>8.0f}")
     lo, hi = min(horizons), max(horizons)
     print(f"\nper-turn cost at H={hi} / H={lo} (bounded: <= {BOUND}x)")
-    print(f"{'strategy':<28}{'prompt tokens':>14}{'CPU time':>10}{'wall time':>11}  verdict")
+    print(f"{'strategy':<36}{'prompt tokens':>14}{'computed':>10}{'CPU time':>10}{'wall time':>11}  verdict")
     for label, rows in results.items():
-        tok, cpu, wall = (rows[hi][k] / rows[lo][k] for k in ("prompt_mean", "cpu_ms", "wall_ms"))
-        verdict = "bounded" if tok <= BOUND and cpu <= BOUND else "grows"
-        print(f"{label:<28}{tok:>13.2f}x{cpu:>9.2f}x{wall:>10.2f}x  {verdict}")
+        tok, comp, cpu, wall = (rows[hi][k] / rows[lo][k] for k in ("prompt_mean", "computed_mean", "cpu_ms", "wall_ms"))
+        verdict = "bounded" if min(tok, comp) <= BOUND and cpu <= BOUND else "grows"
+        print(f"{label:<36}{tok:>13.2f}x{comp:>9.2f}x{cpu:>9.2f}x{wall:>10.2f}x  {verdict}")
+    pairs = [label[: -len(" [kv]")] for label in results if label.endswith(" [kv]") and
+             label[: -len(" [kv]")] + " [no kv]" in results]
+    if pairs:
+        print(f"\nCPU time per turn, KV reuse vs every prompt prefilled (same greedy episodes)")
+        print(f"{'strategy':<36}" + "".join(f"{'H=' + str(h):>10}" for h in horizons))
+        for label in pairs:
+            on, off = results[label + " [kv]"], results[label + " [no kv]"]
+            print(f"{label:<36}" + "".join(f"{off[h]['cpu_ms'] / on[h]['cpu_ms']:>9.2f}x" for h in horizons))
 
 
 def main() -> None:
@@ -123,6 +149,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--repeats", type=int, default=2, help="timed rollouts per cell (the fastest is kept)")
     ap.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated labels (see STRATEGIES)")
+    ap.add_argument("--kv-reuse", choices=("both", "on", "off"), default="both",
+                    help="run each strategy with the sampler's KV reuse, without it, or both side by side")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     args.horizons = sorted(int(h) for h in args.horizons.split(","))
@@ -134,8 +162,10 @@ def main() -> None:
     run_episodes(specs(min(args.horizons), args.episodes), ModelPolicy(TransformersSampler(  # global warm-up
         loaded.model, loaded.tokenizer, SamplingParams(temperature=0.0, max_new_tokens=args.max_new_tokens)),
         make_strategy("full")))
+    modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.kv_reuse]
     with tempfile.TemporaryDirectory() as tmp:
-        results = {label: run_strategy(label, loaded, args, Path(tmp) / f"s{i}") for i, label in enumerate(labels)}
+        results = {f"{label} [{'kv' if kv else 'no kv'}]": run_strategy(label, kv, loaded, args, Path(tmp) / f"s{i}{kv}")
+                   for i, label in enumerate(labels) for kv in modes}
     print_table(results, args.horizons)
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=2))

@@ -14,6 +14,16 @@ processor): only the current step's (B, V) log-softmax is held, never the
 
 Each call draws from its own seed, `params.seed + call_index`, inside a forked
 RNG, so runs repeat exactly and the global torch RNG is left alone.
+
+KV reuse (`kv_cache_bytes > 0`, the default): the keys and values of every
+sequence a call produced are kept (`models/kv_cache.py`), and the next call
+computes only what a prompt adds to the longest cached prefix; identical
+prompts in one call (a GRPO group's first turn) are prefilled once. Each row's
+`prompt[:-1]` is prefilled first (`_prefill`), then `generate` runs from the
+cache and the last prompt token, so it sees exactly the same left-padded
+ids, attention mask and positions as without reuse: greedy outputs and
+log-probs equal the unshared computation up to float rounding, and sampling
+draws the same random numbers for the same seed.
 """
 
 from __future__ import annotations
@@ -22,6 +32,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
+from torch import Tensor
+
+from longhorizon.models.kv_cache import Entry, PrefixCache, weights_version
 
 
 @dataclass(frozen=True)
@@ -62,11 +75,13 @@ class Generation:
 class TransformersSampler:
     """Samples completions for many prompts at once from a transformers causal LM."""
 
-    def __init__(self, model: Any, tokenizer: Any, params: SamplingParams | None = None, batch_size: int = 64):
+    def __init__(self, model: Any, tokenizer: Any, params: SamplingParams | None = None, batch_size: int = 64,
+                 kv_cache_bytes: int = 1 << 30):
         self.model, self.tokenizer = model, tokenizer
         self.params = params or SamplingParams()
         self.batch_size = batch_size
         self.calls = 0
+        self.kv_cache = PrefixCache(kv_cache_bytes) if kv_cache_bytes > 0 and supports_kv_reuse(model) else None
 
     @property
     def max_length(self) -> int:
@@ -78,34 +93,109 @@ class TransformersSampler:
         params = params or self.params
         seed = params.seed + self.calls
         self.calls += 1
+        if self.kv_cache is not None:
+            self.kv_cache.check_version(weights_version(self.model))
+        used: list[Entry] = []
         out: list[Generation] = []
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start : start + self.batch_size]
-            out += self._generate_batch(chunk, replace(params, seed=seed + start))
+            out += self._generate_batch(chunk, replace(params, seed=seed + start), used)
+        if self.kv_cache is not None:
+            self.kv_cache.drop(used)  # superseded by the entries this call produced
+            self.kv_cache.evict()
         return out
 
-    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
+    def release(self, ids: list[int]) -> None:
+        """Free the cached keys and values of this finished sequence (prompt + sampled ids)."""
+        if self.kv_cache is not None:
+            self.kv_cache.release(ids)
+
+    def clear_cache(self) -> None:
+        if self.kv_cache is not None:
+            self.kv_cache.clear()
+
+    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams, used: list[Entry]) -> list[Generation]:
         input_ids, attention_mask = left_pad(prompts, self.tokenizer.pad_token_id)
         stopper = StopOnText(self.tokenizer, params.stop, input_ids.shape[1])
         recorder, device = SampledLogprobs(params), self.model.device
+        reuse = self.kv_cache is not None
+        cache = {CACHE_KW: self._prompt_cache(prompts, input_ids.shape[1], used)} if reuse else {}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(params.seed)
-            sequences = self.model.generate(
+            out = self.model.generate(
                 input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                generation_config=self._generation_config(params), stopping_criteria=[stopper],
-                logits_processor=[recorder],
+                generation_config=self._generation_config(params, reuse), stopping_criteria=[stopper],
+                logits_processor=[recorder], **cache,
             )
+        sequences = out.sequences if reuse else out
         new_ids = sequences[:, input_ids.shape[1] :].cpu()
         logprobs = recorder.finish(sequences).cpu()  # (B, T_new)
-        return [self._trim(p, new_ids[i], logprobs[i], stopper.ends.get(i)) for i, p in enumerate(prompts)]
+        gens = [self._trim(p, new_ids[i], logprobs[i], stopper.ends.get(i)) for i, p in enumerate(prompts)]
+        if reuse:
+            self._keep(gens, getattr(out, CACHE_KW), input_ids.shape[1], new_ids.shape[1])
+        return gens
 
-    def _generation_config(self, params: SamplingParams) -> Any:
+    def _prompt_cache(self, prompts: list[list[int]], width: int, used: list[Entry]) -> Any:
+        """A cache holding every row's `prompt[:-1]`, left-padded to `width - 1`: reused, or prefilled once per distinct prompt."""
+        items: dict[tuple[int, ...], tuple[Entry | None, int]] = {}
+        for p in prompts:
+            entry, k = self.kv_cache.match(p)
+            used += [entry] if entry is not None else []
+            key = tuple(p[:-1])
+            if key not in items or k > items[key][1]:
+                items[key] = (entry, k)
+        stats = self.kv_cache.stats
+        stats["prompt_tokens"] += sum(len(p) for p in prompts)
+        stats["computed_tokens"] += len(prompts) + sum(
+            len(key) - k for key, (_, k) in items.items())
+        kv = self._prefill(items)
+        return to_cache([kv[tuple(p[:-1])] for p in prompts], width - 1)
+
+    def _prefill(self, items: dict[tuple[int, ...], tuple[Entry | None, int]]) -> dict[tuple[int, ...], KV]:
+        """Keys and values of each distinct target (prompt[:-1]): the cached part as is, the rest computed."""
+        done = {key: head(entry, k) for key, (entry, k) in items.items() if k == len(key)}
+        todo = [(key, entry, k) for key, (entry, k) in items.items() if k < len(key)]
+        for start in range(0, len(todo), self.batch_size):
+            done.update(self._extend(todo[start : start + self.batch_size]))
+        return done
+
+    def _extend(self, todo: list[tuple[tuple[int, ...], Entry | None, int]]) -> dict[tuple[int, ...], KV]:
+        """One forward pass: each target's uncached ids (right-padded) on top of its cached prefix (left-padded)."""
+        bases = [head(entry, k) for _, entry, k in todo]
+        width = max(k for *_, k in todo)
+        new = [list(key[k:]) for key, _, k in todo]
+        n = max(len(x) for x in new)
+        ids = torch.full((len(todo), n), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(todo), width + n, dtype=torch.long)
+        for i, (x, (*_, k)) in enumerate(zip(new, todo)):
+            ids[i, : len(x)] = torch.tensor(x)
+            mask[i, width - k : width + len(x)] = 1
+        positions = torch.tensor([k for *_, k in todo])[:, None] + torch.arange(n)  # (B, n)
+        device = self.model.device
+        cache = to_cache(bases, width) if width else new_cache()
+        out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                         use_cache=True, logits_to_keep=1, **{CACHE_KW: cache})
+        layers = getattr(out, CACHE_KW).layers
+        return {key: ([layer.keys[i, :, width - k : width + len(x)].clone() for layer in layers],
+                      [layer.values[i, :, width - k : width + len(x)].clone() for layer in layers])
+                for i, ((key, _, k), x) in enumerate(zip(todo, new))}
+
+    def _keep(self, gens: list[Generation], cache: Any, width: int, steps: int) -> None:
+        """Store each row's prompt + sampled ids with the keys and values generate computed for them."""
+        for i, gen in enumerate(gens):
+            start = width - len(gen.prompt_ids)
+            length = len(gen.prompt_ids) + min(len(gen.token_ids), steps - 1)  # the last sampled id was never fed
+            self.kv_cache.add(Entry(ids=gen.prompt_ids + gen.token_ids,
+                                    keys=[layer.keys[i, :, start : start + length].clone() for layer in cache.layers],
+                                    values=[layer.values[i, :, start : start + length].clone() for layer in cache.layers]))
+
+    def _generation_config(self, params: SamplingParams, return_cache: bool = False) -> Any:
         """Plain sampling (or greedy); temperature and top-p are applied by `SampledLogprobs` itself."""
         from transformers import GenerationConfig
 
         return GenerationConfig(
             do_sample=params.temperature > 0, temperature=None, top_p=None, top_k=None if params.temperature == 0 else 0,
-            max_new_tokens=params.max_new_tokens, output_scores=False, return_dict_in_generate=False,
+            max_new_tokens=params.max_new_tokens, output_scores=False, return_dict_in_generate=return_cache,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
         )
 
@@ -196,3 +286,63 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
         ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
         mask[i, width - len(p) :] = 1
     return ids, mask
+
+
+# ------------------------------------------------------------------ KV reuse helpers
+
+KV = tuple[list[Tensor], list[Tensor]]  # per layer: keys (H_kv, n, D), values (H_kv, n, D)
+
+
+def _cache_kwarg() -> str:
+    """The name transformers gives the cache argument (`cache` from 5.2x on, `past_key_values` before)."""
+    try:
+        from transformers.generation.utils import ALL_CACHE_NAMES
+    except ImportError:
+        return "past_key_values"
+    return ALL_CACHE_NAMES[0]
+
+
+CACHE_KW = _cache_kwarg()
+
+
+def new_cache() -> Any:
+    from transformers import DynamicCache
+
+    return DynamicCache()
+
+
+def supports_kv_reuse(model: Any) -> bool:
+    """Reuse needs plain full-attention layers (no sliding windows, no linear-attention states)."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    try:
+        layers = DynamicCache(config=model.config).layers
+    except Exception:  # an architecture whose cache this sampler cannot build: no reuse, nothing breaks
+        return False
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def head(entry: Entry | None, k: int) -> KV:
+    """The first k tokens' keys and values of an entry (views; empty lists without an entry)."""
+    if entry is None or k == 0:
+        return [], []
+    return [t[:, :k] for t in entry.keys], [t[:, :k] for t in entry.values]
+
+
+def to_cache(rows: list[KV], width: int) -> Any:
+    """A DynamicCache of (B, H_kv, width, D) per layer, each row's keys and values right-aligned (left padding)."""
+    cache = new_cache()
+    if width == 0:
+        return cache
+    like = next(r for r in rows if r[0])[0]  # a row with keys: its tensors give shapes and dtype
+    for layer, sample in enumerate(like):
+        h, _, d = sample.shape
+        keys = sample.new_zeros(len(rows), h, width, d)
+        values = sample.new_zeros(len(rows), h, width, d)
+        for i, (k, v) in enumerate(rows):
+            if k:
+                n = k[layer].shape[1]
+                keys[i, :, width - n :], values[i, :, width - n :] = k[layer], v[layer]
+        cache.update(keys, values, layer)
+    return cache

@@ -55,8 +55,16 @@ class ModelPolicy:
         return [self._action(prompts[i], prefixes[i], gens.get(i)) for i in range(len(episodes))]
 
     def end_episode(self, trajectory: Trajectory) -> None:
-        """The runner reports each finished episode; the strategy may learn from it (memory)."""
+        """The runner reports each finished episode; the strategy may learn from it (memory); its cached keys go."""
+        release = getattr(self.sampler, "release", None)  # samplers without a cache have none
+        if release and trajectory.turns:
+            release(trajectory.turns[-1].prompt_ids + trajectory.turns[-1].action_ids)
         self.strategy.end_episode(trajectory)
+
+    def end_rollout(self) -> None:
+        """The runner's rollout is over: the next one runs other episodes (or new weights), so the cache goes."""
+        if hasattr(self.sampler, "clear_cache"):
+            self.sampler.clear_cache()
 
     def _prefix(self, episode: LiveEpisode) -> str:
         env_prefix = episode.agent_spec.response_prefix

@@ -128,14 +128,18 @@ def run_episodes(
 ) -> list[Trajectory]:
     """Run all episodes to the end; `on_tick(actions_this_tick, live_before_tick)` reports progress."""
     episodes = [LiveEpisode(spec) for spec in specs]
-    while live := [e for e in episodes if not e.done]:
-        actions = policy.act(live)
-        if len(actions) != len(live):
-            raise RuntimeError(f"policy returned {len(actions)} actions for {len(live)} episodes")
-        for episode, action in zip(live, actions):
-            episode.step(action)
-            if episode.done and hasattr(policy, "end_episode"):
-                policy.end_episode(episode.trajectory)  # e.g. a memory strategy writes its lessons
-        if on_tick:
-            on_tick(len(actions), len(live))
+    try:
+        while live := [e for e in episodes if not e.done]:
+            actions = policy.act(live)
+            if len(actions) != len(live):
+                raise RuntimeError(f"policy returned {len(actions)} actions for {len(live)} episodes")
+            for episode, action in zip(live, actions):
+                episode.step(action)
+                if episode.done and hasattr(policy, "end_episode"):
+                    policy.end_episode(episode.trajectory)  # e.g. a memory strategy writes its lessons
+            if on_tick:
+                on_tick(len(actions), len(live))
+    finally:
+        if hasattr(policy, "end_rollout"):
+            policy.end_rollout()  # e.g. a model policy frees its KV cache
     return [e.trajectory for e in episodes]
