@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 import torch
 
-from longhorizon.context import encode, make_strategy
+from longhorizon.context import make_strategy
+from longhorizon.context.base import encode
 from longhorizon.models import SamplingParams, TransformersSampler, load_model
 from longhorizon.rollout import EpisodeSpec, LiveEpisode, ModelPolicy, run_episodes
 
