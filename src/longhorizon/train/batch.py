@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from longhorizon.context import ContextStrategy
+from longhorizon.train.prefix import prefix_order
 from longhorizon.types import Sample, Trajectory
 
 
@@ -96,6 +97,14 @@ def minibatches(rows: Tensor, num_minibatches: int) -> list[Tensor]:
 
 def microbatches(rows: Tensor, size: int) -> list[Tensor]:
     return list(torch.split(rows, size))
+
+
+def by_prompt(batch: Batch, rows: Tensor) -> Tensor:
+    """(len(rows),) a stable permutation of `rows` that puts rows sharing a prompt prefix next to each other.
+
+    `microbatches` then splits in that order, so a group's rows share their prompt inside a micro-batch.
+    """
+    return prefix_order(batch.input_ids[rows], batch.attention_mask[rows], batch.loss_mask[rows])
 
 
 def with_credit(batch: Batch, **tensors: Tensor | None) -> Batch:

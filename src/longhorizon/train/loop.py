@@ -40,7 +40,7 @@ from longhorizon.io import atomic_dir, atomic_write
 from longhorizon.models import SamplingParams, TransformersSampler
 from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
 from longhorizon.store import RunDir
-from longhorizon.train.batch import Batch, collate, microbatches, minibatches, with_credit
+from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches, with_credit
 from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
 from longhorizon.train.config import TrainConfig
 from longhorizon.train.credit import ALGORITHMS, Algorithm
@@ -175,16 +175,21 @@ def score(models: Models, batch: Batch, cfg: TrainConfig, algo: Algorithm) -> tu
     ref = torch.zeros_like(batch.old_logprobs) if needs_ref else None
     values = torch.zeros_like(batch.old_logprobs) if algo.value_head else None
     device = next(models.model.parameters()).device
-    for rows in microbatches(torch.arange(batch.rows), cfg.micro_batch_size):
+    order = torch.arange(batch.rows)
+    if cfg.share_prefix:
+        order = order[by_prompt(batch, order)]  # rows sharing a prompt in the same micro-batches
+    share = {"share_prefix": cfg.share_prefix}
+    for rows in microbatches(order, cfg.micro_batch_size):
         mb = batch.select(rows)
         inputs = (mb.input_ids.to(device), mb.attention_mask.to(device), mb.loss_mask.to(device), cfg.temperature)
         width = mb.input_ids.shape[1]
         with autocast(cfg):
             if needs_ref:
                 with reference(models) as ref_model:
-                    ref[rows, :width] = token_forward(ref_model, *inputs).logprobs.cpu()
+                    ref[rows, :width] = token_forward(ref_model, *inputs, **share).logprobs.cpu()
             if values is not None:
-                values[rows, :width] = token_forward(models.model, *inputs, value_head=models.value_head).values.cpu()
+                values[rows, :width] = token_forward(models.model, *inputs, value_head=models.value_head,
+                                                     **share).values.cpu()
     metrics = {}
     if needs_ref:
         kl = kl_penalty(batch.old_logprobs, ref, batch.loss_mask, estimator=cfg.algorithm.kl_estimator)

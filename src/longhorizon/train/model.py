@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from longhorizon.algorithms import entropy_from_logits
 from longhorizon.models import load_model
 from longhorizon.train.config import TrainConfig
+from longhorizon.train.prefix import SharedPrefixModel, plan_prefixes
 
 
 @dataclass
@@ -99,9 +100,23 @@ def autocast(cfg: TrainConfig) -> contextlib.AbstractContextManager:
 
 def token_forward(
     model: Any, input_ids: Tensor, attention_mask: Tensor, loss_mask: Tensor, temperature: float, *,
-    entropy: bool = False, value_head: nn.Linear | None = None,
+    entropy: bool = False, value_head: nn.Linear | None = None, share_prefix: bool = False,
 ) -> TokenOutputs:
-    """Log-prob of each sampled token t given tokens < t, under logits / temperature; (B, T) in, (B, T) out."""
+    """Log-prob of each sampled token t given tokens < t, under logits / temperature; (B, T) in, (B, T) out.
+
+    With `share_prefix`, a token prefix that several rows share is computed once (`train/prefix.py`);
+    the results equal the plain forward up to float rounding.
+    """
+    plan = plan_prefixes(input_ids, attention_mask, loss_mask) if share_prefix else None
+    if plan is None:
+        return _token_forward(model, input_ids, attention_mask, loss_mask, temperature, entropy, value_head)
+    out = _token_forward(SharedPrefixModel(model, plan), plan.suffix_ids, plan.suffix_mask, plan.suffix_loss_mask,
+                         temperature, entropy, value_head)
+    return TokenOutputs(*(None if x is None else plan.to_rows(x) for x in (out.logprobs, out.entropy, out.values)))
+
+
+def _token_forward(model: Any, input_ids: Tensor, attention_mask: Tensor, loss_mask: Tensor, temperature: float,
+                   entropy: bool, value_head: nn.Linear | None) -> TokenOutputs:
     predicts = torch.zeros_like(loss_mask, dtype=torch.bool)
     predicts[:, :-1] = loss_mask[:, 1:].bool()  # position t-1 predicts sampled token t
     keep = predicts.any(0).nonzero().squeeze(1)  # (P,) positions any row needs

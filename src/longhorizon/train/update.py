@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from longhorizon.algorithms import POLICY_LOSSES, kl_loss, token_weights, value_loss
-from longhorizon.train.batch import Batch, microbatches
+from longhorizon.train.batch import Batch, by_prompt, microbatches
 from longhorizon.train.config import AlgorithmConfig, TrainConfig
 from longhorizon.train.credit import Algorithm
 from longhorizon.train.model import Models, autocast, token_forward
@@ -41,6 +41,8 @@ def minibatch_backward(models: Models, batch: Batch, rows: Tensor, cfg: TrainCon
     """Accumulate d(minibatch loss)/d(params) into `.grad` over micro-batches; return weighted-mean metrics."""
     weights = token_weights(batch.loss_mask[rows], batch.row_episode[rows], cfg.algorithm.aggregation)  # (b, T)
     live = has_gradient(batch, rows, cfg, algo).nonzero().squeeze(1)  # positions in `rows`
+    if cfg.share_prefix:
+        live = live[by_prompt(batch, rows[live])]  # rows sharing a prompt in the same micro-batches
     total = weights.sum().item()
     metrics: Metrics = {}
     shares = 0.0
@@ -85,7 +87,7 @@ def microbatch_loss(models: Models, mb: Batch, weights: Tensor, share: float, cf
     device = next(models.model.parameters()).device
     mb, w = _to(mb, device), weights.to(device)
     out = token_forward(models.model, mb.input_ids, mb.attention_mask, mb.loss_mask, cfg.temperature,
-                        entropy=True, value_head=models.value_head)
+                        entropy=True, value_head=models.value_head, share_prefix=cfg.share_prefix)
     loss, m = POLICY_LOSSES[algo.policy_loss](out.logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask,
                                                weights=w, **policy_loss_kwargs(algo.policy_loss, a))
     metrics = {"losses/policy_loss": loss.item() / share, **{f"losses/{k}": v for k, v in m.items()}}
