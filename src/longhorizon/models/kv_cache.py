@@ -59,6 +59,18 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return int(diff[0, 0]) if len(diff) else n
 
 
+def _cache_kwarg() -> str:
+    """The name transformers gives a model's cache argument and output: `cache` in 5.2x, `past_key_values` before."""
+    try:
+        from transformers.generation.utils import ALL_CACHE_NAMES
+    except ImportError:
+        return "past_key_values"
+    return ALL_CACHE_NAMES[0]
+
+
+CACHE_KW = _cache_kwarg()
+
+
 def weights_version(model: Any) -> int:
     """Changes whenever any parameter is modified in place (optimizer step, load_state_dict, copy_)."""
     return sum(p._version for p in model.parameters())

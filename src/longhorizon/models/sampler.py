@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from longhorizon.models.kv_cache import Entry, PrefixCache, weights_version
+from longhorizon.models.kv_cache import CACHE_KW, Entry, PrefixCache, weights_version
 
 
 @dataclass(frozen=True)
@@ -291,18 +291,6 @@ def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch
 # ------------------------------------------------------------------ KV reuse helpers
 
 KV = tuple[list[Tensor], list[Tensor]]  # per layer: keys (H_kv, n, D), values (H_kv, n, D)
-
-
-def _cache_kwarg() -> str:
-    """The name transformers gives the cache argument (`cache` from 5.2x on, `past_key_values` before)."""
-    try:
-        from transformers.generation.utils import ALL_CACHE_NAMES
-    except ImportError:
-        return "past_key_values"
-    return ALL_CACHE_NAMES[0]
-
-
-CACHE_KW = _cache_kwarg()
 
 
 def new_cache() -> Any:

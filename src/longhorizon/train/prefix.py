@@ -36,13 +36,14 @@ entropies, values and gradients within 1e-5 in fp32.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from longhorizon.models.kv_cache import CACHE_KW
 
 MIN_SHARED_PREFIX = 16  # tokens: shorter common prefixes are not worth a second pass
 
@@ -166,7 +167,6 @@ class SharedPrefixModel:
 
     def __init__(self, model: Any, plan: PrefixPlan):
         self.model, self.plan = model, plan
-        self.cache_kwarg = _cache_kwarg(model)
 
     def __call__(self, input_ids: Tensor, attention_mask: Tensor, logits_to_keep: Tensor,
                  output_hidden_states: bool = False, use_cache: bool = False) -> Any:
@@ -180,7 +180,7 @@ class SharedPrefixModel:
         positions = (mask.cumsum(1) - 1).clamp(min=0)[:, plan.prefix_ids.shape[1]:]  # (B, S)
         return self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                           logits_to_keep=logits_to_keep, output_hidden_states=output_hidden_states,
-                          use_cache=True, **{self.cache_kwarg: cache})
+                          use_cache=True, **{CACHE_KW: cache})
 
     def _prefix_cache(self) -> Any:
         """The prefixes' keys/values (U, H, P, D) per layer, copied to the rows (B, H, P, D) that extend them."""
@@ -189,12 +189,6 @@ class SharedPrefixModel:
         none = torch.zeros(0, dtype=torch.long, device=plan.prefix_ids.device)  # no logits needed
         out = self.model(input_ids=plan.prefix_ids, attention_mask=plan.prefix_mask, position_ids=positions,
                          logits_to_keep=none, use_cache=True)
-        cache = getattr(out, self.cache_kwarg)
+        cache = getattr(out, CACHE_KW)
         cache.batch_select_indices(plan.source)  # autograd: index backward sums over the rows
         return cache
-
-
-def _cache_kwarg(model: Any) -> str:
-    """`cache` in recent transformers (5.x), `past_key_values` before."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
