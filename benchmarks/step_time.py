@@ -28,8 +28,8 @@ The split of a step:
   reference scoring; update = step - `_generate_and_score_completions`.
 TRL settings that differ from its defaults to match ours: gradient_checkpointing=False (TRL defaults to True),
 bf16=False for fp32 (TRL defaults to True), a constant learning rate 1e-5, shuffle_dataset=False. Its optimizer
-stays its default (adamw_torch_fused); ours is torch.optim.AdamW. TRL stops a completion at EOS only; ours also at the env's
-"</answer>", so the sampled-token counts are printed next to the times.
+stays its default (adamw_torch_fused); ours is torch.optim.AdamW. TRL stops a completion at EOS only; ours also
+at the env's "</answer>", so the sampled-token counts are printed next to the times.
 """
 
 from __future__ import annotations
