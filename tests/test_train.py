@@ -222,7 +222,7 @@ def test_every_algorithm_trains_two_steps(tmp_path, case):
     assert [r["step"] for r in steps] == [1, 2]
     for key in ("charts/reward_mean", "charts/reward_std", "charts/success_rate", "losses/policy_loss",
                 "losses/entropy", "losses/approx_kl", "losses/grad_norm", "perf/tokens_per_s", "perf/step_time",
-                "perf/peak_memory_mb", "charts/learning_rate"):
+                "perf/score_time", "perf/peak_memory_mb", "charts/learning_rate"):
         assert key in steps[-1], key
     if cfg.algorithm.kl_coef > 0:
         assert "losses/kl_ref" in steps[-1] or "losses/kl_ref_behaviour" in steps[-1]

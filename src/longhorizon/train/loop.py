@@ -117,7 +117,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
         # 2. Rewards, then advantages: reference log-probs and values first (no grad), then the credit rule.
         batch = collate(trajectories, strategy, models.tokenizer.pad_token_id)
         batch.turn_rewards = normalizer(batch.turn_rewards, batch.turn_mask)
+        t_score = time.perf_counter()
         batch, score_metrics = score(models, batch, cfg, algo)
+        score_time = time.perf_counter() - t_score
         credit = algo.credit(batch, cfg.algorithm)
         batch = with_credit(batch, advantages=credit.advantages, loss_mask=credit.loss_mask, returns=credit.returns)
 
@@ -143,7 +145,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
             **rollout_metrics(trajectories), **{f"credit/{k}": v for k, v in credit.metrics.items()},
             **score_metrics, **_mean(updates), "charts/updates": float(len(updates)),
             "charts/rows_trained": float(len(rows)), "charts/learning_rate": scheduler.get_last_lr()[0],
-            **perf_metrics(trajectories, batch, rows, cfg, t_start, t_rollout, t_end),
+            **perf_metrics(trajectories, batch, rows, cfg, t_start, t_rollout, t_end, score_time),
         })
         if cfg.eval.episodes and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
             evaluate(step)
@@ -206,11 +208,12 @@ def rollout_metrics(trajectories: list[Trajectory]) -> dict[str, float]:
 
 
 def perf_metrics(trajectories: list[Trajectory], batch: Batch, rows: torch.Tensor, cfg: TrainConfig,
-                 t_start: float, t_rollout: float, t_end: float) -> dict[str, float]:
+                 t_start: float, t_rollout: float, t_end: float, score_time: float) -> dict[str, float]:
+    """Times of the step; perf/update_time runs from the rollout's end, so it includes perf/score_time."""
     sampled = sum(len(turn.action_ids) for t in trajectories for turn in t.turns)
     trained = float(batch.attention_mask[rows].sum()) * cfg.epochs
     return {"perf/step_time": t_end - t_start, "perf/rollout_time": t_rollout - t_start,
-            "perf/update_time": t_end - t_rollout, "perf/sampled_tokens": float(sampled),
+            "perf/update_time": t_end - t_rollout, "perf/score_time": score_time, "perf/sampled_tokens": float(sampled),
             "perf/tokens_per_s": sampled / (t_end - t_start),
             "perf/train_tokens_per_s": trained / max(t_end - t_rollout, 1e-9),
             "perf/peak_memory_mb": peak_memory_mb(cfg.device)}
