@@ -131,11 +131,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
         updates: list[dict[str, float]] = []
         for _epoch in range(cfg.epochs):
             for minibatch in minibatches(rows, cfg.num_minibatches):
-                optimizer.zero_grad(set_to_none=True)
                 metrics = minibatch_backward(models, batch, minibatch, cfg, algo)
                 metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
+                optimizer.zero_grad(set_to_none=True)  # now, not before the next backward: rollouts and evals run without them
                 updates.append(metrics)
         step += 1
         t_end = time.perf_counter()
