@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,24 +26,30 @@ def rss_mib() -> float:
     return int(line.split()[1]) / 1024
 
 
-def mmapped_bytes(libc: ctypes.CDLL) -> int:
-    libc.mallinfo2.restype = MallInfo2
-    return libc.mallinfo2().hblkhd
-
-
-def test_tune_malloc_keeps_large_blocks_out_of_the_heap(monkeypatch):
-    for name in memory.USER_SETTINGS:
-        monkeypatch.delenv(name, raising=False)
-    libc = memory._glibc()
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
+MMAPPED_AFTER_FREE = """
+import ctypes, sys
+from longhorizon.train import memory
+from tests.test_memory import MallInfo2
+libc = memory._glibc()
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.mallinfo2.restype = MallInfo2
+if sys.argv[1] == "tuned":
     assert memory.tune_malloc()
-    libc.free(libc.malloc(16 << 20))  # without the fix, this free raises the threshold to 16 MiB
-    before = mmapped_bytes(libc)
-    block = libc.malloc(1 << 20)
-    assert mmapped_bytes(libc) - before >= 1 << 20  # a 1 MiB block is its own mapping, not heap
-    libc.free(block)
-    assert mmapped_bytes(libc) == before  # and is unmapped when freed
+libc.free(libc.malloc(16 << 20))  # untuned, this free raises the mmap threshold to 16 MiB
+before = libc.mallinfo2().hblkhd
+block = libc.malloc(1 << 20)
+print(libc.mallinfo2().hblkhd - before)
+"""
+
+
+@pytest.mark.parametrize("mode, mmapped", [("tuned", True), ("untuned", False)])
+def test_tune_malloc_keeps_large_blocks_out_of_the_heap(mode, mmapped):
+    """In a fresh process (a clean heap), a 1 MiB block is its own mapping only with the thresholds pinned."""
+    env = {k: v for k, v in os.environ.items() if k not in memory.USER_SETTINGS}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[1]), *sys.path])
+    out = subprocess.run([sys.executable, "-c", MMAPPED_AFTER_FREE, mode], env=env, capture_output=True, text=True, check=True)
+    assert (int(out.stdout) >= 1 << 20) is mmapped
 
 
 def test_tune_malloc_leaves_user_settings_alone(monkeypatch):
