@@ -45,6 +45,7 @@ from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkp
 from longhorizon.train.config import TrainConfig
 from longhorizon.train.credit import ALGORITHMS, Algorithm
 from longhorizon.train.evaluate import held_out_eval
+from longhorizon.train.memory import release_memory, tune_malloc
 from longhorizon.train.metrics import MetricsLog, peak_memory_mb, plot_curves, read_records
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
 from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
@@ -67,6 +68,7 @@ class TrainResult:
 def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
     """Train (or, with `resume`, continue from RUN_DIR's latest checkpoint) and return before/after evals."""
     run = _prepare_run_dir(cfg, resume)
+    tune_malloc()  # large tensors go back to the system when freed (train/memory.py)
     algo = ALGORITHMS[cfg.algorithm.name]
     strategy = make_strategy(cfg.context, **cfg.context_options)
     strategy.attach(run.path)
@@ -105,6 +107,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
     if step == 0 and cfg.eval.episodes:
         evaluate(0)  # before any training
     while step < cfg.steps:
+        release_memory()  # what the last update, eval or checkpoint freed
         t_start = time.perf_counter()
 
         # 1. Collect: G episodes of each task in one batched rollout, with the current weights.
@@ -124,16 +127,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
         batch = with_credit(batch, advantages=credit.advantages, loss_mask=credit.loss_mask, returns=credit.returns)
 
         # 3. K epochs of minibatch updates (rows LOOP filtered out carry no mask and are skipped).
+        release_memory()  # what generate freed, before the update's peak
         models.model.train()
         rows = batch.loss_mask.bool().any(1).nonzero().squeeze(1)
         updates: list[dict[str, float]] = []
         for _epoch in range(cfg.epochs):
             for minibatch in minibatches(rows, cfg.num_minibatches):
-                optimizer.zero_grad(set_to_none=True)
                 metrics = minibatch_backward(models, batch, minibatch, cfg, algo)
                 metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
+                optimizer.zero_grad(set_to_none=True)  # now, not before the next backward: rollouts and evals run without them
                 updates.append(metrics)
         step += 1
         t_end = time.perf_counter()

@@ -5,6 +5,9 @@
 - Full fine-tune with a KL term: a frozen deep copy of the starting weights.
 - PPO: a linear value head on the policy's last hidden state (shared trunk),
   initialised to zero so the first values are 0.
+- `gradient_checkpointing`: each decoder layer's activations are recomputed
+  in the backward pass (non-reentrant `torch.utils.checkpoint`), which gives
+  the same gradients bit for bit on CPU.
 
 `token_forward` computes log-probs of the sampled tokens under
 softmax(logits / temperature), the distribution the sampler drew from, so
@@ -56,6 +59,8 @@ def build_models(cfg: TrainConfig, needs_ref: bool, value_head: bool) -> Models:
     """Load the policy; add LoRA, a reference copy and a value head as the config asks."""
     loaded = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     model, ref = loaded.model, None
+    if cfg.gradient_checkpointing:  # in train mode only: sampling and scoring are unchanged
+        _checkpoint_activations(model)
     torch.manual_seed(cfg.seed)  # LoRA's init draws from the global RNG
     if cfg.lora.enabled:
         model = _with_lora(model, cfg)
@@ -72,6 +77,14 @@ def _with_lora(model: Any, cfg: TrainConfig) -> Any:
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=lora.target_modules, task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+def _checkpoint_activations(model: Any) -> None:
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.25 (the old name warns)
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def _value_head(model: Any, device: str) -> nn.Linear:
