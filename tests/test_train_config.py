@@ -129,3 +129,10 @@ def test_the_validated_config_holds_the_resolved_defaults_and_reloads_unchanged(
     assert type(cfg).model_validate(cfg.model_dump()) == cfg  # what --resume reloads is what ran
     assert load_config(None, ["context=markovian"]).algorithm.aggregation == "trace-length"
     assert load_config(None, ["context=markovian", "algorithm.aggregation=token-mean"]).algorithm.aggregation == "token-mean"
+
+
+def test_gradient_checkpointing_needs_the_shared_prefix_off():
+    """Checkpointing turns the model's cache off, and a shared prefix runs on one: the pair is refused."""
+    with pytest.raises(ValidationError, match="gradient_checkpointing needs share_prefix=false"):
+        load_config(None, ["gradient_checkpointing=true"])
+    assert load_config(None, ["gradient_checkpointing=true", "share_prefix=false"]).gradient_checkpointing

@@ -207,6 +207,14 @@ class TrainConfig(Section, ContextSettings):
                                      "one update per batch of samples)")
         return self
 
+    @model_validator(mode="after")
+    def _checkpointing_without_shared_prefix(self) -> "TrainConfig":
+        """transformers turns the cache off under gradient checkpointing, and a shared prefix runs on a cache."""
+        if self.gradient_checkpointing and self.share_prefix:
+            raise ValueError("gradient_checkpointing needs share_prefix=false (transformers drops the KV cache "
+                             "that a shared prefix runs on while checkpointing); set one of them to false")
+        return self
+
     @property
     def episodes_per_step(self) -> int:
         return self.tasks_per_step * self.algorithm.group_size
