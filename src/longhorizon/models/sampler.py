@@ -72,6 +72,10 @@ class TransformersSampler:
     def max_length(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
 
+    def with_params(self, params: SamplingParams) -> "TransformersSampler":
+        """A sampler on the same model with other settings and its own call counter (from 0)."""
+        return TransformersSampler(self.model, self.tokenizer, params, self.batch_size)
+
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], params: SamplingParams | None = None) -> list[Generation]:
         """Sample one completion per prompt (prompts are lists of token ids)."""

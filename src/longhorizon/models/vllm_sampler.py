@@ -45,9 +45,12 @@ Choices, and where they come from (measured facts: shared/reference/vllm-cpu.md)
    thread with the caller's thread count (a trainer's `torch_threads`).
 5. Weight sync: the CPU build pre-packs weights, so a plain
    `model.load_weights` is not enough; the worker's `reload_weights`
-   (vLLM's in-place reload) repacks them. A tied lm_head (SmolLM2) keeps its
-   old pre-packed copy after a reload (log-prob error 0.44), so it is re-tied
-   to the embedding and re-dispatched. The prefix cache is reset after every
+   (vLLM's in-place reload) repacks them. The reference saw a tied lm_head
+   (SmolLM2) keep its old pre-packed copy after a reload from a directory
+   (log-prob error 0.44); it is re-tied to the embedding and re-dispatched
+   after every reload. With the in-memory reload used here the test passes
+   without that step too (measured), so it is a guard, and the test that
+   perturbs the tied embedding would catch a stale head either way. The prefix cache is reset after every
    sync, or cached KV of the old weights is reused (error 0.09). LoRA
    (peft) models push W + scale * B A, computed without merging in place.
 """
