@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import random
 import time
@@ -142,7 +143,12 @@ def vllm_params(params: SamplingParams) -> Any:
 def start_engine(path: Path, dtype: str, settings: VLLMSettings, seed: int) -> Any:
     """An in-process `vllm.LLM`; the global RNG states are left as they were."""
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # its INFO lines would bury the CLI's progress
     from vllm import LLM
+
+    # Each reload warns "RotaryEmbedding: Failed to load weights": a checkpoint has no rotary weights, and
+    # vLLM puts its own cos/sin cache back (vllm/model_executor/model_loader/reload/layerwise.py).
+    logging.getLogger("vllm.model_executor.model_loader.reload.layerwise").setLevel(logging.ERROR)
 
     check_head_dim(path)
     threads, set_num_threads = torch.get_num_threads(), torch.set_num_threads
