@@ -1,15 +1,15 @@
-"""vLLM (in-process, CPU) vs transformers `generate`, side by side in one process. Run it in .venv-vllm:
+"""vLLM (in-process, CPU) vs transformers `generate` on the bundled model. Run it in .venv-vllm:
 
     .venv-vllm/bin/python benchmarks/vllm_rollouts.py [--dtype bfloat16] [--batch 32] [--episodes 16] [--horizon 16]
+        [--parts tokens,sync,eval-vllm,eval-transformers]
 
-1. Single turn: generated tokens/s for `--batch` chat prompts (temperature 1, 48 new tokens).
-2. Multi-turn: `longhorizon eval` on Execution-v0 at one horizon (full context, greedy), wall time
-   including model load / engine start-up.
-3. `sync_weights`: seconds to load the model's weights into the running engine (3 times).
+- tokens: generated tokens/s for `--batch` chat prompts (temperature 1, 48 new tokens), both backends.
+- sync: seconds of `sync_weights` (the model's weights into the running engine), 3 times.
+- eval-vllm / eval-transformers: `longhorizon eval` on Execution-v0 at one horizon (full context,
+  greedy), wall time including model load / engine start-up.
 
-Both backends use 1 torch thread (2 threads were 6-10x slower on a busy 2-core machine); the
-transformers runs come first, because the engine's start-up binds the process's OpenMP threads.
-Numbers on a shared machine are noisy: only the paired ratios mean much.
+Each part prints as it ends. Every backend uses 1 torch thread (2 threads were 6-10x slower on
+a busy 2-core machine). Numbers on a shared machine are noisy: compare parts of one run.
 """
 
 from __future__ import annotations
@@ -57,30 +57,33 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--episodes", type=int, default=16)
     ap.add_argument("--horizon", type=int, default=16)
+    ap.add_argument("--parts", default="tokens,eval-vllm,eval-transformers,sync",
+                    help="comma-separated: tokens, eval-vllm, eval-transformers, sync (printed as each ends)")
     args = ap.parse_args()
+    parts = args.parts.split(",")
     torch.set_num_threads(1)
     params = SamplingParams(temperature=1.0, max_new_tokens=args.max_new_tokens, seed=0)
-
+    print(f"dtype={args.dtype} batch={args.batch} max_new_tokens={args.max_new_tokens} torch_threads=1", flush=True)
     hf = load_model("smollm2-135m", dtype=args.dtype)
-    prompts = chat_prompts(hf.tokenizer, args.batch)
-    tf = tokens_per_s(TransformersSampler(hf.model, hf.tokenizer, params), prompts, params)
-    tf_eval = eval_seconds("transformers", args)
-    vl_eval = eval_seconds("vllm", args)
-    engine = VLLMSampler.from_spec("smollm2-135m", params, dtype=args.dtype, tokenizer=hf.tokenizer)
-    vl = tokens_per_s(engine, prompts, params)
-    syncs = [engine.sync_weights(hf.model) for _ in range(3)]
-
-    print(f"dtype={args.dtype} batch={args.batch} max_new_tokens={args.max_new_tokens} torch_threads=1")
-    print(f"{'single turn':<14}{'tokens':>8}{'seconds':>9}{'tokens/s':>10}")
-    for name, (rate, tokens, seconds) in (("transformers", tf), ("vllm", vl)):
-        print(f"{name:<14}{tokens:>8}{seconds:>9.1f}{rate:>10.1f}")
-    print(f"vllm / transformers tokens/s: {vl[0] / tf[0]:.2f}x")
-    print(f"eval Execution-v0 horizon={args.horizon} episodes={args.episodes} full context, greedy (wall s, incl. start-up):")
-    for name, (seconds, metrics) in (("transformers", tf_eval), ("vllm", vl_eval)):
-        row = metrics["horizons"][0]
-        print(f"  {name:<14}{seconds:>8.1f} s   success {row['success_rate']:.2f}")
-    print(f"  speed-up: {tf_eval[0] / vl_eval[0]:.2f}x")
-    print("sync_weights seconds: " + ", ".join(f"{s:.2f}" for s in syncs))
+    engine = None
+    if "tokens" in parts:
+        prompts = chat_prompts(hf.tokenizer, args.batch)
+        tf = tokens_per_s(TransformersSampler(hf.model, hf.tokenizer, params), prompts, params)
+        engine = VLLMSampler.from_spec("smollm2-135m", params, dtype=args.dtype, tokenizer=hf.tokenizer)
+        vl = tokens_per_s(engine, prompts, params)
+        for name, (rate, tokens, seconds) in (("transformers", tf), ("vllm", vl)):
+            print(f"single turn {name:<13} {tokens:>6} tokens {seconds:>7.1f} s {rate:>8.1f} tokens/s", flush=True)
+        print(f"single turn vllm / transformers tokens/s: {vl[0] / tf[0]:.2f}x", flush=True)
+    if "sync" in parts:
+        engine = engine or VLLMSampler.from_spec("smollm2-135m", params, dtype=args.dtype, tokenizer=hf.tokenizer)
+        syncs = [engine.sync_weights(hf.model) for _ in range(3)]
+        print("sync_weights seconds: " + ", ".join(f"{s:.2f}" for s in syncs), flush=True)
+    for sampler in ("vllm", "transformers"):
+        if f"eval-{sampler}" in parts:
+            seconds, metrics = eval_seconds(sampler, args)
+            print(f"eval Execution-v0 horizon={args.horizon} episodes={args.episodes} full context greedy, "
+                  f"{sampler}: {seconds:.1f} s wall incl. start-up, success {metrics['horizons'][0]['success_rate']:.2f}",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -107,6 +107,8 @@ class VLLMSampler:
 
         if any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
+        if not prompts:
+            return []
         params = params or self.params
         seed = params.seed + self.calls
         self.calls += 1
@@ -152,7 +154,7 @@ def start_engine(path: Path, dtype: str, settings: VLLMSettings, seed: int) -> A
 
     check_head_dim(path)
     threads, set_num_threads = torch.get_num_threads(), torch.set_num_threads
-    with preserved_rng():
+    with preserved_rng(), quiet("vllm.model_executor.models.utils"):  # a warning per weight cast (fp32 -> bf16)
         llm = LLM(model=str(path), dtype=dtype, seed=seed, enforce_eager=settings.enforce_eager,
                    block_size=settings.block_size, enable_prefix_caching=settings.enable_prefix_caching,
                    kv_cache_memory_bytes=settings.kv_cache_memory_bytes, logprobs_mode="processed_logprobs",
@@ -178,6 +180,18 @@ def check_head_dim(path: Path) -> None:
     if head_dim not in supported:
         raise UserError(f"sampler: vllm: {path} has head_dim {head_dim}, which vLLM's CPU attention does not "
                         f"support ({', '.join(map(str, supported))}); use sampler: transformers")
+
+
+@contextlib.contextmanager
+def quiet(logger: str) -> Iterator[None]:
+    """Only errors from this logger inside the block."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 @contextlib.contextmanager
