@@ -92,7 +92,7 @@ class StackingSampler(TransformersSampler):
     """The former implementation: every step's scores kept and stacked to (B, T, V), then gathered (no KV reuse)."""
 
     def _generate_batch(self, prompts, params, used=None):
-        from longhorizon.models.sampler import StopOnText, left_pad
+        from longhorizon.models.sampler import StopOnText, left_pad, trim
 
         input_ids, attention_mask = left_pad(prompts, self.tokenizer.pad_token_id)
         stopper = StopOnText(self.tokenizer, params.stop, input_ids.shape[1])
@@ -112,7 +112,7 @@ class StackingSampler(TransformersSampler):
         logprobs = torch.stack([torch.log_softmax(s.float(), dim=-1) for s in result.scores], dim=1)
         gens = []
         for i, p in enumerate(prompts):
-            gen = self._trim(p, new_ids[i], torch.zeros(new_ids.shape[1]), stopper.ends.get(i))
+            gen = trim(self.tokenizer, p, new_ids[i].tolist(), [0.0] * new_ids.shape[1], stopper.ends.get(i))
             gen.logprobs = logprobs[i, torch.arange(len(gen.token_ids)), torch.tensor(gen.token_ids)].tolist()
             gens.append(gen)
         return gens

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -33,11 +34,12 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except UserError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         except ValidationError as err:
             first = err.errors()[0]
             key = ".".join(str(p) for p in first["loc"]) or "config"
-            err_console.print(f"[bold red]error:[/] {key}: {first['msg']}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(key)}: {escape(first['msg'])}", highlight=False,
+                              soft_wrap=True)
         raise typer.Exit(2)
 
     return wrapper

@@ -4,7 +4,7 @@
 
 writes RUN_DIR/config.yaml (the resolved config that ran), metrics.json,
 trajectories.jsonl and horizon.png. The env and its wrappers are checked at
-the largest horizon before any model loads.
+the largest horizon, and `sampler: vllm` for an installed vllm, before any model loads.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any, Callable
 from longhorizon.errors import UserError
 from longhorizon.eval.config import EvalConfig, resolve
 from longhorizon.eval.sweep import env_kwargs_at, run_horizon_eval
+from longhorizon.models.settings import require_vllm
+from longhorizon.rollout.policies import scripted_policy
 
 
 def run(cfg: EvalConfig, on_progress: Callable[[int, int], None] | None = None) -> tuple[dict[str, Any], Path]:
@@ -28,6 +30,8 @@ def run(cfg: EvalConfig, on_progress: Callable[[int, int], None] | None = None) 
     if cfg.episodes < 1:
         raise UserError(f"episodes must be at least 1, got {cfg.episodes}")
     make_env(cfg.env_id, env_kwargs_at(cfg, max(cfg.horizons)), cfg.wrappers).close()
+    if scripted_policy(cfg.model) is None:
+        require_vllm(cfg.sampler)
     run_dir = RunDir(cfg.run_dir)
     policy = make_policy(cfg)
     if hasattr(policy, "strategy"):
@@ -46,7 +50,7 @@ def make_policy(cfg: EvalConfig) -> Any:
     """A scripted policy (oracle, noisy-oracle:p) or the model behind the context strategy."""
     from longhorizon.context import make_strategy
     from longhorizon.models import SamplingParams
-    from longhorizon.rollout import model_policy, scripted_policy
+    from longhorizon.rollout import model_policy
 
     scripted = scripted_policy(cfg.model, cfg.seed)
     if scripted is not None:
@@ -54,4 +58,5 @@ def make_policy(cfg: EvalConfig) -> Any:
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                             stop=tuple(cfg.stop), seed=cfg.seed)
     strategy = make_strategy(cfg.context, **cfg.context_options)
-    return model_policy(cfg.model, strategy, params, dtype=cfg.dtype, prefill=cfg.prefill)
+    return model_policy(cfg.model, strategy, params, dtype=cfg.dtype, prefill=cfg.prefill, sampler=cfg.sampler,
+                        vllm=cfg.vllm)

@@ -87,6 +87,11 @@ class TransformersSampler:
     def max_length(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 1 << 30))
 
+    def with_params(self, params: SamplingParams) -> "TransformersSampler":
+        """A sampler on the same model with other settings and its own call counter (from 0)."""
+        return TransformersSampler(self.model, self.tokenizer, params, self.batch_size,
+                                   self.kv_cache.max_bytes if self.kv_cache is not None else 0)
+
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], params: SamplingParams | None = None) -> list[Generation]:
         """Sample one completion per prompt (prompts are lists of token ids)."""
@@ -130,10 +135,15 @@ class TransformersSampler:
         sequences = out.sequences if reuse else out
         new_ids = sequences[:, input_ids.shape[1] :].cpu()
         logprobs = recorder.finish(sequences).cpu()  # (B, T_new)
-        gens = [self._trim(p, new_ids[i], logprobs[i], stopper.ends.get(i)) for i, p in enumerate(prompts)]
+        gens = [trim(self.tokenizer, p, new_ids[i].tolist(), logprobs[i].tolist(), stopper.ends.get(i))
+                for i, p in enumerate(prompts)]
         if reuse:
             self._keep(gens, getattr(out, CACHE_KW), input_ids.shape[1], new_ids.shape[1])
         return gens
+
+    def sync_weights(self, model: Any) -> None:
+        """Nothing to do: this sampler generates with the live model object the trainer updates (new weights
+        clear the KV cache through its version check)."""
 
     def _prompt_cache(self, prompts: list[list[int]], width: int, used: list[Entry]) -> Any:
         """A cache holding every row's `prompt[:-1]`, left-padded to `width - 1`: reused, or prefilled once per distinct prompt."""
@@ -199,17 +209,20 @@ class TransformersSampler:
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
         )
 
-    def _trim(self, prompt: list[int], ids: torch.Tensor, logprobs: torch.Tensor, stop_end: int | None) -> Generation:
-        """Cut a row after its first EOS or stop string: what follows is padding, not samples."""
-        ids_list = ids.tolist()
-        eos = self.tokenizer.eos_token_id
-        end, reason = (ids_list.index(eos) + 1, "eos") if eos in ids_list else (len(ids_list), "length")
-        if stop_end is not None and eos not in ids_list[:stop_end]:
-            end, reason = stop_end, "stop"
-        kept = ids_list[:end]
-        token_logprobs = logprobs[:end].tolist()
-        text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        return Generation(token_ids=kept, logprobs=token_logprobs, text=text, finish_reason=reason, prompt_ids=list(prompt))
+def trim(tokenizer: Any, prompt: list[int], ids: list[int], logprobs: list[float], stop_end: int | None) -> Generation:
+    """Cut a row after its first EOS or stop string: what follows is padding, not samples.
+
+    `stop_end` is the number of generated tokens when a stop string was first complete (None: never).
+    The EOS (and the token that completed a stop string) is kept, with its log-prob.
+    """
+    eos = tokenizer.eos_token_id
+    end, reason = (ids.index(eos) + 1, "eos") if eos in ids else (len(ids), "length")
+    if stop_end is not None and eos not in ids[:stop_end]:
+        end, reason = stop_end, "stop"
+    kept = ids[:end]
+    text = tokenizer.decode(kept, skip_special_tokens=True)
+    return Generation(token_ids=kept, logprobs=list(logprobs[:end]), text=text, finish_reason=reason,
+                      prompt_ids=list(prompt))
 
 
 class SampledLogprobs:
@@ -265,14 +278,22 @@ class StopOnText:
     def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
         n_new = input_ids.shape[1] - self.prompt_width
         for row in range(input_ids.shape[0]) if self.stops else ():
-            if row not in self.ends and self._hit(input_ids[row, input_ids.shape[1] - min(n_new, self.window) :]):
+            if row not in self.ends and self.hit(input_ids[row, input_ids.shape[1] - min(n_new, self.window) :].tolist()):
                 self.ends[row] = n_new
         done = [row in self.ends for row in range(input_ids.shape[0])]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
-    def _hit(self, tail: torch.Tensor) -> bool:
-        text = self.tokenizer.decode(tail.tolist())
+    def hit(self, tail: list[int]) -> bool:
+        """Whether the decoded tokens (the last `window` generated ones) contain a stop string."""
+        text = self.tokenizer.decode(tail)
         return any(s in text for s in self.stops)
+
+    def first_end(self, ids: list[int]) -> int | None:
+        """The number of generated tokens when a stop string was first complete in `ids` (None: never)."""
+        for n in range(1, len(ids) + 1) if self.stops else ():
+            if self.hit(ids[max(0, n - self.window) : n]):
+                return n
+        return None
 
 
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ oracle; the wrappers in `envs/wrappers.py` define none, so the inner env's is us
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from longhorizon.models.sampler import SamplingParams, TransformersSampler
 from longhorizon.rollout.chunked import Answer, generate_answers
 from longhorizon.rollout.runner import Action, LiveEpisode
 from longhorizon.types import Trajectory
+
+if TYPE_CHECKING:
+    from longhorizon.models.vllm_sampler import VLLMSampler
 
 
 class ModelPolicy:
@@ -39,7 +42,7 @@ class ModelPolicy:
     `rollout.chunked`) and which part of it the env sees (see `context/base.py`).
     """
 
-    def __init__(self, sampler: TransformersSampler, strategy: ContextStrategy, prefill: bool = True):
+    def __init__(self, sampler: TransformersSampler | VLLMSampler, strategy: ContextStrategy, prefill: bool = True):
         self.sampler, self.strategy, self.prefill = sampler, strategy, prefill
 
     def act(self, episodes: list[LiveEpisode]) -> list[Action]:
@@ -136,7 +139,7 @@ def scripted_policy(spec: str, seed: int = 0) -> Any | None:
     return SCRIPTED_POLICIES[name](arg, seed) if name in SCRIPTED_POLICIES else None
 
 
-def text_generator(sampler: TransformersSampler, max_new_tokens: int = 48) -> Callable[[str], str]:
+def text_generator(sampler: TransformersSampler | VLLMSampler, max_new_tokens: int = 48) -> Callable[[str], str]:
     """`generate(prompt) -> str` from a sampler: the prompt as one user message, greedy (e.g. for the memory
     strategy's model-written lessons: `make_strategy("memory", generate=text_generator(sampler))`)."""
     params = SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens)
@@ -149,10 +152,10 @@ def text_generator(sampler: TransformersSampler, max_new_tokens: int = 48) -> Ca
 
 
 def model_policy(model_spec: str, strategy: ContextStrategy, params: SamplingParams, dtype: str = "float32",
-                 batch_size: int = 64, prefill: bool = True) -> ModelPolicy:
-    """Load a model and wrap it as a policy."""
-    from longhorizon.models import load_model
+                 batch_size: int = 64, prefill: bool = True, sampler: str = "transformers",
+                 vllm: Any = None) -> ModelPolicy:
+    """Load a model (or start a vLLM engine on it: `sampler="vllm"`, `vllm` its settings) and wrap it as a policy."""
+    from longhorizon.models import make_sampler
 
-    loaded = load_model(model_spec, dtype=dtype)
-    sampler = TransformersSampler(loaded.model, loaded.tokenizer, params, batch_size)
-    return ModelPolicy(sampler, strategy, prefill=prefill)
+    backend = make_sampler(sampler, model_spec, params, dtype=dtype, vllm=vllm, batch_size=batch_size)
+    return ModelPolicy(backend, strategy, prefill=prefill)

@@ -6,7 +6,9 @@ keys came from the training config. Episode i uses env seed `eval.seed + i`
 the env's horizon knob at its training value unless `eval.horizons` lists
 others. Every evaluation builds a fresh sampler with the same seed, so
 evaluations at different steps draw the same random numbers and differ only
-by the weights.
+by the weights. It samples with the training sampler's backend: the live
+model (transformers), or the training vLLM engine, whose weights were synced
+after the last update (`sampler: vllm`; no second engine is started).
 """
 
 from __future__ import annotations
@@ -18,18 +20,19 @@ import numpy as np
 
 from longhorizon.context import ContextStrategy
 from longhorizon.eval import resolve, run_horizon_eval
-from longhorizon.models import SamplingParams, TransformersSampler
+from longhorizon.models import SamplingParams
 from longhorizon.rollout import ModelPolicy
 from longhorizon.train.config import TrainConfig
 from longhorizon.types import Trajectory
 
 
-def held_out_eval(cfg: TrainConfig, model: Any, tokenizer: Any, strategy: ContextStrategy) -> tuple[list[Trajectory], dict[str, float]]:
-    """Run the held-out episodes; return them and `eval/` metrics (means with standard errors)."""
+def held_out_eval(cfg: TrainConfig, sampler: Any, strategy: ContextStrategy) -> tuple[list[Trajectory], dict[str, float]]:
+    """Run the held-out episodes with the training sampler's model or engine (fresh settings and seeds); return
+    them and `eval/` metrics (means with standard errors)."""
     ecfg = resolve(cfg.eval)
     params = SamplingParams(temperature=ecfg.temperature, top_p=ecfg.top_p, max_new_tokens=ecfg.max_new_tokens,
                             stop=tuple(ecfg.stop), seed=ecfg.seed)
-    policy = ModelPolicy(TransformersSampler(model, tokenizer, params), strategy, prefill=ecfg.prefill)
+    policy = ModelPolicy(sampler.with_params(params), strategy, prefill=ecfg.prefill)
     trajectories, summary = run_horizon_eval(ecfg, policy)
     return trajectories, eval_metrics(trajectories, summary)
 

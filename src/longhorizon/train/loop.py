@@ -19,6 +19,12 @@ Departures and choices:
    RNG, which is saved in every checkpoint.
 3. Evaluations use their own sampler, with fixed seeds, and do not touch
    the training RNGs: evaluating more often does not change training.
+4. `sampler: vllm` samples rollouts (and the held-out evaluations) with an
+   in-process vLLM engine (`models/vllm_sampler.py`). After each step's
+   updates, and after a resume, the trainer's weights are loaded into it
+   (`sync_weights`, LoRA merged; `perf/sync_time`). The loss still covers
+   exactly the sampled ids with vLLM's behaviour log-probs; those come from
+   vLLM's kernels, so the first PPO ratio is 1 only up to about 1e-4 (fp32).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -79,7 +85,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
     optimizer, scheduler = build_optimizer(cfg, models)
     params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                             stop=tuple(cfg.stop), seed=cfg.seed)
-    sampler = TransformersSampler(models.model, models.tokenizer, params)
+    sampler = rollout_sampler(cfg, models, params)
     policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
     normalizer = RewardNormalizer(cfg.algorithm.reward_norm, cfg.algorithm.reward_clip)
     state = Resumable(models, optimizer, scheduler, normalizer, sampler, strategy)
@@ -90,6 +96,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
             restored = load_checkpoint(checkpoint, state)
             step, position = restored["step"], restored["data_position"]
         resume_step = step if checkpoint is not None else None
+    sampler.sync_weights(models.model)  # vllm: the engine starts from the trainer's weights (LoRA, a checkpoint)
     log = MetricsLog(run.path, resume_step=resume_step)
 
     def record(at: int, metrics: dict[str, float]) -> None:
@@ -100,7 +107,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
     def evaluate(at: int) -> None:
         models.model.eval()
         with autocast(cfg), strategy.frozen():  # held-out episodes never reach a memory store
-            trajectories, metrics = held_out_eval(cfg, models.model, models.tokenizer, strategy)
+            trajectories, metrics = held_out_eval(cfg, sampler, strategy)
         _write_trajectories(run.path / "eval" / f"step_{at:06d}.jsonl", trajectories)
         record(at, metrics)
 
@@ -139,6 +146,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)  # now, not before the next backward: rollouts and evals run without them
                 updates.append(metrics)
+        t_sync = time.perf_counter()
+        sampler.sync_weights(models.model)  # vllm: the engine samples the next step with the new weights
         step += 1
         t_end = time.perf_counter()
 
@@ -150,6 +159,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
             **score_metrics, **_mean(updates), "charts/updates": float(len(updates)),
             "charts/rows_trained": float(len(rows)), "charts/learning_rate": scheduler.get_last_lr()[0],
             **perf_metrics(trajectories, batch, rows, cfg, t_start, t_rollout, t_end, score_time),
+            "perf/sync_time": t_end - t_sync,
         })
         if cfg.eval.episodes and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
             evaluate(step)
@@ -166,6 +176,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
 
 
 # ------------------------------------------------------------------ helpers of the loop
+
+
+def rollout_sampler(cfg: TrainConfig, models: Models, params: SamplingParams) -> Any:
+    """The live model's transformers sampler, or an in-process vLLM engine (`sampler: vllm`) synced by the loop."""
+    if cfg.sampler == "vllm":
+        from longhorizon.models.vllm_sampler import VLLMSampler
+
+        return VLLMSampler.from_spec(cfg.model, params, dtype=cfg.dtype, settings=cfg.vllm, seed=cfg.seed,
+                                     tokenizer=models.tokenizer)
+    return TransformersSampler(models.model, models.tokenizer, params)
 
 
 def task_specs(cfg: TrainConfig, position: int) -> list[EpisodeSpec]:
@@ -246,6 +266,7 @@ def check_setup(cfg: TrainConfig) -> None:
 
     from longhorizon.envs.core.wrappers import apply_wrappers
     from longhorizon.models import MODEL_LOADERS
+    from longhorizon.models.settings import require_vllm
 
     if cfg.env_id not in gym.registry:
         raise UserError(f"env_id: unknown env {cfg.env_id!r}; `longhorizon envs` lists them")
@@ -254,6 +275,7 @@ def check_setup(cfg: TrainConfig) -> None:
     except (TypeError, ValueError, KeyError) as err:
         raise UserError(f"env_kwargs: bad knobs or wrappers for {cfg.env_id}: {err}") from None
     make_strategy(cfg.context, **cfg.context_options)
+    require_vllm(cfg.sampler)
     if cfg.model not in MODEL_LOADERS and not (Path(cfg.model) / "config.json").exists():
         raise UserError(f"model: unknown model {cfg.model!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
 
