@@ -91,7 +91,7 @@ def test_bad_sampling_params_are_rejected():
 class StackingSampler(TransformersSampler):
     """The former implementation: every step's scores kept and stacked to (B, T, V), then gathered (no KV reuse)."""
 
-    def _generate_batch(self, prompts, params, used=None):
+    def _generate_batch(self, prompts, params):
         from longhorizon.models.sampler import StopOnText, left_pad, trim
 
         input_ids, attention_mask = left_pad(prompts, self.tokenizer.pad_token_id)

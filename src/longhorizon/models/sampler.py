@@ -100,13 +100,11 @@ class TransformersSampler:
         self.calls += 1
         if self.kv_cache is not None:
             self.kv_cache.check_version(weights_version(self.model))
-        used: list[Entry] = []
         out: list[Generation] = []
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start : start + self.batch_size]
-            out += self._generate_batch(chunk, replace(params, seed=seed + start), used)
+            out += self._generate_batch(chunk, replace(params, seed=seed + start))
         if self.kv_cache is not None:
-            self.kv_cache.drop(used)  # superseded by the entries this call produced
             self.kv_cache.evict()
         return out
 
@@ -119,12 +117,12 @@ class TransformersSampler:
         if self.kv_cache is not None:
             self.kv_cache.clear()
 
-    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams, used: list[Entry]) -> list[Generation]:
+    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Generation]:
         input_ids, attention_mask = left_pad(prompts, self.tokenizer.pad_token_id)
         stopper = StopOnText(self.tokenizer, params.stop, input_ids.shape[1])
         recorder, device = SampledLogprobs(params), self.model.device
         reuse = self.kv_cache is not None
-        cache = {CACHE_KW: self._prompt_cache(prompts, input_ids.shape[1], used)} if reuse else {}
+        cache = {CACHE_KW: self._prompt_cache(prompts, input_ids.shape[1])} if reuse else {}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(params.seed)
             out = self.model.generate(
@@ -145,12 +143,14 @@ class TransformersSampler:
         """Nothing to do: this sampler generates with the live model object the trainer updates (new weights
         clear the KV cache through its version check)."""
 
-    def _prompt_cache(self, prompts: list[list[int]], width: int, used: list[Entry]) -> Any:
-        """A cache holding every row's `prompt[:-1]`, left-padded to `width - 1`: reused, or prefilled once per distinct prompt."""
+    def _prompt_cache(self, prompts: list[list[int]], width: int) -> Any:
+        """A cache holding every row's `prompt[:-1]`, left-padded to `width - 1`: reused, or prefilled once per distinct
+        prompt. The entries it reused are dropped once it is built (the rows' new entries supersede them)."""
         items: dict[tuple[int, ...], tuple[Entry | None, int]] = {}
+        matched: list[Entry] = []
         for p in prompts:
             entry, k = self.kv_cache.match(p)
-            used += [entry] if entry is not None else []
+            matched += [entry] if entry is not None else []
             key = tuple(p[:-1])
             if key not in items or k > items[key][1]:
                 items[key] = (entry, k)
@@ -159,6 +159,7 @@ class TransformersSampler:
         stats["computed_tokens"] += len(prompts) + sum(
             len(key) - k for key, (_, k) in items.items())
         kv = self._prefill(items)
+        self.kv_cache.drop(matched)  # now, before generate's peak
         return to_cache([kv[tuple(p[:-1])] for p in prompts], width - 1)
 
     def _prefill(self, items: dict[tuple[int, ...], tuple[Entry | None, int]]) -> dict[tuple[int, ...], KV]:
