@@ -74,13 +74,16 @@ def make_engines(names: list[str], loaded: Any, dtype: str) -> tuple[dict[str, C
         engines["kv"] = lambda p: TransformersSampler(loaded.model, loaded.tokenizer, p)
     if "vllm" in names:
         try:
-            from longhorizon.models.vllm_sampler import VLLMSampler, VLLMSettings
+            import vllm  # noqa: F401
+
+            from longhorizon.models.settings import VLLMSettings
+            from longhorizon.models.vllm_sampler import VLLMSampler
         except ImportError as err:
-            print(f"vllm: skipped ({err})")
+            print(f"vllm: skipped ({err}); run this script with .venv-vllm/bin/python to include it")
         else:
-            (llm, startup["vllm"]) = timed(lambda: VLLMSampler.from_model(loaded.name, dtype, SamplingParams(),
-                                                                            VLLMSettings()))
-            engines["vllm"] = lambda p: llm.with_params(p)
+            llm, startup["vllm"] = timed(lambda: VLLMSampler.from_spec(loaded.name, SamplingParams(), dtype=dtype,
+                                                                       settings=VLLMSettings()))
+            engines["vllm"] = llm.with_params
     return engines, startup
 
 
