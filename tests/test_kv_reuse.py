@@ -144,3 +144,17 @@ def test_common_prefix_and_match():
     assert common_prefix([1, 2], [1, 2, 3]) == 2 and common_prefix([], [1]) == 0 and common_prefix([9], [1]) == 0
     cache = PrefixCache()
     assert cache.match([1, 2, 3]) == (None, 0)
+
+
+def test_kv_cache_mb_reaches_the_sampler_from_eval_and_train_configs():
+    from pydantic import ValidationError
+
+    from longhorizon.eval.config import EvalConfig
+    from longhorizon.eval.evaluate import make_policy
+    from longhorizon.train import load_config
+
+    assert make_policy(EvalConfig(model="tiny-random", kv_cache_mb=0)).sampler.kv_cache is None  # reuse off
+    assert make_policy(EvalConfig(model="tiny-random", kv_cache_mb=3)).sampler.kv_cache.max_bytes == 3 << 20
+    assert load_config(None, ["kv_cache_mb=0"]).eval.kv_cache_mb == 0  # the held-out eval inherits it
+    with pytest.raises(ValidationError, match="eval.kv_cache_mb must be the training kv_cache_mb"):
+        load_config(None, ["eval.kv_cache_mb=5"])

@@ -20,7 +20,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from longhorizon.config_io import apply_overrides, read_yaml, set_key
 from longhorizon.context.settings import ContextSettings, context_field, context_options_field
-from longhorizon.models.settings import SamplerName, VLLMSettings, sampler_field, vllm_field
+from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_field, sampler_field, vllm_field
 
 AUTO = "auto"
 
@@ -46,6 +46,7 @@ class EvalConfig(ContextSettings):
     dtype: str = Field("float32", description="model dtype: float32 or bfloat16")
     sampler: SamplerName = sampler_field()
     vllm: VLLMSettings = vllm_field()
+    kv_cache_mb: int = kv_cache_field()
     prefill: bool = Field(True, description="pre-fill the env's response prefix (e.g. <answer>) in each model turn")
     s: float = Field(0.5, gt=0, lt=1, description="success threshold for the horizon length H_s")
     seed: int = Field(0, ge=0, description="episode i of every horizon uses env seed `seed + i`; also the sampling seed")

@@ -59,4 +59,4 @@ def make_policy(cfg: EvalConfig) -> Any:
                             stop=tuple(cfg.stop), seed=cfg.seed)
     strategy = make_strategy(cfg.context, **cfg.context_options)
     return model_policy(cfg.model, strategy, params, dtype=cfg.dtype, prefill=cfg.prefill, sampler=cfg.sampler,
-                        vllm=cfg.vllm)
+                        vllm=cfg.vllm, kv_cache_mb=cfg.kv_cache_mb)

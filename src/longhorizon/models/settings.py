@@ -40,6 +40,11 @@ def sampler_field() -> Any:
     return Field("transformers", description=SAMPLER_HELP)
 
 
+def kv_cache_field() -> Any:
+    return Field(1024, ge=0, description="transformers sampler: MiB of keys/values kept between calls, so a prompt "
+                 "computes only what it adds to a cached prefix (KV reuse; 0 = off: every prompt prefilled whole)")
+
+
 def vllm_field() -> Any:
     return Field(default_factory=VLLMSettings, description="vLLM engine settings, read only with sampler: vllm")
 

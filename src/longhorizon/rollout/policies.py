@@ -153,9 +153,10 @@ def text_generator(sampler: TransformersSampler | VLLMSampler, max_new_tokens: i
 
 def model_policy(model_spec: str, strategy: ContextStrategy, params: SamplingParams, dtype: str = "float32",
                  batch_size: int = 64, prefill: bool = True, sampler: str = "transformers",
-                 vllm: Any = None) -> ModelPolicy:
+                 vllm: Any = None, kv_cache_mb: int = 1024) -> ModelPolicy:
     """Load a model (or start a vLLM engine on it: `sampler="vllm"`, `vllm` its settings) and wrap it as a policy."""
     from longhorizon.models import make_sampler
 
-    backend = make_sampler(sampler, model_spec, params, dtype=dtype, vllm=vllm, batch_size=batch_size)
+    backend = make_sampler(sampler, model_spec, params, dtype=dtype, vllm=vllm, batch_size=batch_size,
+                           kv_cache_mb=kv_cache_mb)
     return ModelPolicy(backend, strategy, prefill=prefill)

@@ -35,7 +35,7 @@ from longhorizon.config_io import apply_overrides, load, read_yaml  # noqa: F401
 from longhorizon.context.settings import ContextSettings, context_field, context_options_field
 from longhorizon.errors import UserError
 from longhorizon.eval.config import EvalConfig
-from longhorizon.models.settings import SamplerName, VLLMSettings, sampler_field, vllm_field
+from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_field, sampler_field, vllm_field
 
 AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
@@ -121,9 +121,9 @@ class LoraSettings(Section):
 # (EVAL_INHERITS) and from these held-out defaults; EVAL_POLICY keys must equal the training ones
 # (the held-out eval runs the policy being trained, with the training sampler: with vllm, the same engine).
 EVAL_DEFAULTS = {"seed": 1_000_000, "episodes": 32, "temperature": 0.0, "horizons": None}
-EVAL_INHERITS = ("model", "dtype", "sampler", "vllm", "env_id", "env_kwargs", "wrappers", "context",
+EVAL_INHERITS = ("model", "dtype", "sampler", "vllm", "kv_cache_mb", "env_id", "env_kwargs", "wrappers", "context",
                  "context_options", "prefill", "stop", "max_new_tokens")
-EVAL_POLICY = ("model", "dtype", "sampler", "vllm", "context", "context_options")
+EVAL_POLICY = ("model", "dtype", "sampler", "vllm", "kv_cache_mb", "context", "context_options")
 
 
 class TrainConfig(Section, ContextSettings):
@@ -134,6 +134,7 @@ class TrainConfig(Section, ContextSettings):
     autocast_bf16: bool = Field(False, description="run every forward pass under bf16 autocast (CPU or CUDA)")
     sampler: SamplerName = sampler_field()
     vllm: VLLMSettings = vllm_field()
+    kv_cache_mb: int = kv_cache_field()
     device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1, ...")
     torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch (None = torch's default; 1 is fastest on a busy machine)")
     env_id: str = Field("longhorizon/Execution-v0", description="registered Gymnasium env id")

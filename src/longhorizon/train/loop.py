@@ -185,7 +185,7 @@ def rollout_sampler(cfg: TrainConfig, models: Models, params: SamplingParams) ->
 
         return VLLMSampler.from_spec(cfg.model, params, dtype=cfg.dtype, settings=cfg.vllm, seed=cfg.seed,
                                      tokenizer=models.tokenizer)
-    return TransformersSampler(models.model, models.tokenizer, params)
+    return TransformersSampler(models.model, models.tokenizer, params, kv_cache_bytes=cfg.kv_cache_mb << 20)
 
 
 def task_specs(cfg: TrainConfig, position: int) -> list[EpisodeSpec]:
