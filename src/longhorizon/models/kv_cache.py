@@ -71,6 +71,9 @@ def _cache_kwarg() -> str:
 CACHE_KW = _cache_kwarg()
 
 
+KV = tuple[list[Tensor], list[Tensor]]  # per layer: keys (H_kv, n, D), values (H_kv, n, D)
+
+
 def weights_version(model: Any) -> int:
     """Changes whenever any parameter is modified in place (optimizer step, load_state_dict, copy_)."""
     return sum(p._version for p in model.parameters())
@@ -130,3 +133,49 @@ class PrefixCache:
     @property
     def nbytes(self) -> int:
         return sum(e.nbytes for e in self.entries)
+
+
+# ------------------------------------------------------------------ building transformers caches
+
+
+def new_cache() -> Any:
+    from transformers import DynamicCache
+
+    return DynamicCache()
+
+
+def supports_kv_reuse(model: Any) -> bool:
+    """Reuse needs plain full-attention layers (no sliding windows, no linear-attention states)."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    try:
+        layers = DynamicCache(config=model.config).layers
+    except Exception:  # an architecture whose cache this sampler cannot build: no reuse, nothing breaks
+        return False
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def head(entry: Entry | None, k: int) -> KV:
+    """The first k tokens' keys and values of an entry (views; empty lists without an entry)."""
+    if entry is None or k == 0:
+        return [], []
+    return [t[:, :k] for t in entry.keys], [t[:, :k] for t in entry.values]
+
+
+def to_cache(rows: list[KV], width: int) -> Any:
+    """A DynamicCache of (B, H_kv, width, D) per layer, each row's keys and values right-aligned (left padding)."""
+    cache = new_cache()
+    if width == 0:
+        return cache
+    like = next(r for r in rows if r[0])[0]  # a row with keys: its tensors give shapes and dtype
+    for layer, sample in enumerate(like):
+        h, _, d = sample.shape
+        keys = sample.new_zeros(len(rows), h, width, d)
+        values = sample.new_zeros(len(rows), h, width, d)
+        for i, (k, v) in enumerate(rows):
+            if k:
+                n = k[layer].shape[1]
+                keys[i, :, width - n :], values[i, :, width - n :] = k[layer], v[layer]
+        cache.update(keys, values, layer)
+    return cache
