@@ -88,13 +88,15 @@ def load_model(spec: str, dtype: str = "float32", device: str = "cpu") -> Loaded
 
 
 def make_sampler(name: str, spec: str, params: SamplingParams, dtype: str = "float32", vllm: Any = None,
-                 batch_size: int = 64, kv_cache_mb: int = 1024) -> Any:
-    """The sampler a config names: `transformers` loads the model, `vllm` starts an in-process engine on it."""
+                 batch_size: int = 64, kv_cache_mb: int = 1024, loaded: LoadedModel | None = None) -> Any:
+    """The sampler a config names: `transformers` on the model (`loaded`, e.g. the one being trained, else loaded
+    here), `vllm` an in-process engine started on `spec`."""
     if name == "vllm":
         from longhorizon.models.vllm_sampler import VLLMSampler
 
-        return VLLMSampler.from_spec(spec, params, dtype=dtype, settings=vllm, seed=params.seed)
-    loaded = load_model(spec, dtype=dtype)
+        return VLLMSampler.from_spec(spec, params, dtype=dtype, settings=vllm, seed=params.seed,
+                                     tokenizer=loaded.tokenizer if loaded else None)
+    loaded = loaded or load_model(spec, dtype=dtype)
     return TransformersSampler(loaded.model, loaded.tokenizer, params, batch_size, kv_cache_bytes=kv_cache_mb << 20)
 
 

@@ -34,7 +34,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from longhorizon.algorithms import kl_penalty
 from longhorizon.context import make_strategy
 from longhorizon.errors import UserError
 from longhorizon.io import atomic_dir, atomic_write
-from longhorizon.models import SamplingParams, TransformersSampler
+from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
 from longhorizon.store import RunDir
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches, with_credit
@@ -85,7 +85,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
     optimizer, scheduler = build_optimizer(cfg, models)
     params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
                             stop=tuple(cfg.stop), seed=cfg.seed)
-    sampler = rollout_sampler(cfg, models, params)
+    sampler = make_sampler(cfg.sampler, cfg.model, params, dtype=cfg.dtype, vllm=cfg.vllm, kv_cache_mb=cfg.kv_cache_mb,
+                           loaded=LoadedModel(cfg.model, models.model, models.tokenizer))  # vllm: synced by the loop
     policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
     normalizer = RewardNormalizer(cfg.algorithm.reward_norm, cfg.algorithm.reward_clip)
     state = Resumable(models, optimizer, scheduler, normalizer, sampler, strategy)
@@ -176,16 +177,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
 
 
 # ------------------------------------------------------------------ helpers of the loop
-
-
-def rollout_sampler(cfg: TrainConfig, models: Models, params: SamplingParams) -> Any:
-    """The live model's transformers sampler, or an in-process vLLM engine (`sampler: vllm`) synced by the loop."""
-    if cfg.sampler == "vllm":
-        from longhorizon.models.vllm_sampler import VLLMSampler
-
-        return VLLMSampler.from_spec(cfg.model, params, dtype=cfg.dtype, settings=cfg.vllm, seed=cfg.seed,
-                                     tokenizer=models.tokenizer)
-    return TransformersSampler(models.model, models.tokenizer, params, kv_cache_bytes=cfg.kv_cache_mb << 20)
 
 
 def task_specs(cfg: TrainConfig, position: int) -> list[EpisodeSpec]:
