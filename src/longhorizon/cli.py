@@ -108,13 +108,17 @@ def eval_cmd(
     horizon_knob: Optional[str] = typer.Option(None, help="(horizon_knob) env knob that --horizons sets (default: the env's own, e.g. horizon, n_problems, days)"),
     wrap: list[str] = typer.Option([], "--wrap", help="(wrappers) feedback wrapper NAME[:k=v,...], e.g. try_again:max_attempts=3 (repeatable)"),
     out: Optional[Path] = typer.Option(None, help="(run_dir) run directory to write"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="finish the interrupted evaluation in this run directory (its config.yaml; other options are refused)"),
 ) -> None:
     """Measure success vs horizon, per-step accuracy and the horizon length H_s.
 
     The config is CONFIG (YAML) over the defaults; each flag sets the config key named in its help;
-    --set KEY=VALUE overrides come last (defaults < CONFIG < flags < --set).
+    --set KEY=VALUE overrides come last (defaults < CONFIG < flags < --set). Each episode is written
+    to RUN_DIR/trajectories.jsonl as it finishes; Ctrl-C saves the metrics of what finished, and
+    `--resume RUN_DIR` runs only the rest.
     """
     from longhorizon import eval as evaluation
+    from longhorizon.eval.evaluate import Interrupted, resume_config
 
     flags = {"model": model, "env_id": env, "horizons": None if horizons is None else parse_horizons(horizons), "episodes": episodes,
              "env_kwargs.turn_complexity": turn_complexity, "temperature": temperature, "top_p": top_p,
@@ -124,31 +128,42 @@ def eval_cmd(
     shorthands = {k: v for k, v in flags.items() if v is not None}
     shorthands |= {f"env_kwargs.{k}": v for k, v in parse_assignments(knob, "--knob").items()}
     shorthands |= {f"context_options.{k}": v for k, v in parse_assignments(context_opt, "--context-opt").items()}
-    cfg = evaluation.load_eval_config(config, set_, shorthands)
-    with LazyBar(f"eval {cfg.model}") as bar:  # shown from the first turn on, after every check passed
-        metrics, plot = evaluation.run(cfg, on_progress=bar.advance)
+    if resume is not None:
+        if config is not None or set_ or shorthands:
+            raise UserError("--resume continues a run with the config it started with; give no other config or options")
+        cfg = resume_config(resume)
+    else:
+        cfg = evaluation.load_eval_config(config, set_, shorthands)
+    try:
+        with EvalBar(f"eval {cfg.model}") as bar:
+            metrics, plot = evaluation.run(cfg, on_progress=bar.update, resume=resume is not None)
+    except Interrupted as stop:
+        err_console.print(f"[bold yellow]{escape(str(stop))}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     print_summary(metrics, plot)
 
 
-class LazyBar:
-    """A progress bar that appears at the first `advance(n, total)` and completes on exit."""
+class EvalBar:
+    """Turns done (with an ETA) and episodes finished, shown from the rollout's start."""
 
-    def __init__(self, description: str, unit: str = "turns"):
-        self.description, self.unit, self.bar, self.task = description, unit, None, None
+    def __init__(self, description: str):
+        self.description, self.bar, self.task = description, None, None
 
-    def advance(self, n: int, total: int) -> None:
+    def update(self, p: Any) -> None:
         if self.bar is None:
-            self.bar = progress_bar(self.unit)
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("turns · {task.fields[episodes]} episodes"), TimeElapsedColumn(),
+                                TextColumn("eta"), TimeRemainingColumn(), console=err_console)
             self.bar.start()
-            self.task = self.bar.add_task(self.description, total=total)
-        self.bar.update(self.task, advance=n)
+            self.task = self.bar.add_task(self.description, total=p.turns_total, episodes="")
+        self.bar.update(self.task, completed=p.turns_done, total=max(p.turns_total, p.turns_done),
+                        episodes=f"{p.episodes_done}/{p.episodes_total}")
 
-    def __enter__(self) -> "LazyBar":
+    def __enter__(self) -> "EvalBar":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, completed=self.bar.tasks[0].total)
             self.bar.stop()
 
 

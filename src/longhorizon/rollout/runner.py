@@ -125,8 +125,10 @@ def run_episodes(
     policy: Policy,
     *,
     on_tick: Callable[[int, int], None] | None = None,
+    on_done: Callable[[int, Trajectory], None] | None = None,
 ) -> list[Trajectory]:
-    """Run all episodes to the end; `on_tick(actions_this_tick, live_before_tick)` reports progress."""
+    """Run all episodes to the end; `on_tick(actions_this_tick, live_before_tick)` reports progress and
+    `on_done(index_in_specs, trajectory)` sees each episode as it finishes (e.g. to write it at once)."""
     episodes = [LiveEpisode(spec) for spec in specs]
     try:
         while live := [e for e in episodes if not e.done]:
@@ -137,6 +139,8 @@ def run_episodes(
                 episode.step(action)
                 if episode.done and hasattr(policy, "end_episode"):
                     policy.end_episode(episode.trajectory)  # e.g. a memory strategy writes its lessons
+                if episode.done and on_done:
+                    on_done(episodes.index(episode), episode.trajectory)
             if on_tick:
                 on_tick(len(actions), len(live))
     finally:
