@@ -270,6 +270,50 @@ def _read_action(game: Any) -> str | None:
         return line.replace("\\n", "\n")
 
 
+# --------------------------------------------------------------------- config
+@app.command("config")
+@user_errors
+def config_cmd(
+    recipe: Optional[Path] = typer.Argument(None, help="a training recipe (or, with --eval, an eval config) to show the values of"),
+    set_: list[str] = typer.Option([], "--set", help="override a key first, KEY=VALUE (repeatable)"),
+    eval_: bool = typer.Option(False, "--eval", help="the eval config (`longhorizon eval`) instead of the training recipe"),
+    resolved: bool = typer.Option(False, "--resolved", help="print the resolved config as YAML (what config.yaml of the run will hold)"),
+) -> None:
+    """Every config key with its type, default and description; with RECIPE, the value each key takes.
+
+    `longhorizon config` lists the training recipe's keys; `longhorizon config RECIPE --resolved` prints the
+    recipe with every default filled in and resolved, as the run will write it.
+    """
+    import yaml
+
+    from longhorizon.config_io import describe
+    from longhorizon.eval.config import EvalConfig, load_eval_config
+    from longhorizon.train.config import TrainConfig, load_config
+    from longhorizon.types import jsonable
+
+    cls = EvalConfig if eval_ else TrainConfig
+    cfg = None
+    if recipe is not None or set_ or resolved:
+        cfg = load_eval_config(recipe, set_) if eval_ else load_config(recipe, set_)
+    if resolved:
+        console.print(yaml.safe_dump(jsonable(cfg.model_dump()), sort_keys=False), highlight=False, markup=False, end="")
+        return
+    rows = describe(cls, None if cfg is None else jsonable(cfg.model_dump()))
+    table = Table(title=f"{'eval config (longhorizon eval)' if eval_ else 'training recipe (longhorizon train)'} keys",
+                  show_lines=False)
+    widths = {"key": None, "type": 22, "default": 14, "value": 14, "description": None}
+    for col in ("key", "type", "default", *(["value"] if cfg is not None else []), "description"):
+        table.add_column(col, overflow="fold", no_wrap=col == "key", max_width=widths[col], ratio=3 if col == "description" else None)
+    for r in rows:
+        table.add_row(*(escape(r[c]) for c in ("key", "type", "default", *(["value"] if cfg is not None else []),
+                                               "description")))
+    console.print(table)
+    if not eval_:
+        console.print("eval.*: keys the held-out section leaves out come from the recipe (model, env, context, ...) "
+                      "and from held-out defaults (seed 1000000, 32 episodes, greedy, the training horizon).",
+                      highlight=False)
+
+
 # --------------------------------------------------------------------- train
 @app.command("train")
 @user_errors
@@ -279,7 +323,11 @@ def train_cmd(
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its latest checkpoint"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default: the config's run_dir)"),
 ) -> None:
-    """Train with RL (grpo, rloo, loop, reinforce++, ppo); print the held-out eval before and after."""
+    """Train with RL (grpo, rloo, loop, reinforce++, ppo); print the held-out eval before and after.
+
+    Every recipe key, with its type, default and description: `longhorizon config` (with a RECIPE, the value
+    each key takes; `longhorizon config RECIPE --resolved` prints the resolved recipe as the run writes it).
+    """
     from longhorizon.train import train
     from longhorizon.train.config import run_config
     from longhorizon.train.loop import check_setup
