@@ -199,7 +199,7 @@ def compare_cmd(
     runs: list[Path] = typer.Argument(..., help="eval run directories (as written by `longhorizon eval`)"),
     out: Path = typer.Option(Path("runs/compare"), help="directory for report.md and comparison.png"),
     label: list[str] = typer.Option([], "--label", help="a label per run, in order (default: model / context)"),
-    title: str = typer.Option("Context strategies compared", help="report title"),
+    title: str = typer.Option("Evaluations compared", "--title", help="title of the report and of the plot"),
 ) -> None:
     """Put several horizon evaluations side by side: a markdown report and a plot."""
     from longhorizon.eval.compare import compare_runs
