@@ -16,10 +16,31 @@ Departures from the paper:
 - the paper always runs every turn; `stop_on_error=True` ends the episode at
   the first wrong total instead (cheaper when only success matters).
 
-Reward: 1 per turn whose answer equals the true running total. An answer that
-does not parse counts as wrong, and the next observation says why. `info`
-carries `correct` (equals the true total) and `step_correct` (correct update
-of the agent's *own* previous total: the paper's step accuracy).
+Reward: 1 per turn whose answer equals the true running total, so an
+episode's reward is 0 to H. An answer that does not parse counts as wrong, and
+the next observation says why. `info` carries `correct` (equals the true total)
+and `step_correct` (correct update of the agent's *own* previous total: the
+paper's step accuracy).
+
+Step accuracy alone misleads: an agent that ignores the keys is still credited
+whenever the keys happen to sum to its update (repeating its previous total is
+right whenever the values sum to 0). So `info` also carries, for each turn t
+(an addition of ours, not in the paper):
+
+- `step_chance` c_t: the probability that K keys drawn afresh (uniformly with
+  replacement from this episode's dictionary, as the env draws them) sum to
+  the agent's actual update d_t = answer_t - own_total_{t-1}; that is, the
+  step accuracy its answer would have had without reading the keys. 0 for an
+  answer that does not parse.
+- `step_chance_corrected` k_t = (step_correct_t - c_t) / (1 - c_t): 1 for a
+  correct update, -c_t / (1 - c_t) for a wrong one. Its expectation is 0 for
+  every policy whose answer does not depend on this turn's keys (a constant
+  answer, repeating the last total, guessing the commonest value) and 1 for
+  the oracle; like Cohen's kappa with the agent's own answer as its marginal.
+  None (not judged) when c_t = 1: every draw gives the same sum (dict_size 1).
+
+The eval averages k_t over episodes by turn index: the chance-corrected
+per-step accuracy.
 """
 
 from __future__ import annotations
@@ -52,6 +73,23 @@ def parse_answer(text: str) -> tuple[int | None, str | None]:
     if not INT_RE.fullmatch(content):
         return None, f"the answer {clip_text(content, 40)!r} is not an integer"
     return int(content), None
+
+
+def sum_distribution(values: list[int], k: int) -> dict[int, float]:
+    """P(sum of k draws, uniform with replacement from `values`, equals s), for each reachable s."""
+    low, high = min(values), max(values)
+    one = np.bincount(np.asarray(values) - low, minlength=high - low + 1) / len(values)
+    pmf = np.ones(1)
+    for _ in range(k):
+        pmf = np.convolve(pmf, one)
+    return {k * low + i: float(p) for i, p in enumerate(pmf) if p > 0}
+
+
+def chance_corrected(step_correct: bool, chance: float) -> float | None:
+    """(step_correct - chance) / (1 - chance); None when chance is 1 (nothing to judge)."""
+    if chance >= 1.0:
+        return None
+    return (float(step_correct) - chance) / (1.0 - chance)
 
 
 class ExecutionKnobs(Knobs):
@@ -91,6 +129,7 @@ class ExecutionEnv(TextEnv):
         self.keys = [[words[i] for i in row] for row in idx]
         sums = np.cumsum([sum(self.dictionary[k] for k in row) for row in self.keys])
         self.totals = [int(s) for s in sums]
+        self.turn_sum_pmf = sum_distribution(list(self.dictionary.values()), self.turn_complexity)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -127,6 +166,8 @@ class ExecutionEnv(TextEnv):
         info: dict[str, Any] = {"turn": self.turn + 1, "expected": expected, "parsed": value}
         info["correct"] = value == expected
         info["step_correct"] = value == self.own_total + turn_sum
+        info["step_chance"] = 0.0 if value is None else self.turn_sum_pmf.get(value - self.own_total, 0.0)
+        info["step_chance_corrected"] = chance_corrected(info["step_correct"], info["step_chance"])
         if error:
             info["error"] = error
         self.own_total = value if value is not None else expected
