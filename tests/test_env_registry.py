@@ -98,3 +98,9 @@ def test_knobs_are_declared_once_in_a_typed_model(env_id):
         gym.make(env_id, bogus_knob=1)
     for level in cls.LEVELS.values():  # every level is a valid knob setting
         cls.Knobs.parse(level)
+
+
+@pytest.mark.parametrize("env_id", list_envs())
+def test_every_env_states_its_reward_scale(env_id):
+    reward = env_class(env_id).REWARD
+    assert isinstance(reward, str) and reward.strip() and "\n" not in reward, f"{env_id} must set REWARD (one line)"

@@ -197,17 +197,19 @@ def compare_cmd(
 @app.command("envs")
 @user_errors
 def envs_cmd() -> None:
-    """List every registered env with its knobs and their defaults."""
+    """List every registered env with its reward scale, knobs and their defaults."""
     from longhorizon.envs import env_class, knobs, list_envs
 
     table = Table(title="longhorizon environments", show_lines=True)
     table.add_column("id", style="bold", no_wrap=True)
     table.add_column("what it tests")
+    table.add_column("reward")
     table.add_column("knobs (default)")
     for env_id in list_envs():
-        doc = (env_class(env_id).__doc__ or "").strip().splitlines()
+        cls = env_class(env_id)
+        doc = (cls.__doc__ or "").strip().splitlines()
         knob_text = "\n".join(f"{k} ({v['default']!r}): {v['description']}" for k, v in knobs(env_id).items())
-        table.add_row(env_id, doc[0] if doc else "", knob_text)
+        table.add_row(env_id, doc[0] if doc else "", getattr(cls, "REWARD", None) or "?", knob_text)
     console.print(table)
 
 

@@ -104,6 +104,7 @@ class ExecutionKnobs(Knobs):
 
 class ExecutionEnv(TextEnv):
     """Keep a running sum of dictionary values over H turns of K keys each."""
+    REWARD: ClassVar[str] = "1 per turn whose total is right: 0 to H per episode"
 
     response_prefix = "<answer>"
     stop = ("</answer>",)
