@@ -130,3 +130,25 @@ def test_play_a_tool_env_by_following_the_oracle():
     result = runner.invoke(app, ["play", "longhorizon/Apps-v0", "--seed", "4", "--knob", "difficulty=1"], input=typed)
     assert result.exit_code == 0, result.output
     assert "success=True" in result.output and info["success"] is True
+
+
+KNOB_TYPO = ("error: unknown knob 'horizn' for longhorizon/Execution-v0 (did you mean 'horizon'?); "
+             "valid knobs: horizon, turn_complexity, dict_size, value_range, stop_on_error")
+
+
+@pytest.mark.parametrize("command", [
+    ["play", "longhorizon/Execution-v0"],
+    ["eval", "--model", "oracle", "--env", "longhorizon/Execution-v0", "--horizons", "1", "--out", "OUT"],
+])
+def test_a_knob_typo_lists_the_valid_knobs(tmp_path, command):
+    command = [str(tmp_path / "x") if arg == "OUT" else arg for arg in command]
+    result = runner.invoke(app, [*command, "--knob", "horizn=4"], input="", env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and result.output.strip() == KNOB_TYPO, result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_knob_typo_in_a_training_recipe_lists_the_valid_knobs(tmp_path):
+    result = runner.invoke(app, ["train", "recipes/quickstart.yaml", "--set", "env_kwargs.horizn=4", "--out",
+                                 str(tmp_path / "t")], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "(did you mean 'horizon'?); valid knobs: horizon, turn_complexity" in result.output
