@@ -143,12 +143,15 @@ class ExecutionEnv(TextEnv):
         self._last_obs = self._intro() + "\n\n" + self._keys_prompt()
         return self._last_obs, {"turn": 0, "horizon": self.horizon}
 
+    def dictionary_text(self) -> str:
+        """The dictionary as the first observation shows it, one `word: value` per line (`play` finds it there)."""
+        return "\n".join(f"{w}: {v}" for w, v in self.dictionary.items())
+
     def _intro(self) -> str:
-        lines = "\n".join(f"{w}: {v}" for w, v in self.dictionary.items())
         k = self.turn_complexity
         return (
             "You are given a dictionary that maps words to integers.\n"
-            f"Dictionary:\n{lines}\n\n"
+            f"Dictionary:\n{self.dictionary_text()}\n\n"
             f"Each turn I give you {k} key{'s' if k > 1 else ''}. Look up the value of each key and add it "
             "to your running total, which starts at 0. Reply with the updated running total inside "
             "<answer></answer> tags, for example <answer>12</answer> if your total is 12."
