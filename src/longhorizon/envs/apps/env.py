@@ -113,6 +113,7 @@ class AppsKnobs(Knobs):
 
 class AppsEnv(ToolEnv):
     """One everyday task over email, calendar, contacts, files, notes and payments."""
+
     REWARD: ClassVar[str] = "fraction of state checks passed, on the last step: 0 to 1 (0 for a no-op)"
 
     HORIZON_KNOB: ClassVar[str | None] = "difficulty"

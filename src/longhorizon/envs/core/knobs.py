@@ -42,7 +42,7 @@ class Knobs(BaseModel):
 
     @classmethod
     def parse(cls: type[K], values: dict[str, Any], env: type | None = None) -> K:
-        """The validated knobs of `env` (a class, named in the error), or a one-line KnobError naming the first bad knob."""
+        """The validated knobs of `env` (a class, named in errors), or a one-line KnobError on the first bad knob."""
         try:
             return cls(**values)
         except ValidationError as exc:

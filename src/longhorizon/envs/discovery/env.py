@@ -136,6 +136,7 @@ class DiscoveryKnobs(Knobs):
 
 class DiscoveryEnv(ToolEnv):
     """Experiment with a hidden-rule world through tools; commit the rules after `required_steps` experiments."""
+
     REWARD: ClassVar[str] = "fraction of hidden rules right, on the commit step: 0 to 1"
 
     HORIZON_KNOB: ClassVar[str | None] = "required_steps"

@@ -38,6 +38,8 @@ right whenever the values sum to 0). So `info` also carries, for each turn t
   answer, repeating the last total, guessing the commonest value) and 1 for
   the oracle; like Cohen's kappa with the agent's own answer as its marginal.
   None (not judged) when c_t = 1: every draw gives the same sum (dict_size 1).
+  Both are None when K * 2 * value_range + 1 > 2^22 (the law of the turn's
+  sum, computed once per episode by FFT, would be too large).
 
 The eval averages k_t over episodes by turn index: the chance-corrected
 per-step accuracy.
@@ -75,19 +77,33 @@ def parse_answer(text: str) -> tuple[int | None, str | None]:
     return int(content), None
 
 
-def sum_distribution(values: list[int], k: int) -> dict[int, float]:
-    """P(sum of k draws, uniform with replacement from `values`, equals s), for each reachable s."""
+MAX_SUM_SPAN = 1 << 22  # sums a turn can take, K * 2 * value_range + 1, above which no chance is computed
+
+
+def sum_distribution(values: list[int], k: int) -> tuple[int, np.ndarray] | None:
+    """The law of the sum of k draws, uniform with replacement from `values`: `(lowest, pmf)` with
+    pmf[i] = P(sum = lowest + i); None when the sums span more than MAX_SUM_SPAN integers."""
     low, high = min(values), max(values)
+    span = k * (high - low) + 1
+    if span > MAX_SUM_SPAN:
+        return None
     one = np.bincount(np.asarray(values) - low, minlength=high - low + 1) / len(values)
-    pmf = np.ones(1)
-    for _ in range(k):
-        pmf = np.convolve(pmf, one)
-    return {k * low + i: float(p) for i, p in enumerate(pmf) if p > 0}
+    pmf = np.fft.irfft(np.fft.rfft(one, span) ** k, span)  # k-fold convolution; length `span`, so no wrap-around
+    pmf[pmf < 1e-12] = 0.0  # FFT round-off
+    return k * low, pmf
 
 
-def chance_corrected(step_correct: bool, chance: float) -> float | None:
-    """(step_correct - chance) / (1 - chance); None when chance is 1 (nothing to judge)."""
-    if chance >= 1.0:
+def sum_probability(law: tuple[int, np.ndarray] | None, total: int) -> float | None:
+    """P(sum = total) under `law` (from sum_distribution); None if the law was not computed."""
+    if law is None:
+        return None
+    lowest, pmf = law
+    return float(pmf[total - lowest]) if 0 <= total - lowest < len(pmf) else 0.0
+
+
+def chance_corrected(step_correct: bool, chance: float | None) -> float | None:
+    """(step_correct - chance) / (1 - chance); None when chance is 1 (nothing to judge) or unknown."""
+    if chance is None or chance >= 1.0 - 1e-12:
         return None
     return (float(step_correct) - chance) / (1.0 - chance)
 
@@ -104,6 +120,7 @@ class ExecutionKnobs(Knobs):
 
 class ExecutionEnv(TextEnv):
     """Keep a running sum of dictionary values over H turns of K keys each."""
+
     REWARD: ClassVar[str] = "1 per turn whose total is right: 0 to H per episode"
 
     response_prefix = "<answer>"
@@ -130,7 +147,7 @@ class ExecutionEnv(TextEnv):
         self.keys = [[words[i] for i in row] for row in idx]
         sums = np.cumsum([sum(self.dictionary[k] for k in row) for row in self.keys])
         self.totals = [int(s) for s in sums]
-        self.turn_sum_pmf = sum_distribution(list(self.dictionary.values()), self.turn_complexity)
+        self.turn_sum_law = sum_distribution(list(self.dictionary.values()), self.turn_complexity)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -170,7 +187,7 @@ class ExecutionEnv(TextEnv):
         info: dict[str, Any] = {"turn": self.turn + 1, "expected": expected, "parsed": value}
         info["correct"] = value == expected
         info["step_correct"] = value == self.own_total + turn_sum
-        info["step_chance"] = 0.0 if value is None else self.turn_sum_pmf.get(value - self.own_total, 0.0)
+        info["step_chance"] = 0.0 if value is None else sum_probability(self.turn_sum_law, value - self.own_total)
         info["step_chance_corrected"] = chance_corrected(info["step_correct"], info["step_chance"])
         if error:
             info["error"] = error

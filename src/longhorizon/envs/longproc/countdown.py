@@ -265,6 +265,7 @@ class CountdownEnv(LongProcEnv):
 
     Knob `level` (0.5k/2k/8k output tokens, via the search trace's length); metric: valid-solution accuracy.
     """
+
     REWARD: ClassVar[str] = "1 if the solution is valid, else 0"
 
     def _generate(self) -> None:

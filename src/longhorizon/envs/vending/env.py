@@ -124,7 +124,8 @@ class VendingKnobs(Knobs):
 
 class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
     """Operate a vending machine for D days; the score is the final net worth."""
-    REWARD: ClassVar[str] = "each step's change in net worth, in dollars: sums to the profit (net worth - $500); unbounded, negative on a loss"
+
+    REWARD: ClassVar[str] = "change in net worth per step ($): sums to the profit, net worth - $500 (unbounded)"
 
     HORIZON_KNOB: ClassVar[str | None] = "days"
     Knobs = VendingKnobs
