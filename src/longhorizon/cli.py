@@ -212,18 +212,31 @@ def compare_cmd(
 @app.command("envs")
 @user_errors
 def envs_cmd() -> None:
-    """List every registered env with its knobs and their defaults."""
+    """List every registered env with its reward scale, knobs and their defaults."""
     from longhorizon.envs import env_class, knobs, list_envs
 
     table = Table(title="longhorizon environments", show_lines=True)
     table.add_column("id", style="bold", no_wrap=True)
     table.add_column("what it tests")
+    table.add_column("reward")
     table.add_column("knobs (default)")
     for env_id in list_envs():
-        doc = (env_class(env_id).__doc__ or "").strip().splitlines()
+        cls = env_class(env_id)
+        doc = (cls.__doc__ or "").strip().splitlines()
         knob_text = "\n".join(f"{k} ({v['default']!r}): {v['description']}" for k, v in knobs(env_id).items())
-        table.add_row(env_id, doc[0] if doc else "", knob_text)
+        table.add_row(env_id, doc[0] if doc else "", getattr(cls, "REWARD", None) or "?", knob_text)
     console.print(table)
+
+
+PLAY_HELP = """Commands (none of them uses up a turn; neither does an empty line):
+  :help    this list
+  :task    the task (the first observation) again
+  :tools   the tools and their arguments (tool envs; `?` marks an optional one)
+  :dict    the dictionary again (Execution)
+  :oracle  the oracle's next move
+  :quit    stop playing
+Anything else is sent as your action; type \\n for a line break. Tool envs take
+<tool_call>{"name": ..., "arguments": {...}}</tool_call> or the bare {"name": ..., "arguments": {...}}."""
 
 
 @app.command("play")
@@ -234,40 +247,103 @@ def play_cmd(
     knob: list[str] = typer.Option([], "--knob", help="env knobs as KEY=VALUE (repeatable)"),
     wrap: list[str] = typer.Option([], "--wrap", help="feedback wrapper NAME[:k=v,...] (repeatable, innermost first)"),
 ) -> None:
-    """Play an env yourself in the terminal. Type your action; `:oracle` shows the oracle's move, `:quit` ends."""
+    """Play an env yourself in the terminal. Type your action; `:help` lists the commands (:tools, :dict, :oracle, :quit)."""
     from longhorizon.rollout import make_env
 
     game = make_env(env, parse_assignments(knob, "--knob"), parse_wrappers(wrap))
     obs, _ = game.reset(seed=seed)
-    total, done = 0.0, False
+    _play_header(env, seed, game)
+    _show_task(game, obs)
+    episode_reward, done, task = 0.0, False, obs
     while not done:
-        console.print(f"\n[cyan]{obs}[/]", highlight=False)
-        action = _read_action(game)
+        action = _read_action(game, task)
         if action is None:
             return
         obs, reward, terminated, truncated, info = game.step(action)
-        total += reward
+        episode_reward += reward
         done = terminated or truncated
-        console.print(f"[dim]reward {reward:g}  total {total:g}  correct={info.get('correct')}[/]")
-    console.print(f"\n[cyan]{obs}[/]", highlight=False)
-    console.print(f"[bold]episode over[/]: success={info.get('success')}  metrics={info.get('metrics')}")
+        verdict = f"  correct={info['correct']}" if "correct" in info else ""
+        console.print(f"[dim]reward {reward:g}  episode reward so far {episode_reward:g}{verdict}[/]")
+        console.print(f"\n[cyan]{escape(obs)}[/]", highlight=False)
+    console.print(f"[bold]episode over[/]: success={info.get('success')}  episode reward {episode_reward:g}  "
+                  f"metrics={escape(str(info.get('metrics')))}", highlight=False)
 
 
-def _read_action(game: Any) -> str | None:
-    """Read one action; handles :oracle and :quit. None means quit."""
-    from longhorizon.rollout import oracle_action
+def _play_header(env_id: str, seed: int, game: Any) -> None:
+    """The env, its reward scale and its tools, then how to get help."""
+    reward = getattr(game.unwrapped, "REWARD", None)
+    console.print(f"[bold]{escape(env_id)}[/] (seed {seed})" + (f"  reward: {escape(reward)}" if reward else ""),
+                  highlight=False)
+    _show_tools(game)
+    console.print("[dim]:help lists the commands (:task, :tools, :dict, :oracle, :quit)[/]")
 
+
+def _show_tools(game: Any) -> bool:
+    """Each tool as a compact signature and its description's first sentence; False if the env has no tools."""
+    from longhorizon.envs.core.base import agent_spec
+    from longhorizon.envs.core.tools import compact_signature
+
+    tools = agent_spec(game).tools
+    for schema in tools or []:
+        about = schema["function"].get("description", "").split(". ")[0].rstrip(".")
+        console.print(f"  [green]{escape(compact_signature(schema))}[/]  {escape(about)}", highlight=False)
+    return bool(tools)
+
+
+def _show_task(game: Any, obs: str) -> None:
+    """The first observation; a dictionary in it (Execution) is laid out in columns."""
+    table = getattr(game.unwrapped, "dictionary_text", None)
+    text = table() if table else ""
+    if not text or text not in obs:
+        console.print(f"\n[cyan]{escape(obs)}[/]", highlight=False)
+        return
+    before, after = obs.split(text, 1)
+    console.print(f"\n[cyan]{escape(before.rstrip())}[/]", highlight=False)
+    _show_dictionary(text)
+    console.print(f"\n[cyan]{escape(after.strip())}[/]", highlight=False)
+
+
+def _show_dictionary(text: str) -> None:
+    """`word: value` lines in alphabetical order, down the columns, as wide as the terminal."""
+    from rich.columns import Columns
+
+    entries = sorted(escape(line) for line in text.splitlines())
+    console.print(Columns(entries, column_first=True, padding=(0, 3)), highlight=False)
+
+
+def _read_action(game: Any, task: str) -> str | None:
+    """Read one action; commands (see PLAY_HELP) and empty lines are handled here. None means quit."""
     while True:
         try:
             line = input("> ")
         except EOFError:
             return None
-        if line.strip() == ":quit":
+        command = line.strip()
+        if command == ":quit":
             return None
-        if line.strip() == ":oracle":
-            console.print(f"[yellow]oracle:[/] {oracle_action(game)}", highlight=False)
-            continue
-        return line.replace("\\n", "\n")
+        if command.startswith(":") and " " not in command:
+            _play_command(game, command, task)
+        elif command:
+            return line.replace("\\n", "\n")
+
+
+def _play_command(game: Any, command: str, task: str) -> None:
+    """Run one `:command`; none of them steps the env."""
+    from longhorizon.rollout import oracle_action
+
+    if command == ":oracle":
+        console.print(f"[yellow]oracle:[/] {escape(oracle_action(game))}", highlight=False)
+    elif command == ":help":
+        console.print(escape(PLAY_HELP), highlight=False)
+    elif command == ":task":
+        _show_task(game, task)
+    elif command == ":tools":
+        _show_tools(game) or console.print("this env has no tools; answer in text")
+    elif command == ":dict":
+        table = getattr(game.unwrapped, "dictionary_text", None)
+        _show_dictionary(table()) if table else console.print("this env has no dictionary")
+    else:
+        console.print(f"unknown command {escape(command)}; :help lists them", highlight=False)
 
 
 # --------------------------------------------------------------------- config

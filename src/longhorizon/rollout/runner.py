@@ -22,6 +22,7 @@ import gymnasium as gym
 import longhorizon.envs  # noqa: F401  (registers the envs)
 from longhorizon.context.base import EpisodeView
 from longhorizon.envs.core.base import AgentSpec, agent_spec
+from longhorizon.envs.core.knobs import KnobError
 from longhorizon.envs.core.wrappers import apply_wrappers
 from longhorizon.errors import UserError
 from longhorizon.types import Trajectory, Turn, jsonable
@@ -110,6 +111,8 @@ def make_env(env_id: str, env_kwargs: dict[str, Any], wrappers: list[dict[str, A
         raise UserError(f"unknown env {env_id!r}; known envs: {', '.join(list_envs())}")
     try:
         return apply_wrappers(gym.make(env_id, **env_kwargs), wrappers)
+    except KnobError as err:  # names the knob and the env already
+        raise UserError(str(err)) from None
     except (TypeError, ValueError) as err:
         raise UserError(f"bad knobs for {env_id}: {err}") from None
 
