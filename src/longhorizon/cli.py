@@ -169,24 +169,36 @@ class EvalBar:
 
 def print_summary(metrics: dict[str, Any], plot: Path) -> None:
     table = Table(title=f"{metrics['model']} on {metrics['env_id']}")
+    corrected = any("per_step_accuracy_chance_corrected" in r for r in metrics["horizons"])
     for col in (metrics["horizon_knob"] or "setting", "episodes", "success", "± se", "reward", "turns survived",
-                "step acc (mean)"):
+                "step acc (mean)", *(["step acc, chance-corrected"] if corrected else [])):
         table.add_column(col, justify="right")
     for r in metrics["horizons"]:
-        acc = [a for a in r.get("per_step_accuracy", []) if a is not None]
         survived = f"{r['mean_turns_survived']:.2f}" if "mean_turns_survived" in r else "-"
+        cells = [_mean_text(r.get("per_step_accuracy", []))]
+        if corrected:
+            cells.append(_mean_text(r.get("per_step_accuracy_chance_corrected", [])))
         table.add_row(_setting(metrics, r), str(r["episodes"]), f"{r['success_rate']:.3f}", f"{r['success_se']:.3f}",
-                      f"{r['mean_reward']:.3g}", survived, f"{sum(acc) / len(acc):.3f}" if acc else "-")
+                      f"{r['mean_reward']:.3g}", survived, *cells)
     console.print(table)
+    if corrected:
+        console.print("chance-corrected step accuracy: (acc - chance) / (1 - chance); 0 = no better than an answer "
+                      "that ignores the turn's keys, 1 = always right", highlight=False)
     for r in metrics["horizons"]:
         if r["env_metrics"]:
             values = ", ".join(f"{k}={v:.3g}" for k, v in r["env_metrics"].items())
             console.print(f"env metrics ({_setting(metrics, r)}): {values}", highlight=False, markup=False)
     if h := metrics["horizon_length"]:
-        bound = {"above": ">= ", "below": "< "}.get(h["censored"] or "", "")
-        console.print(f"H_{h['s']:g} = {bound}{h['value']:.2f} ({metrics['horizon_knob']})")
+        relation = {"above": ">=", "below": "<"}.get(h["censored"] or "", "=")
+        censored = " (censored: the curve never crosses the threshold in the horizons tried)" if h["censored"] else ""
+        console.print(f"H_{h['s']:g} {relation} {h['value']:.2f} ({metrics['horizon_knob']}){censored}")
     console.print(f"wall time {metrics['wall_seconds']:.0f} s")
     console.print(f"plot: {plot}")
+
+
+def _mean_text(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{sum(known) / len(known):.3f}" if known else "-"
 
 
 def _setting(metrics: dict[str, Any], row: dict[str, Any]) -> str:
@@ -406,10 +418,16 @@ def train_cmd(
     """
     from longhorizon.train import train
     from longhorizon.train.config import run_config
+    from longhorizon.train.checkpoint import checkpoint_step
     from longhorizon.train.loop import check_setup
 
     cfg = run_config(config, set_, resume, out)
     check_setup(cfg)
+    done = checkpoint_step(cfg.run_dir) if resume is not None else None
+    if done is not None and done >= cfg.steps:
+        console.print(f"{resume} already finished its {done} steps; to train it further, extend it: "
+                      f"longhorizon train --resume {resume} --set steps={done + cfg.steps}", highlight=False)
+        return
     with progress_bar("steps") as bar:
         task = bar.add_task(f"train {cfg.algorithm.name}", total=cfg.steps)
 
@@ -421,7 +439,7 @@ def train_cmd(
                            description=f"train {cfg.algorithm.name} (reward {metrics['charts/reward_mean']:.3g})")
 
         result = train(cfg, resume=resume is not None, on_log=on_log)
-    print_train_summary(result)
+    print_train_summary(result, cfg)
 
 
 def _eval_text(m: dict[str, float]) -> str:
@@ -429,7 +447,7 @@ def _eval_text(m: dict[str, float]) -> str:
             f"success {m['eval/success_rate']:.3f} ± {m['eval/success_se']:.3f} (n={m['eval/episodes']:.0f})")
 
 
-def print_train_summary(result: Any) -> None:
+def print_train_summary(result: Any, cfg: Any = None) -> None:
     before, after = result.eval_before, result.eval_after
     if before and after:
         table = Table(title="held-out evaluation (± standard error)")
@@ -442,7 +460,39 @@ def print_train_summary(result: Any) -> None:
         gain = after["eval/reward_mean"] - before["eval/reward_mean"]
         se = (after["eval/reward_se"] ** 2 + before["eval/reward_se"] ** 2) ** 0.5
         console.print(f"reward gain {gain:+.3f} ({gain / se:+.1f} se)" if se > 0 else f"reward gain {gain:+.3f}")
-    console.print(f"run: {result.run_dir}   curves: {result.plot}")
+    console.print(f"run: {result.run_dir} ({disk_use(result.run_dir)})   curves: {result.plot}", highlight=False)
+    model = Path(result.run_dir) / "model"
+    if model.is_dir() and cfg is not None:
+        console.print(f"trained model: {model}\nits horizon curve: {horizon_command(cfg, model)}", highlight=False,
+                      soft_wrap=True)
+
+
+def horizon_command(cfg: Any, model: Path) -> str:
+    """The `longhorizon eval` that measures the trained model's horizon curve on the training task family:
+    the training knobs, with the horizon knob swept over powers of 2 up to 4x the training horizon."""
+    from longhorizon.eval.config import horizon_knob
+
+    knob = horizon_knob(cfg.env_id)
+    trained = int(cfg.env_kwargs.get(knob, 1)) if knob else 1
+    horizons = ",".join(str(2**i) for i in range(0, (4 * trained).bit_length()))
+    from longhorizon.config_io import yaml_text
+
+    knobs = " ".join(f"--knob {k}={yaml_text(v)}" for k, v in cfg.env_kwargs.items() if k != knob)
+    parts = [f"longhorizon eval --model {model} --env {cfg.env_id}", knobs, f"--horizons {horizons}" if knob else "",
+             f"--context {cfg.context}" if cfg.context != "full" else "", f"--max-new-tokens {cfg.max_new_tokens}",
+             f"--dtype {'bfloat16' if cfg.dtype == 'bfloat16' or cfg.autocast_bf16 else 'float32'}",
+             f"--out {Path(cfg.run_dir) / 'horizon'}"]
+    return " ".join(p for p in parts if p)
+
+
+def disk_use(run_dir: Path) -> str:
+    """'1.9 GB on disk: checkpoints 1.6 GB, model 0.27 GB, ...' (the largest parts first)."""
+    def size(path: Path) -> int:
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+    parts = sorted(((size(p), p.name) for p in Path(run_dir).iterdir()), reverse=True)
+    gb = lambda n: f"{n / 1e9:.2g} GB" if n >= 1e8 else f"{n / 1e6:.2g} MB"  # noqa: E731
+    return f"{gb(sum(n for n, _ in parts))} on disk: " + ", ".join(f"{name} {gb(n)}" for n, name in parts[:3])
 
 
 def main() -> None:  # pragma: no cover

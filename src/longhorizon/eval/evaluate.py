@@ -36,7 +36,7 @@ from longhorizon.eval.config import EvalConfig, load_eval_config, resolve
 from longhorizon.eval.sweep import env_kwargs_at, episode_specs, summarize
 from longhorizon.models.settings import require_vllm
 from longhorizon.rollout.policies import scripted_policy
-from longhorizon.store import RunDir
+from longhorizon.store import RunDir, first_missing
 from longhorizon.types import Trajectory, jsonable
 
 TRAJECTORIES = "trajectories.jsonl"
@@ -193,16 +193,6 @@ def run_directory(path: Path, resume: bool) -> Iterator[RunDir]:
         if created is not None and not (log.is_file() and log.stat().st_size):
             shutil.rmtree(created, ignore_errors=True)  # a failed command leaves no empty run directory
         raise
-
-
-def first_missing(path: Path) -> Path | None:
-    """The outermost directory of `path` that does not exist yet (None if `path` exists)."""
-    missing = None
-    for p in [path, *path.parents]:
-        if p.exists():
-            return missing
-        missing = p
-    return missing
 
 
 def finished(path: Path, specs: list) -> dict[int, Trajectory]:

@@ -72,6 +72,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return target if (target / "state.pt").exists() else None
 
 
+def checkpoint_step(run_dir: Path) -> int | None:
+    """The step of the latest complete checkpoint (None if there is none)."""
+    latest = latest_checkpoint(run_dir)
+    match = STEP_RE.match(latest.name) if latest is not None else None
+    return int(match.group(1)) if match else None
+
+
 def save_checkpoint(run_dir: Path, state: Resumable, step: int, data_position: int, keep: int) -> Path:
     """Write checkpoint `step` atomically, point `latest` at it, then prune old ones."""
     root = checkpoints_dir(run_dir)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ from longhorizon.errors import UserError
 from longhorizon.io import atomic_dir, atomic_write
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
-from longhorizon.store import RunDir
+from longhorizon.store import RunDir, first_missing
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches, with_credit
 from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
 from longhorizon.train.config import TrainConfig
@@ -72,7 +73,21 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
-    """Train (or, with `resume`, continue from RUN_DIR's latest checkpoint) and return before/after evals."""
+    """Train (or, with `resume`, continue from RUN_DIR's latest checkpoint) and return before/after evals.
+
+    A run that fails before it logged anything (a model that does not load, Ctrl-C during set-up) removes
+    the run directory it created.
+    """
+    created = first_missing(cfg.run_dir)
+    try:
+        return _train(cfg, resume, on_log)
+    except BaseException:
+        if created is not None and not read_records(Path(cfg.run_dir)) and latest_checkpoint(Path(cfg.run_dir)) is None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
     run = _prepare_run_dir(cfg, resume)
     tune_malloc()  # large tensors go back to the system when freed (train/memory.py)
     algo = ALGORITHMS[cfg.algorithm.name]
@@ -171,7 +186,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
         evaluate(cfg.steps)  # after training
     log.close()
     if cfg.save_final_model:
-        export_model(models, run.path / "model")
+        export_model(models, run.path / "model", bf16=cfg.dtype == "bfloat16" or cfg.autocast_bf16)
     return TrainResult(run_dir=run.path, step=step, eval_before=_eval_record(run.path, 0),
                        eval_after=_eval_record(run.path, cfg.steps), plot=plot_curves(run.path, run.path / "curves.png"))
 
@@ -234,9 +249,14 @@ def perf_metrics(trajectories: list[Trajectory], batch: Batch, rows: torch.Tenso
             "perf/peak_memory_mb": peak_memory_mb(cfg.device)}
 
 
-def export_model(models: Models, path: Path) -> Path:
-    """A loadable Hugging Face directory (LoRA merged into a copy), written atomically."""
+def export_model(models: Models, path: Path, bf16: bool = False) -> Path:
+    """A loadable Hugging Face directory (LoRA merged into a copy; bf16 weights with `bf16`), written atomically.
+
+    Written once, at the end of training: resumable state lives in the checkpoints.
+    """
     model = copy.deepcopy(models.model).merge_and_unload() if models.lora else models.model
+    if bf16:
+        model = (model if models.lora else copy.deepcopy(model)).to(torch.bfloat16)  # the trainer's copy stays fp32
     return atomic_dir(path, lambda tmp: (model.save_pretrained(tmp), models.tokenizer.save_pretrained(tmp)))
 
 
@@ -255,6 +275,7 @@ def check_setup(cfg: TrainConfig) -> None:
     """Fail fast, before any model loads: unknown env, bad knobs or wrappers, unknown context strategy or model."""
     import gymnasium as gym
 
+    from longhorizon.envs.core.knobs import KnobError
     from longhorizon.envs.core.wrappers import apply_wrappers
     from longhorizon.models import MODEL_LOADERS
     from longhorizon.models.settings import require_vllm
@@ -263,6 +284,8 @@ def check_setup(cfg: TrainConfig) -> None:
         raise UserError(f"env_id: unknown env {cfg.env_id!r}; `longhorizon envs` lists them")
     try:
         apply_wrappers(gym.make(cfg.env_id, **cfg.env_kwargs), cfg.wrappers).close()
+    except KnobError as err:
+        raise UserError(f"env_kwargs: {err}") from None
     except (TypeError, ValueError, KeyError) as err:
         raise UserError(f"env_kwargs: bad knobs or wrappers for {cfg.env_id}: {err}") from None
     make_strategy(cfg.context, **cfg.context_options)

@@ -18,6 +18,8 @@ skips the vocabulary projection for every prompt token.
 
 from __future__ import annotations
 
+import warnings
+
 import contextlib
 import copy
 from dataclasses import dataclass
@@ -76,7 +78,9 @@ def _with_lora(model: Any, cfg: TrainConfig) -> Any:
     lora = cfg.lora
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=lora.target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft still asks for transformers' deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def _checkpoint_activations(model: Any) -> None:
