@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# README command A: set up, then train the bundled model with GRPO on a short Execution task,
-# evaluating it on held-out seeds before and after (both are printed).
+# README command A: set up, train the bundled model with GRPO on a short Execution task (held-out eval before
+# and after), then measure the trained model's horizon curve on the same task family.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 longhorizon train recipes/quickstart.yaml --out runs/quickstart "$@"
+longhorizon eval recipes/eval/quickstart.yaml --model runs/quickstart/model --out runs/quickstart/horizon
+echo
+echo "reproduce the horizon curve: longhorizon eval recipes/eval/quickstart.yaml --model runs/quickstart/model --out runs/quickstart/horizon"
+echo "plots: runs/quickstart/curves.png (training), runs/quickstart/horizon/horizon.png (horizon curve)"
