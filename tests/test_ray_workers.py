@@ -9,6 +9,7 @@ random numbers of a sampled batch depend on what else is in it).
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import signal
@@ -26,7 +27,7 @@ from longhorizon.models import SamplingParams, load_model, make_sampler  # noqa:
 from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes  # noqa: E402
 from longhorizon.rollout.ray_workers import RolloutPool, WorkerSpec, make_units, run_unit, unit_seed  # noqa: E402
 from longhorizon.train import load_config, train  # noqa: E402
-from longhorizon.train.checkpoint import load_weights  # noqa: E402
+from longhorizon.train.checkpoint import latest_checkpoint, load_weights  # noqa: E402
 from longhorizon.train.config import RolloutSettings  # noqa: E402
 from longhorizon.train.loop import task_specs  # noqa: E402
 from longhorizon.train.metrics import read_records  # noqa: E402
@@ -66,7 +67,7 @@ def same(a, b) -> bool:
 @pytest.fixture(scope="module")
 def local_ray():
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address="local", num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    ray.init(address="local", num_cpus=6, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -160,6 +161,38 @@ def test_training_on_two_workers(tmp_path: Path, local_ray):
         want = in_process(task_specs(cfg, (step - 1) * cfg.tasks_per_step), params, weights)
         assert len(got) == 8 and all(same(a, b) for a, b in zip(got, want))
         assert {t.metadata["policy_version"] for t in got} == {step}  # sampled with the weights after step - 1
+
+
+class Crash(Exception):
+    pass
+
+
+def test_two_steps_resume_two_more_equals_four_straight_on_workers(tmp_path: Path, local_ray):
+    """Unit seeds come from group ids and the workers get the checkpoint's weights: a resume is exact."""
+    torch.set_num_threads(1)
+
+    def cfg(name: str):
+        return load_config(None, [
+            "model=tiny-random", "env_id=longhorizon/Apps-v0", "env_kwargs={max_steps: 1}", "max_new_tokens=4",
+            "steps=4", "tasks_per_step=2", "algorithm.group_size=2", "algorithm.name=reinforce++",
+            "micro_batch_size=4", "eval.episodes=0", "torch_threads=1", f"run_dir={tmp_path / name}",
+            "checkpoint_every=2", "save_final_model=false", "optim.lr=0.01", "rollout.workers=2"])
+
+    def crash_at_step_3(step, metrics):
+        if step == 3:
+            raise Crash
+
+    straight = train(cfg("straight"))
+    with pytest.raises(Crash):
+        train(cfg("broken"), on_log=crash_at_step_3)
+    gc.collect()  # the crashed run's worker handles go, and Ray stops those actors
+    resumed = train(cfg("broken"), resume=True)
+    a, b = (load_weights(latest_checkpoint(r.run_dir))["policy"] for r in (straight, resumed))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
+    for step in (3, 4):
+        x, y = (load_trajectories(r.run_dir / "trajectories" / f"step_{step:06d}.jsonl") for r in (straight, resumed))
+        assert all(same(p, q) for p, q in zip(x, y)) and len(x) == len(y) == 4
 
 
 def test_workers_need_transformers_and_a_stateless_context():

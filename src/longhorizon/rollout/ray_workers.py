@@ -157,11 +157,17 @@ class RolloutWorker:
 
 
 def _ray() -> Any:
+    """The ray module, or a one-line user error naming the extra."""
     try:
         import ray
     except ImportError:
         raise UserError("rollout.workers needs Ray: pip install 'longhorizon[ray]'") from None
     return ray
+
+
+def require_ray() -> None:
+    """Fail fast, before any model loads, where Ray is not installed."""
+    _ray()
 
 
 def init_ray(address: str | None, num_cpus: int) -> bool:

@@ -48,7 +48,7 @@ from longhorizon.errors import UserError
 from longhorizon.io import atomic_dir, atomic_write
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
-from longhorizon.rollout.ray_workers import RolloutPool, WorkerSpec
+from longhorizon.rollout.ray_workers import RolloutPool, WorkerSpec, require_ray
 from longhorizon.store import RunDir
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches, with_credit
 from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -279,6 +279,8 @@ def check_setup(cfg: TrainConfig) -> None:
         raise UserError(f"env_kwargs: bad knobs or wrappers for {cfg.env_id}: {err}") from None
     make_strategy(cfg.context, **cfg.context_options)
     require_vllm(cfg.sampler)
+    if cfg.rollout.workers:
+        require_ray()
     if cfg.model not in MODEL_LOADERS and not (Path(cfg.model) / "config.json").exists():
         raise UserError(f"model: unknown model {cfg.model!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
 
