@@ -3,17 +3,24 @@
     write_demo_runs(Path("runs-demo"));  longhorizon view runs-demo
 
 `eval-demo/` is an eval run: two tasks of a fake Execution env, two episodes
-each (a good one and one that slips at turn 1), with token ids and log-probs,
-one episode whose model output is HTML and script (`HOSTILE`), and one
-multi-stage tool-calling episode (search, read, answer). `train-demo/` is a
-training run: `trajectories/step_000001.jsonl`, `step_000002.jsonl` and
-`eval/step_000002.jsonl`.
+each (a good one and one that slips at turn 1), one episode whose model output
+is HTML and script (`HOSTILE`), and one multi-stage tool-calling episode
+(search, read, answer). Its token ids come from a small word-level tokenizer
+built from the demo's own text and saved in `eval-demo/tokenizer/` (its
+config.yaml names that directory as the model), so the viewer decodes them;
+prompt ids are the whole history so far (the `full` context strategy). The
+log-probs are made up: digits of a turn with reward 0 are unlikely (-2.6),
+other tokens drawn from a seeded generator. `train-demo/` is a training run
+without a tokenizer (the viewer shows token ids): `trajectories/step_000001.jsonl`,
+`step_000002.jsonl` and `eval/step_000002.jsonl`.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
+from typing import Any
 
 from longhorizon.store import RunDir
 from longhorizon.types import Trajectory, Turn
@@ -22,10 +29,14 @@ ENV = "longhorizon/Execution-v0"
 HOSTILE = '<script>alert(1)</script><b>bold?</b><img src=x onerror="alert(2)"><a href="javascript:alert(3)">link</a>'
 
 
-def turn(observation: str, action: str, reward: float, logprobs: list[float] | None = None, **info: object) -> Turn:
-    lps = logprobs if logprobs is not None else [-0.05, -0.4, -1.5, -3.0][: max(1, min(4, len(action.split())))]
+TOKEN_PATTERN = r" ?\w+| ?[^\s\w]|\s+"
+
+
+def turn(observation: str, action: str, reward: float, **info: object) -> Turn:
+    """A turn with made-up token ids (token ids and log-probs are filled by `tokenize`)."""
     return Turn(observation=observation, action=action, reward=reward, prompt_ids=[1, 2, 3],
-                action_ids=list(range(100, 100 + len(lps))), action_logprobs=lps, info=dict(info))
+                action_ids=[100 + k for k in range(len(action.split()))],
+                action_logprobs=[-0.1 * (k % 4) for k in range(len(action.split()))], info=dict(info))
 
 
 def execution_episode(seed: int, slip: bool, group: int = 0) -> Trajectory:
@@ -36,7 +47,7 @@ def execution_episode(seed: int, slip: bool, group: int = 0) -> Trajectory:
         total += v
         answer = total + (1 if slip and t >= 1 else 0)
         turns.append(turn(f"Step {t + 1}: add {v} (seed {seed}). What is the running total?", f"<answer>{answer}</answer>",
-                          0.0 if slip and t >= 1 else 1.0, [-0.1, -2.5 if slip and t == 1 else -0.2, -0.05]))
+                          0.0 if slip and t >= 1 else 1.0))
     final = "Task failed." if slip else "All correct."
     return Trajectory(ENV, seed, turns, group_id=group, horizon=3, terminated=True, success=not slip,
                       metadata={"final_observation": final})
@@ -65,12 +76,49 @@ def search_episode(seed: int) -> Trajectory:
                       metadata={"final_observation": "Correct."})
 
 
+def history(traj: Trajectory, t: int) -> str:
+    """The full-history prompt of turn t, as text."""
+    parts = [traj.turns[0].observation]
+    for k in range(t):
+        parts += [traj.turns[k].action, traj.turns[k + 1].observation]
+    return "\n".join(parts)
+
+
+def build_tokenizer(trajs: list[Trajectory], where: Path) -> Any:
+    """A word-level tokenizer over the demo's text, saved where transformers' AutoTokenizer loads it."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    split = pre_tokenizers.Split(Regex(TOKEN_PATTERN), behavior="isolated")
+    texts = [history(traj, t) + "\n" + traj.turns[t].action for traj in trajs for t in range(len(traj.turns))]
+    words = sorted({piece for text in texts for piece, _ in split.pre_tokenize_str(text)})
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer, tokenizer.decoder = split, decoders.Fuse()
+    where.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(where / "tokenizer.json"))
+    (where / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "[UNK]"}))
+    return tokenizer
+
+
+def tokenize(trajs: list[Trajectory], tokenizer: Any, seed: int = 0) -> None:
+    """Fill prompt ids (full history), action ids and made-up log-probs (module docstring)."""
+    rng = random.Random(seed)
+    for traj in trajs:
+        for t, turn_ in enumerate(traj.turns):
+            turn_.prompt_ids = tokenizer.encode(history(traj, t)).ids
+            encoded = tokenizer.encode(turn_.action)
+            turn_.action_ids = encoded.ids
+            turn_.action_logprobs = [-2.6 if turn_.reward == 0 and piece.strip().isdigit() else -rng.choice([0.01, 0.05, 0.2, 0.5, 0.9])
+                                     for piece in encoded.tokens]
+
+
 def write_demo_runs(root: str | Path) -> Path:
     root = Path(root)
     run = RunDir(root / "eval-demo")
-    run.write_config({"model": "oracle", "env_id": ENV})
-    run.write_trajectories([execution_episode(0, False), execution_episode(0, True), execution_episode(1, True),
-                            execution_episode(1, False), hostile_episode(2), search_episode(3)])
+    trajs = [execution_episode(0, False), execution_episode(0, True), execution_episode(1, True),
+             execution_episode(1, False), hostile_episode(2), search_episode(3)]
+    tokenize(trajs, build_tokenizer(trajs, run.path / "tokenizer"))
+    run.write_config({"model": str((run.path / "tokenizer").resolve()), "env_id": ENV})
+    run.write_trajectories(trajs)
     train = RunDir(root / "train-demo")
     (train.path / "trajectories").mkdir(exist_ok=True)
     (train.path / "eval").mkdir(exist_ok=True)
