@@ -328,7 +328,8 @@ def view_cmd(
     token = token or new_token()
     shown = f"[{host}]" if ":" in host else host
     console.print(f"longhorizon view: {runs_dir.resolve()}\n  open   http://{shown}:{port}/?token={token}\n"
-                  f"  token  {token}   (every write needs it{'' if open_reads else '; reads too'})", highlight=False)
+                  f"  token  {token}   (every write needs it{'' if open_reads else '; reads too'})", highlight=False,
+                  soft_wrap=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print("[yellow]warning:[/] listening beyond loopback; the token travels in clear text over http")
     serve(runs_dir, token, host=host, port=port, open_reads=open_reads)
@@ -352,7 +353,7 @@ def feedback_export_cmd(
         raise UserError(f"no labels in {runs_dir}: {FEEDBACK_DB} not found (start `longhorizon view {runs_dir}`)")
     counts = export_feedback(runs_dir, out)
     console.print(f"wrote {counts['preferences']} preference pairs to {out / 'preferences'} and "
-                  f"{counts['critiques']} critiques / ratings to {out / 'critiques'}", highlight=False)
+                  f"{counts['critiques']} critiques / ratings to {out / 'critiques'}", highlight=False, soft_wrap=True)
 
 
 @feedback_app.command("shadow-user")

@@ -129,13 +129,17 @@ def export_rows(labels: list[Label], load: Loader) -> dict[str, list[dict[str, A
 
 def export_feedback(runs_dir: str | Path, out: str | Path) -> dict[str, int]:
     """Write OUT/preferences and OUT/critiques; return the row counts."""
-    from datasets import Dataset
+    from datasets import Dataset, disable_progress_bars
 
     from longhorizon.ui.catalog import Catalog
 
+    disable_progress_bars()
     catalog = Catalog(runs_dir)
     labels = FeedbackStore(Path(runs_dir) / FEEDBACK_DB).labels()
     rows = export_rows(labels, lambda run, source, index: catalog.episode(run, source, index)[2])
     for name, table in rows.items():
-        Dataset.from_list(table, features=features(name)).save_to_disk(str(Path(out) / name))
+        feats = features(name)
+        columns = {key: [row[key] for row in table] for key in feats}  # from_list cannot build an empty table
+        # one shard: labels are small, and datasets cannot load an empty table saved in 0 shards
+        Dataset.from_dict(columns, features=feats).save_to_disk(str(Path(out) / name), num_shards=1)
     return {name: len(table) for name, table in rows.items()}

@@ -13,13 +13,15 @@ Rules (ours; the paper has no algorithm):
 - preference: within a run, the episodes of each task (env, seed, horizon)
   are paired in order (1st with 2nd, 3rd with 4th, ...); the higher return is
   preferred, equal returns are a tie;
-- turn ratings: `good` for a turn whose reward is the episode's maximum; the
-  first turn whose reward is below the maximum is the `first_mistake`, later
-  ones `bad`. When every turn has the same reward, the turns of a successful
-  episode are `good` and those of a failed one are not rated;
+- turn ratings: in an episode that did not succeed, `good` for a turn whose
+  reward is the episode's maximum; the first turn whose reward is below the
+  maximum is the `first_mistake`, later ones `bad`; when every turn has the
+  same reward, nothing is rated (no turn stands out). Every turn of a
+  successful episode is `good` (its low-reward turns are steps toward a
+  sparse final reward, not mistakes);
 - an episode critique naming the return, the outcome and the first drop;
 - stage ratings (multi-stage episodes): a stage is `good` when all its turns
-  have the maximum reward, else `bad`.
+  are rated `good`, else `bad`.
 Label ids are a UUID5 of the label's target, so running it again adds nothing.
 """
 
@@ -52,8 +54,10 @@ def turn_ratings(rewards: list[float], success: bool | None) -> list[str | None]
     if not rewards:
         return []
     top = max(rewards)
+    if success:
+        return ["good"] * len(rewards)
     if min(rewards) == top:
-        return ["good" if success is not False else None for _ in rewards]
+        return [None] * len(rewards)
     first = next(t for t, r in enumerate(rewards) if r < top)
     return ["good" if r == top else ("first_mistake" if t == first else "bad") for t, r in enumerate(rewards)]
 
@@ -90,13 +94,13 @@ def preference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def episode_labels(row: dict[str, Any], episode: dict[str, Any]) -> list[dict[str, Any]]:
     """Turn ratings, a critique and stage ratings for one episode."""
-    rewards = [turn["reward"] for turn in episode["turns"]]
+    ratings = turn_ratings([turn["reward"] for turn in episode["turns"]], episode["success"])
     key = tuple(ids(row).values())
     out = [{"kind": "turn_rating", **ids(row), "turn": t, "value": value, "label_id": label_id("turn", *key, t)}
-           for t, value in enumerate(turn_ratings(rewards, episode["success"])) if value]
+           for t, value in enumerate(ratings) if value]
     out.append({"kind": "critique", **ids(row), "text": critique(episode), "label_id": label_id("critique", *key)})
     for stage, turns in episode["stages"].items():
-        good = all(rewards[t] == max(rewards) for t in turns)
+        good = all(ratings[t] == "good" for t in turns)
         out.append({"kind": "stage_rating", **ids(row), "stage": stage, "turns": turns, "value": "good" if good else "bad",
                     "label_id": label_id("stage", *key, stage)})
     return out
