@@ -3,7 +3,10 @@
 It logs in, opens a run and an episode, rates a turn, writes a critique,
 labels a pair, reloads and finds the labels, exports them and loads the
 export with `datasets`, and checks that an episode full of markup renders as
-text. It saves docs/viewer-episode.png and docs/viewer-pair.png.
+text. It takes screenshots of the episode page and the labelling (pair)
+page: into docs/viewer-episode.png and docs/viewer-pair.png with
+LONGHORIZON_UPDATE_SCREENSHOTS=1 (how the committed ones were made), else
+into the test's temporary directory, so a test run leaves the checkout clean.
 Skipped (with the reason) where Chromium, chromedriver or selenium is missing;
 `.ci/run` installs Debian's `chromium` and `chromium-driver`.
 """
@@ -22,6 +25,7 @@ import pytest
 from longhorizon.ui.demo import HOSTILE, write_demo_runs
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+UPDATE_SCREENSHOTS = os.environ.get("LONGHORIZON_UPDATE_SCREENSHOTS") == "1"
 TOKEN = "browser-test-token-0123456789"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -91,6 +95,7 @@ def wait_for_text(driver, css: str, text: str, timeout: float = 15) -> list[str]
 
 def test_browse_label_reload_export(server, browser, tmp_path):
     url, root = server
+    shots = DOCS if UPDATE_SCREENSHOTS else tmp_path
     browser.get(url + "/")
     assert "/login" in browser.current_url  # reads need the token
     browser.find_element(By.NAME, "token").send_keys(TOKEN)
@@ -112,13 +117,13 @@ def test_browse_label_reload_export(server, browser, tmp_path):
     wait_for_text(browser, "section.labels li.label", "Added 6 instead of 5 at step 2.")
     browser.find_element(By.CSS_SELECTOR, "#turn-1 details summary").click()  # show the decoded prompt
     assert "Step 1: add 3" in browser.find_element(By.CSS_SELECTOR, "#turn-1 pre.prompt").text  # the full history
-    browser.save_screenshot(str(DOCS / "viewer-episode.png"))
+    assert browser.save_screenshot(str(shots / "viewer-episode.png"))
 
     browser.find_element(By.PARTIAL_LINK_TEXT, "trajectories.jsonl#0").click()  # the pair page: #1 against #0
     wait_for_text(browser, "h1", "Which episode is better?")
     assert len(browser.find_elements(By.CSS_SELECTOR, ".side")) == 2
     browser.find_element(By.CSS_SELECTOR, "form.pair-form textarea").send_keys("B never slips.")
-    browser.save_screenshot(str(DOCS / "viewer-pair.png"))
+    assert browser.save_screenshot(str(shots / "viewer-pair.png"))
     browser.find_element(By.ID, "prefer-b").click()  # label the pair
     wait_for_text(browser, "li.label-preference", "B never slips.")
 
