@@ -156,6 +156,13 @@ def test_untrusted_text_is_escaped_and_no_script_may_run(client):
     assert "default-src 'none'" in r.headers["content-security-policy"] and "script-src" not in r.headers["content-security-policy"]
 
 
+def test_viewer_finds_the_bundled_tokenizer_where_models_puts_it():
+    from longhorizon.models import bundled
+    from longhorizon.ui.catalog import bundled_tokenizer_dir
+
+    assert bundled_tokenizer_dir() == bundled.cache_dir() / bundled.TOKENIZER_DIR
+
+
 # ------------------------------------------------------------------ pages and forms
 def test_pages_render_and_filter(client):
     assert "eval-demo" in client.get("/").text and "train-demo" in client.get("/").text
@@ -165,7 +172,11 @@ def test_pages_render_and_filter(client):
     assert "trajectories.jsonl#0" in rich and "trajectories.jsonl#1" not in rich
     step = client.get("/run", params={"run": "train-demo", "step": "2", "split": "train"}).text
     assert "trajectories/step_000002.jsonl#0" in step and "step_000001" not in step.split("<tbody>")[1]
-    assert "decoded with the run's tokenizer" in client.get("/episode", params={"run": "eval-demo", "src": "trajectories.jsonl", "i": 0}).text
+    decoded = client.get("/episode", params={"run": "eval-demo", "src": "trajectories.jsonl", "i": 1}).text
+    assert "decoded with the run's tokenizer" in decoded
+    assert ('<pre class="prompt">Step 1: add 3 (seed 0). What is the running total?\n&lt;answer&gt;3&lt;/answer&gt;\n'
+            'Step 2: add 5') in decoded  # turn 1's prompt ids: the whole history, decoded
+    assert '<span class="tok lp0" title="log-prob -2.6000">9</span>' in decoded  # the slip, in red
     assert "tokenizer is not available" in client.get("/episode", params={"run": "train-demo", "src": "eval/step_000002.jsonl", "i": 0}).text
     assert client.get("/episode", params={"run": "eval-demo", "src": "../../etc/passwd", "i": 0}).status_code == 404
 

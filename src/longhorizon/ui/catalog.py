@@ -11,13 +11,16 @@ read again.
 Tokenizer ("cheaply available"): a run whose config.yaml names the bundled
 model or `tiny-random` uses the bundled tokenizer when its converted copy is
 already in the cache (it is never converted here); a run naming a local model
-directory uses that directory's tokenizer files. Otherwise the viewer shows
-the observation text instead of the decoded prompt, and token ids instead of
-token strings, and says so.
+directory uses that directory's `tokenizer.json`. It is read with the
+`tokenizers` library alone (a fraction of a second; transformers and torch
+would take seconds to import). Otherwise the viewer shows the observation text
+instead of the decoded prompt, and token ids instead of token strings, and
+says so.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -35,6 +38,7 @@ CACHE_FILES = 64
 RUNS_TTL_S = 2.0  # the runs listing is walked again after this long (new runs appear)
 STEP_RE = re.compile(r"step_(\d+)\.jsonl$")
 SKIP_DIRS = {"checkpoints", "tb", "trajectories", "eval", "__pycache__"}
+BUNDLED_MODELS = ("smollm2-135m", "tiny-random")  # both use the bundled tokenizer (longhorizon.models)
 
 
 class NotFound(LookupError):
@@ -186,24 +190,28 @@ def run_model(run_path: Path) -> str | None:
     return model if isinstance(model, str) else None
 
 
-def tokenizer_dir(run_path: Path) -> Path | None:
-    """Where the run's tokenizer is on disk, without converting or downloading anything."""
-    from longhorizon.models import bundled
+def bundled_tokenizer_dir() -> Path:
+    """`longhorizon.models.bundled.cache_dir() / TOKENIZER_DIR`, without importing torch (a test keeps them equal)."""
+    cache = Path(os.environ.get("LONGHORIZON_CACHE") or Path.home() / ".cache" / "longhorizon")
+    return cache / "smollm2-135m-instruct-tokenizer"
 
+
+def tokenizer_dir(run_path: Path) -> Path | None:
+    """Where the run's tokenizer.json is on disk, without converting or downloading anything."""
     model = run_model(run_path)
-    if model in ("smollm2-135m", "tiny-random"):
-        where = bundled.cache_dir() / bundled.TOKENIZER_DIR
+    if model in BUNDLED_MODELS:
+        where = bundled_tokenizer_dir()
     elif model:
-        where = Path(model)
+        where = Path(model)  # a local model directory (other names have no tokenizer on disk)
     else:
         return None
-    return where if (where / "tokenizer.json").is_file() or (where / "tokenizer_config.json").is_file() else None
+    return where if (where / "tokenizer.json").is_file() else None
 
 
 def _load_tokenizer(where: Path) -> Any | None:
     try:
-        from transformers import AutoTokenizer
+        from tokenizers import Tokenizer
 
-        return AutoTokenizer.from_pretrained(where)
-    except Exception:  # a broken tokenizer directory: fall back to showing text
+        return Tokenizer.from_file(str(where / "tokenizer.json"))
+    except Exception:  # a broken tokenizer file: fall back to showing text
         return None

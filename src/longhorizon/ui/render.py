@@ -46,7 +46,8 @@ def bucket(logprob: float) -> int:
 
 def token_views(ids: list[int], logprobs: list[float], tokenizer: Any | None) -> list[TokenView]:
     """One view per sampled token: its text (or `#id` without a tokenizer), log-prob and colour bucket."""
-    texts = tokenizer.batch_decode([[i] for i in ids]) if tokenizer is not None and ids else [f"#{i} " for i in ids]
+    texts = (tokenizer.decode_batch([[i] for i in ids], skip_special_tokens=False) if tokenizer is not None and ids
+             else [f"#{i} " for i in ids])
     return [TokenView(text, float(lp), bucket(float(lp))) for text, lp in zip(texts, logprobs)]
 
 
@@ -57,11 +58,16 @@ def replies(traj: Trajectory) -> list[tuple[str | None, str]]:
     return [(text, str(turn.info.get("role", "user"))) for text, turn in zip(nexts, traj.turns)]
 
 
+def decode(tokenizer: Any | None, ids: list[int]) -> str | None:
+    """The text of `ids` with special tokens kept (the chat template is part of what the model saw)."""
+    return tokenizer.decode(ids, skip_special_tokens=False) if tokenizer is not None and ids else None
+
+
 def turn_views(traj: Trajectory, tokenizer: Any | None, labels: list[Label]) -> list[TurnView]:
     stages = episode_stages(traj)
     views = []
     for t, (turn, (reply, role)) in enumerate(zip(traj.turns, replies(traj))):
-        prompt = tokenizer.decode(turn.prompt_ids) if tokenizer is not None and turn.prompt_ids else None
+        prompt = decode(tokenizer, turn.prompt_ids)
         views.append(TurnView(
             index=t, observation=turn.observation, prompt=prompt, action=turn.action, reply=reply, reply_role=role,
             reward=turn.reward, tokens=token_views(turn.action_ids, turn.action_logprobs, tokenizer),
