@@ -271,3 +271,44 @@ def test_cli_feedback_export(client, runs, tmp_path):
     assert result.exit_code == 0 and "1 critiques / ratings" in result.output
     assert runner.invoke(cli_app, ["view", str(tmp_path / "missing")]).exit_code == 2
     assert runner.invoke(cli_app, ["view", str(runs), "--token", "short"]).exit_code == 2
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local IPv4 addresses (hex, as /proc/net/tcp writes them) listening on `port`."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return {local.split(":")[0] for local, state in ((r.split()[1], r.split()[3]) for r in rows)
+            if int(local.split(":")[1], 16) == port and state == "0A"}  # 0A: LISTEN
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux's /proc/net/tcp")
+def test_view_command_prints_a_token_and_listens_on_loopback_only(runs):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx2
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-c", "from longhorizon.cli import app; app()", "view", str(runs), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "LONGHORIZON_VIEW_TOKEN": ""})
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]
+        token = next(line.split()[1] for line in lines if line.strip().startswith("token"))
+        assert f"http://127.0.0.1:{port}/?token={token}" in "".join(lines) and len(token) >= 24
+        deadline = time.monotonic() + 60
+        while not listening_addresses(port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, nothing else
+        url = f"http://127.0.0.1:{port}"
+        assert httpx2.get(url + "/api/runs").status_code == 401
+        assert httpx2.get(url + "/api/runs", headers={TOKEN_HEADER: token}).status_code == 200
+        assert httpx2.post(url + "/api/labels", json=label()).status_code == 401
+        assert httpx2.post(url + "/api/labels", json=label(), headers={TOKEN_HEADER: token}).status_code == 201
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
