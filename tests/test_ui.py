@@ -128,6 +128,7 @@ def test_stage_rating_is_stored_with_its_turns(client):
 def test_reads_need_the_token_unless_open(runs):
     closed = TestClient(make_app(runs, TOKEN), base_url="http://127.0.0.1")
     assert closed.get("/api/runs").status_code == 401
+    assert closed.head("/api/episodes", params={"run": "eval-demo"}).status_code == 401
     assert closed.get("/run", params={"run": "eval-demo"}, follow_redirects=False).headers["location"].startswith("/login")
     assert closed.get("/api/runs", headers={TOKEN_HEADER: TOKEN}).status_code == 200
     opened = TestClient(make_app(runs, TOKEN, open_reads=True), base_url="http://127.0.0.1")
@@ -146,6 +147,7 @@ def test_token_in_the_url_becomes_a_cookie(runs):
 
 def test_foreign_host_header_is_refused(client):
     assert client.get("/", headers={"host": "rebind.example"}).status_code == 400
+    assert client.get("/", params={"token": TOKEN}, headers={"host": "rebind.example"}).status_code == 400
 
 
 def test_untrusted_text_is_escaped_and_no_script_may_run(client):

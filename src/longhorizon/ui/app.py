@@ -56,19 +56,20 @@ def make_app(runs_dir: str | Path, token: str, *, open_reads: bool = False, host
     app.state.templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                              undefined=jinja2.StrictUndefined)
     app.state.templates.globals.update(href=href, episode_id=episode_id, fmt=fmt)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=auth.allowed_hosts(host))
     app.middleware("http")(guard)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=auth.allowed_hosts(host))  # added last: runs first
     add_routes(app)
     return app
 
 
 async def guard(request: Request, call_next: Any) -> Response:
     """Security headers on every answer; `?token=` becomes a cookie; reads need the token unless open."""
-    if request.method == "GET" and auth.same(request.query_params.get("token"), request.app.state.settings.token):
+    reading = request.method != "POST"  # GET, HEAD (and anything else, which the router refuses anyway)
+    if reading and auth.same(request.query_params.get("token"), request.app.state.settings.token):
         response: Response = RedirectResponse(href(request.url.path, **{k: v for k, v in request.query_params.items()
                                                                          if k != "token"}), status_code=303)
         response.set_cookie(auth.TOKEN_COOKIE, request.query_params["token"], httponly=True, samesite="strict")
-    elif request.method == "GET" and request.url.path not in ("/login", "/static/app.css") and not auth.can_read(request):
+    elif reading and request.url.path not in ("/login", "/static/app.css") and not auth.can_read(request):
         response = unauthorized(request)
     else:
         response = await call_next(request)
