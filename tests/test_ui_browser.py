@@ -116,7 +116,8 @@ def test_browse_label_reload_export(server, browser, tmp_path):
     browser.find_element(By.CSS_SELECTOR, "#episode-critique button").click()  # critique the episode
     wait_for_text(browser, "section.labels li.label", "Added 6 instead of 5 at step 2.")
     browser.find_element(By.CSS_SELECTOR, "#turn-1 details summary").click()  # show the decoded prompt
-    assert "Step 1: add 3" in browser.find_element(By.CSS_SELECTOR, "#turn-1 pre.prompt").text  # the full history
+    prompt = browser.find_element(By.CSS_SELECTOR, "#turn-1 pre.prompt").get_attribute("textContent")
+    assert prompt.startswith("Step 1: add 3") and "<answer>3</answer>" in prompt  # the full history, decoded
     assert browser.save_screenshot(str(shots / "viewer-episode.png"))
 
     browser.find_element(By.PARTIAL_LINK_TEXT, "trajectories.jsonl#0").click()  # the pair page: #1 against #0
