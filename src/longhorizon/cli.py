@@ -1,4 +1,4 @@
-"""The `longhorizon` command: envs, play, eval, train.
+"""The `longhorizon` command: envs, play, eval, train, view, feedback.
 
 Every user mistake (unknown env or model, bad option value, missing package,
 unwritable output directory) prints one line `error: ...` and exits with
@@ -493,6 +493,77 @@ def disk_use(run_dir: Path) -> str:
     parts = sorted(((size(p), p.name) for p in Path(run_dir).iterdir()), reverse=True)
     gb = lambda n: f"{n / 1e9:.2g} GB" if n >= 1e8 else f"{n / 1e6:.2g} MB"  # noqa: E731
     return f"{gb(sum(n for n, _ in parts))} on disk: " + ", ".join(f"{name} {gb(n)}" for n, name in parts[:3])
+
+
+# --------------------------------------------------------------------- view / feedback
+@app.command("view")
+@user_errors
+def view_cmd(
+    runs_dir: Path = typer.Argument(..., help="directory holding run directories (eval or training runs)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (loopback by default)"),
+    port: int = typer.Option(8765, "--port", help="port to listen on"),
+    open_reads: bool = typer.Option(False, "--open-reads", help="let anyone who reaches the server read runs without the token (writes still need it)"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="LONGHORIZON_VIEW_TOKEN",
+                                        help="the write token (default: a fresh random one, printed)"),
+) -> None:
+    """Browse runs and episodes in a local web app, and label them (labels go to RUNS_DIR/feedback.sqlite)."""
+    from longhorizon.ui import serve
+    from longhorizon.ui.auth import new_token
+
+    if not runs_dir.is_dir():
+        raise UserError(f"runs directory {runs_dir} does not exist")
+    if token is not None and len(token) < 16:
+        raise UserError("--token must be at least 16 characters")
+    token = token or new_token()
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"longhorizon view: {runs_dir.resolve()}\n  open   http://{shown}:{port}/?token={token}\n"
+                  f"  token  {token}   (every write needs it{'' if open_reads else '; reads too'})", highlight=False,
+                  soft_wrap=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print("[yellow]warning:[/] listening beyond loopback; the token travels in clear text over http")
+    serve(runs_dir, token, host=host, port=port, open_reads=open_reads)
+
+
+feedback_app = typer.Typer(no_args_is_help=True, help="Labels collected by `longhorizon view`: export, simulate.")
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+@user_errors
+def feedback_export_cmd(
+    runs_dir: Path = typer.Argument(..., help="the runs directory `longhorizon view` served"),
+    out: Path = typer.Option(..., "--out", help="output directory: OUT/preferences and OUT/critiques (datasets.load_from_disk)"),
+) -> None:
+    """Write the labels as Hugging Face datasets: TRL preference pairs and critiques / ratings."""
+    from longhorizon.store.feedback import FEEDBACK_DB
+    from longhorizon.store.feedback_export import export_feedback
+
+    if not (runs_dir / FEEDBACK_DB).is_file():
+        raise UserError(f"no labels in {runs_dir}: {FEEDBACK_DB} not found (start `longhorizon view {runs_dir}`)")
+    counts = export_feedback(runs_dir, out)
+    console.print(f"wrote {counts['preferences']} preference pairs to {out / 'preferences'} and "
+                  f"{counts['critiques']} critiques / ratings to {out / 'critiques'}", highlight=False, soft_wrap=True)
+
+
+@feedback_app.command("shadow-user")
+@user_errors
+def shadow_user_cmd(
+    url: str = typer.Option("http://127.0.0.1:8765", "--url", help="the running viewer"),
+    token: str = typer.Option(..., "--token", envvar="LONGHORIZON_VIEW_TOKEN", help="the viewer's token"),
+    run: list[str] = typer.Option([], "--run", help="label only this run (repeatable; default: every run)"),
+    max_episodes: Optional[int] = typer.Option(None, "--max-episodes", help="at most this many episodes per run"),
+) -> None:
+    """Label episodes with the rule-based simulated annotator, through the viewer's HTTP API."""
+    import httpx2
+
+    from longhorizon.ui.shadow import run_shadow_user
+
+    try:
+        with httpx2.Client(base_url=url, timeout=30) as client:
+            counts = run_shadow_user(client, token, run or None, max_episodes)
+    except (httpx2.HTTPError, RuntimeError) as err:
+        raise UserError(f"shadow user: {err}") from None
+    console.print(f"shadow user: {counts['created']} labels stored, {counts['already_stored']} already there", highlight=False)
 
 
 def main() -> None:  # pragma: no cover
