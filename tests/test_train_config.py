@@ -87,7 +87,7 @@ def test_resume_reads_the_run_config(tmp_path):
     (["--set", "algorithm.kl_coeff=0.1"], "algorithm.kl_coeff"),
     (["--set", "steps"], "--set takes KEY=VALUE"),
     (["--set", "env_id=longhorizon/Nope-v0"], "env_id: unknown env"),
-    (["--set", "env_kwargs.horizon=0"], "env_kwargs: bad knobs"),
+    (["--set", "env_kwargs.horizon=0"], "env_kwargs: knob 'horizon' of longhorizon/Execution-v0"),
     (["--set", "context=nope"], "unknown context strategy"),
     (["--set", "model=no-such-model"], "unknown model"),
 ])
