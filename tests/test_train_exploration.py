@@ -150,16 +150,15 @@ REPLAY = ["algorithm.replay.enabled=true", "algorithm.replay.task_pool=2", "algo
           "algorithm.replay.fail_mean=9", "algorithm.replay.fail_std=9"]  # every group replays from step 2 on
 GRA = ["algorithm.rewards.components=[{name: success}, {name: env}]", "algorithm.rewards.gates=[0.5]",
        "algorithm.credit=per_turn"]
+EPO = ["algorithm.entropy.epo_coef=0.1", "algorithm.entropy.epo_smooth_from_turn=1"]
 CASES = {
     "grpo_empg_gra_replay": ["algorithm.name=grpo", "algorithm.entropy.method=empg", *GRA, *REPLAY],
-    "grpo_epo_eapo": ["algorithm.name=grpo", "algorithm.entropy.method=epo", "algorithm.entropy.epo_coef=0.1",
-                      "algorithm.entropy.epo_smooth_from_turn=1", "algorithm.entropy.epo_phase_weights=true",
+    "grpo_epo_eapo": ["algorithm.name=grpo", "algorithm.entropy.method=epo", *EPO, "algorithm.entropy.epo_phase_weights=true",
                       "algorithm.credit=eapo", "algorithm.turn_gamma=0.9"],
     "grpo_siren": ["algorithm.name=grpo", "algorithm.entropy.method=siren", "algorithm.entropy.siren_coef=0.5"],
     "grpo_steer": ["algorithm.name=grpo", "algorithm.entropy.method=steer"],
     "ppo_empg_eapo_replay": ["algorithm.name=ppo", "algorithm.entropy.method=empg", "algorithm.credit=eapo", *REPLAY],
-    "ppo_epo_gra": ["algorithm.name=ppo", "algorithm.entropy.method=epo", "algorithm.entropy.epo_coef=0.1",
-                    "algorithm.entropy.epo_smooth_from_turn=1", *GRA],
+    "ppo_epo_gra": ["algorithm.name=ppo", "algorithm.entropy.method=epo", *EPO, *GRA],
     "ppo_siren": ["algorithm.name=ppo", "algorithm.entropy.method=siren", "algorithm.entropy.siren_coef=0.5"],
     "ppo_steer": ["algorithm.name=ppo", "algorithm.entropy.method=steer"],
 }
@@ -177,6 +176,8 @@ def test_each_method_trains_moves_weights_and_resumes_exactly(tmp_path, case):
     assert EXPECTED[method] in records[-1], sorted(records[-1])
     if "algorithm.replay.enabled=true" in sets:
         assert records[-1]["replay/replay_rate"] == 1.0 and records[0]["replay/replay_rate"] == 0.0
+    if method == "epo":
+        assert records[-1]["entropy/epo_history_mean"] > 0
     if "algorithm.rewards.gates=[0.5]" in sets:
         assert "rewards/gated_frac" in records[-1] and "rewards/return_success" in records[-1]
 
@@ -200,3 +201,10 @@ def test_each_method_trains_moves_weights_and_resumes_exactly(tmp_path, case):
     for step in (3, 4):
         assert _actions(straight.run_dir, step) == _actions(resumed.run_dir, step)
     assert _losses(straight.run_dir) == pytest.approx(_losses(resumed.run_dir), abs=1e-6)
+    assert _method_metrics(straight.run_dir) == pytest.approx(_method_metrics(resumed.run_dir), abs=1e-6)
+
+
+def _method_metrics(run_dir):
+    """What the methods log (EPO's history, SIREN's anchor, the replay buffer...), step by step."""
+    prefixes = ("entropy/", "credit/", "replay/", "rewards/")
+    return [r[k] for r in read_records(run_dir) for k in sorted(r) if k.startswith(prefixes)]
