@@ -266,7 +266,8 @@ def _epo_loss(out: Any, mb: Batch, weights: Tensor, share: float, cfg: EntropyCo
     loss, m = epo_loss(out.reg_entropy, penalty.to(weights.device), weights, coef=cfg.epo_coef,
                        smooth_coef=cfg.epo_smooth_coef, phase_weight=phase, smooth_on=smooth_on)
     known = has & mb.loss_mask.bool()
-    metrics = {**m_band, **m, "entropy_bonus": m["entropy_bonus"] / share, "smooth_on": float(smooth_on),
+    metrics = {**m_band, **m, "entropy_bonus": m["entropy_bonus"] / share,
+               "smooth_penalty": m["smooth_penalty"] / share, "smooth_on": float(smooth_on),
                "history_mean": history[known].mean().item() if known.any() else 0.0}
     return loss, {f"epo_{k}": v for k, v in metrics.items()}
 
