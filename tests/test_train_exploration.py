@@ -208,3 +208,35 @@ def _method_metrics(run_dir):
     """What the methods log (EPO's history, SIREN's anchor, the replay buffer...), step by step."""
     prefixes = ("entropy/", "credit/", "replay/", "rewards/")
     return [r[k] for r in read_records(run_dir) for k in sorted(r) if k.startswith(prefixes)]
+
+
+# ------------------------------------------------------------------ EAPO credit and named segment rewards
+
+
+def test_eapo_credit_normalises_over_all_rounds_of_a_task():
+    from longhorizon.train.config import AlgorithmConfig
+    from test_train_credit import batch_of, close, episode
+
+    batch = batch_of(episode([1.0, 1.0]), episode([0.0, 1.0]))  # returns 2 and 1
+    credit = ALGORITHMS["grpo"].credit(batch, AlgorithmConfig(credit="eapo", turn_gamma=0.5, scale_by_std=False))
+    # rounds: [0.5 * 2, 2] and [0.5 * 1, 1]; one group of 4 cells, mean 1.125
+    close(credit.advantages, [[0, 0, -0.125, -0.125, 0, 0.875], [0, 0, -0.625, -0.625, 0, -0.125]])
+
+
+def test_segment_rewards_score_each_turn_and_mix_with_weights():
+    from longhorizon.train.config import AlgorithmConfig
+    from longhorizon.train.segment_rewards import SEGMENT_REWARDS, components
+    from longhorizon.types import Trajectory, Turn
+
+    turns = [Turn("o", "a", reward=0.5, info={"correct": True}), Turn("o", "b", reward=0.0, info={"error": "bad"})]
+    won = Trajectory(env_id="e", seed=0, turns=turns, success=True)
+    lost = Trajectory(env_id="e", seed=1, turns=turns[:1], success=False)
+    comps = components([won, lost], list(SEGMENT_REWARDS), 2)  # env, success, correct, format
+    expected = [[[0.5, 0.0], [0.5, 0.0]], [[0.0, 1.0], [0.0, 0.0]], [[1.0, 0.0], [1.0, 0.0]], [[0.0, -1.0], [0.0, 0.0]]]
+    torch.testing.assert_close(comps, torch.tensor(expected))
+    cfg = AlgorithmConfig.model_validate({"rewards": {"components": [{"name": "success"}, {"name": "format", "weight": 0.5}],
+                                                      "gates": [1.0]}})
+    batch = collate([won, lost], make_strategy("full"), pad_id=0)
+    rewards, metrics = exploration.shaped_turn_rewards([won, lost], batch, cfg.rewards)
+    torch.testing.assert_close(rewards, torch.tensor([[0.0, 0.5], [0.0, 0.0]]))  # success + 0.5 * format, gated
+    assert metrics["rewards/return_success"] == 0.5 and metrics["rewards/return_format"] == -0.25
