@@ -12,9 +12,9 @@ import math
 
 import pytest
 import torch
-from pydantic import ValidationError
 
 from longhorizon.context import make_strategy
+from longhorizon.errors import ConfigError
 from longhorizon.models import SamplingParams, TransformersSampler
 from longhorizon.rollout import ModelPolicy, run_episodes
 from longhorizon.train import ALGORITHMS, train
@@ -137,11 +137,11 @@ def test_siren_anchor_is_set_on_the_first_step_then_kept_and_epo_history_average
 def test_config_is_off_by_default_and_rejects_bad_values(tmp_path):
     a = tiny_cfg(tmp_path).algorithm
     assert a.entropy.method == "none" and not a.rewards.components and not a.replay.enabled
-    with pytest.raises(ValidationError, match="gates"):
+    with pytest.raises(ConfigError, match="gates"):
         tiny_cfg(tmp_path, "algorithm.rewards.components=[{name: env}]", "algorithm.rewards.gates=[1.0]")
-    with pytest.raises(ValidationError, match="unknown segment reward"):
+    with pytest.raises(ConfigError, match="unknown segment reward"):
         tiny_cfg(tmp_path, "algorithm.rewards.components=[{name: nope}]")
-    with pytest.raises(ValidationError, match="method"):
+    with pytest.raises(ConfigError, match="method"):
         tiny_cfg(tmp_path, "algorithm.entropy.method=maxent")
 
 
