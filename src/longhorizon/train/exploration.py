@@ -92,8 +92,10 @@ class CreditState:
     def epo_history(self, token_turn: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T) historical mean entropy of each token's turn, and whether that turn has any history."""
         turns = int(token_turn.max().item()) + 1 if token_turn.numel() else 0
-        mean = torch.tensor([self.epo_sum.get(k, 0.0) / max(self.epo_count.get(k, 0), 1) for k in range(turns)] or [0.0])
-        has = torch.tensor([self.epo_count.get(k, 0) > 0 for k in range(turns)] or [False])
+        device = token_turn.device
+        mean = torch.tensor([self.epo_sum.get(k, 0.0) / max(self.epo_count.get(k, 0), 1) for k in range(turns)] or [0.0],
+                            device=device)
+        has = torch.tensor([self.epo_count.get(k, 0) > 0 for k in range(turns)] or [False], device=device)
         index = token_turn.clamp(min=0)
         return mean[index], has[index] & (token_turn >= 0)
 
