@@ -157,7 +157,8 @@ CASES = {
                       "algorithm.credit=eapo", "algorithm.turn_gamma=0.9"],
     "grpo_siren": ["algorithm.name=grpo", "algorithm.entropy.method=siren", "algorithm.entropy.siren_coef=0.5"],
     "grpo_steer": ["algorithm.name=grpo", "algorithm.entropy.method=steer"],
-    "ppo_empg_eapo_replay": ["algorithm.name=ppo", "algorithm.entropy.method=empg", "algorithm.credit=eapo", *REPLAY],
+    "ppo_empg_eapo_replay": ["algorithm.name=ppo", "algorithm.entropy.method=empg", "algorithm.credit=eapo", *REPLAY,
+                             "algorithm.replay.filter_threshold=0.0", "algorithm.replay.filter_min_attempts=2"],
     "ppo_epo_gra": ["algorithm.name=ppo", "algorithm.entropy.method=epo", *EPO, *GRA],
     "ppo_siren": ["algorithm.name=ppo", "algorithm.entropy.method=siren", "algorithm.entropy.siren_coef=0.5"],
     "ppo_steer": ["algorithm.name=ppo", "algorithm.entropy.method=steer"],
@@ -176,6 +177,8 @@ def test_each_method_trains_moves_weights_and_resumes_exactly(tmp_path, case):
     assert EXPECTED[method] in records[-1], sorted(records[-1])
     if "algorithm.replay.enabled=true" in sets:
         assert records[-1]["replay/replay_rate"] == 1.0 and records[0]["replay/replay_rate"] == 0.0
+    if "algorithm.replay.filter_threshold=0.0" in sets:  # every episode counts as a success: both tasks filtered
+        assert records[-1]["replay/filtered_tasks"] == 2.0
     if method == "epo":
         assert records[-1]["entropy/epo_history_mean"] > 0
     if "algorithm.rewards.gates=[0.5]" in sets:

@@ -60,6 +60,7 @@ from longhorizon.train import segment_rewards
 from longhorizon.train.batch import Batch, by_prompt, microbatches
 from longhorizon.train.credit import Credit, to_tokens, turn_sums
 from longhorizon.train.credit_config import EntropyConfig, RewardsConfig
+from longhorizon.train.model import autocast, token_forward
 from longhorizon.train.replay import ReplayBuffer, TaskFilter, select_tasks
 from longhorizon.types import Trajectory
 
@@ -167,8 +168,6 @@ def entropy_fn(kind: str | None, cfg: EntropyConfig) -> Callable[[Tensor], Tenso
 @torch.no_grad()
 def rollout_entropy(models: Any, batch: Batch, cfg: Any) -> Tensor | None:
     """(B, T) the rollout policy's entropy of each sampled token (the kind the method needs), or None."""
-    from longhorizon.train.model import autocast, token_forward
-
     fn = entropy_fn(ENTROPY_METHODS[cfg.algorithm.entropy.method].rollout_entropy, cfg.algorithm.entropy)
     if fn is None:
         return None

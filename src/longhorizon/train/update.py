@@ -14,6 +14,10 @@ each weighted by its share of the minibatch's weight (sum of its w over
 the sum of all w); the loss metrics are each micro-batch's weighted sum
 divided by its share, so with one micro-batch they are the loss itself and
 with several their weighted mean is the minibatch loss again.
+
+An entropy method (`algorithm.entropy`, `train/exploration.py`) reweights
+the policy loss's tokens (STEER) or adds a term (EPO's entropy regulariser,
+SIREN's anchored penalty; SIREN's is per micro-batch, as in its code).
 """
 
 from __future__ import annotations
