@@ -15,6 +15,16 @@ greedily on the same held-out seeds. Arms:
 - per_turn_gra: the same rewards, with the per-turn part gated on success (G-RA, gate 1.0);
 - arpo: GRPO + ARPO replay of stored successes into all-failed groups, over a pool of 16 recurring tasks.
 
+Why this task: untrained and greedy, the bundled model scores 0 on it (it
+copies the instructions' example answer), but sampled at temperature 1 it is
+sometimes right, and the quickstart learns the 2-turn version in 16 steps.
+At 4 turns, stopping at the first error, success needs 4 right running sums
+in a row: the outcome is sparse, most groups fail entirely (ARPO's case),
+and the per-turn `correct` signal is dense, so per-turn credit and its
+gating (G-RA) differ from the outcome. Check the untrained per-step accuracy
+first (`longhorizon eval --model smollm2-135m --horizons 2,4,8 --temperature 1
+...`) and move `--horizon` to where it is low but not zero.
+
 Writes, under --out: `results.json` (every run), `table.md` (per arm: held-out
 success and reward, mean over seeds ± the standard error across seeds, and
 ± the pooled per-episode standard error; wall time per run) and
