@@ -144,7 +144,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
 
         # 1. Collect: G episodes of each task in one batched rollout, with the current weights.
         models.model.eval()
-        specs, position = exploration.next_tasks(cfg, position, credit_state)  # = task_specs without a pool or filter
+        specs, position = exploration.next_tasks(cfg, position, credit_state)  # = task_specs unless replay.task_pool or a task filter is set
         with autocast(cfg):
             trajectories = pool.collect(specs) if pool else run_episodes(specs, policy)
         trajectories, replay_metrics = exploration.replay(trajectories, credit_state)  # ARPO (off by default)
