@@ -6,6 +6,8 @@
 - `AGGREGATIONS`: "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length",
   each a function of `(mask, trace_ids)` giving the token weights `(B, T)` (`token_weights`).
 - `KL_ESTIMATORS`: "k1", "k2", "k3".
+- `ENTROPY_FUNCTIONS` (entropy.py): EMPG, EPO, SIREN, STEER building blocks.
+- `TURN_CREDIT_FUNCTIONS` (turn_credit.py): G-RA gating, EAPO discounting, fine-grained reward mixes.
 """
 
 from longhorizon.algorithms.advantages import (
@@ -19,6 +21,25 @@ from longhorizon.algorithms.advantages import (
     reinforce_pp_advantages,
     rloo_advantages,
     whiten,
+)
+from longhorizon.algorithms.entropy import (
+    ENTROPY_FUNCTIONS,
+    empg_advantages,
+    empg_step_weights,
+    epo_band_penalty,
+    epo_loss,
+    epo_phase_weight,
+    peak_entropy_mask,
+    selected_entropy,
+    siren_loss,
+    steer_weights,
+    topp_entropy,
+)
+from longhorizon.algorithms.turn_credit import (
+    TURN_CREDIT_FUNCTIONS,
+    eapo_round_rewards,
+    gated_reward_accumulation,
+    mix_segment_rewards,
 )
 from longhorizon.algorithms.losses import (
     AGGREGATIONS,
@@ -37,6 +58,21 @@ from longhorizon.algorithms.losses import (
 )
 
 __all__ = [
+    "ENTROPY_FUNCTIONS",
+    "TURN_CREDIT_FUNCTIONS",
+    "eapo_round_rewards",
+    "empg_advantages",
+    "empg_step_weights",
+    "epo_band_penalty",
+    "epo_loss",
+    "epo_phase_weight",
+    "gated_reward_accumulation",
+    "mix_segment_rewards",
+    "peak_entropy_mask",
+    "selected_entropy",
+    "siren_loss",
+    "steer_weights",
+    "topp_entropy",
     "ADVANTAGE_ESTIMATORS",
     "AGGREGATIONS",
     "KL_ESTIMATORS",

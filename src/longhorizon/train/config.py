@@ -36,6 +36,7 @@ from longhorizon.context.settings import ContextSettings, context_field, context
 from longhorizon.errors import UserError
 from longhorizon.eval.config import EvalConfig
 from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_field, sampler_field, vllm_field
+from longhorizon.train.credit_config import EntropyConfig, ReplayConfig, RewardsConfig
 
 AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
@@ -68,8 +69,8 @@ class AlgorithmConfig(Section):
     kl_coef: float = Field(0.0, ge=0, description="KL(pi || pi_ref) weight: in the loss (grpo) or in the reward (rloo, reinforce++, ppo)")
     kl_estimator: Literal["k1", "k2", "k3"] | None = Field(None, description="KL estimator (Schulman 2020): k1, k2 or k3; None = k1 when the KL is in the reward (rloo, reinforce++, ppo), k3 in the loss (grpo) (resolved at validation)")
     aggregation: Aggregation | None = Field(None, description="token-loss reduction; None = trace-length with the markovian context, else seq-mean-token-mean for loop, seq-mean-token-sum for rloo, token-mean otherwise (resolved at validation with the context)")
-    credit: Literal["outcome", "per_turn"] = Field("outcome", description="outcome: the episode return goes to every turn; per_turn: discounted return-to-go of turn rewards")
-    turn_gamma: float = Field(1.0, ge=0, le=1, description="per_turn credit: discount per turn")
+    credit: Literal["outcome", "per_turn", "eapo"] = Field("outcome", description="outcome: the episode return goes to every turn; per_turn: discounted return-to-go of turn rewards; eapo: round t of T gets turn_gamma^(T-1-t) * the episode return, group methods normalising over all rounds of a task's episodes (EAPO)")
+    turn_gamma: float = Field(1.0, ge=0, le=1, description="per_turn and eapo credit: discount per turn")
     loop_abs_threshold: float = Field(0.01, ge=0, description="loop: drop rollouts with |A| below this")
     loop_normalize_std: bool = Field(False, description="loop: divide the LOO advantage by the group std")
     gae_gamma: float = Field(1.0, ge=0, le=1, description="ppo: GAE discount per token")
@@ -79,6 +80,9 @@ class AlgorithmConfig(Section):
     value_clip: float | None = Field(0.2, gt=0, description="ppo: value clipping range (None = off)")
     reward_norm: Literal["none", "scale", "normalize"] = Field("none", description="turn rewards divided by the running std (scale) or standardised (normalize)")
     reward_clip: float | None = Field(None, gt=0, description="clip turn rewards to [-c, c] after normalisation (None = off)")
+    entropy: EntropyConfig = Field(default_factory=EntropyConfig, description="entropy-aware method: empg, epo, siren or steer (none = off)")
+    rewards: RewardsConfig = Field(default_factory=RewardsConfig, description="fine-grained per-turn reward functions and G-RA gates (empty = the env's rewards)")
+    replay: ReplayConfig = Field(default_factory=ReplayConfig, description="ARPO replay of successes into all-negative groups, task pool and task filter (off by default)")
 
     @model_validator(mode="after")
     def _loop_has_no_kl(self) -> "AlgorithmConfig":

@@ -56,6 +56,7 @@ from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkp
 from longhorizon.train.config import TrainConfig
 from longhorizon.train.credit import ALGORITHMS, Algorithm
 from longhorizon.train.evaluate import held_out_eval
+from longhorizon.train import exploration
 from longhorizon.train.memory import release_memory, tune_malloc
 from longhorizon.train.metrics import MetricsLog, peak_memory_mb, plot_curves, read_records
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
@@ -108,7 +109,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
                            loaded=LoadedModel(cfg.model, models.model, models.tokenizer))  # vllm: synced by the loop
     policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
     normalizer = RewardNormalizer(cfg.algorithm.reward_norm, cfg.algorithm.reward_clip)
-    state = Resumable(models, optimizer, scheduler, normalizer, sampler, strategy)
+    credit_state = exploration.CreditState.from_config(cfg)  # EPO history, SIREN anchor, ARPO replay
+    state = Resumable(models, optimizer, scheduler, normalizer, sampler, strategy, credit_state)
     step, position, resume_step = 0, 0, None
     if resume:
         checkpoint = latest_checkpoint(run.path)
@@ -142,19 +144,23 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
 
         # 1. Collect: G episodes of each task in one batched rollout, with the current weights.
         models.model.eval()
+        specs, position = exploration.next_tasks(cfg, position, credit_state)  # = task_specs unless replay.task_pool or a task filter is set
         with autocast(cfg):
-            specs = task_specs(cfg, position)
             trajectories = pool.collect(specs) if pool else run_episodes(specs, policy)
-        position += cfg.tasks_per_step
+        trajectories, replay_metrics = exploration.replay(trajectories, credit_state)  # ARPO (off by default)
         t_rollout = time.perf_counter()
 
         # 2. Rewards, then advantages: reference log-probs and values first (no grad), then the credit rule.
         batch = collate(trajectories, strategy, models.tokenizer.pad_token_id)
+        batch.turn_rewards, reward_metrics = exploration.shaped_turn_rewards(trajectories, batch, cfg.algorithm.rewards)
         batch.turn_rewards = normalizer(batch.turn_rewards, batch.turn_mask)
         t_score = time.perf_counter()
         batch, score_metrics = score(models, batch, cfg, algo)
         score_time = time.perf_counter() - t_score
+        rollout_entropy = exploration.rollout_entropy(models, batch, cfg)  # None unless an entropy method needs it
+        entropy_metrics = exploration.observe(credit_state, batch, rollout_entropy, cfg.algorithm.entropy)
         credit = algo.credit(batch, cfg.algorithm)
+        credit = exploration.modulate_credit(credit, batch, rollout_entropy, cfg.algorithm.entropy)  # EMPG
         batch = with_credit(batch, advantages=credit.advantages, loss_mask=credit.loss_mask, returns=credit.returns)
 
         # 3. K epochs of minibatch updates (rows LOOP filtered out carry no mask and are skipped).
@@ -164,7 +170,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
         updates: list[dict[str, float]] = []
         for _epoch in range(cfg.epochs):
             for minibatch in minibatches(rows, cfg.num_minibatches):
-                metrics = minibatch_backward(models, batch, minibatch, cfg, algo)
+                metrics = minibatch_backward(models, batch, minibatch, cfg, algo, credit_state)
                 metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
@@ -175,6 +181,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
         if pool:
             pool.sync(models.model)  # the workers sample the next step with the new weights
         step += 1
+        credit_state.step = step
         t_end = time.perf_counter()
 
         # 4. Log, evaluate every M steps, checkpoint every N steps.
@@ -183,6 +190,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
         record(step, {
             **rollout_metrics(trajectories), **{f"credit/{k}": v for k, v in credit.metrics.items()},
             **score_metrics, **_mean(updates), "charts/updates": float(len(updates)),
+            **replay_metrics, **reward_metrics, **entropy_metrics,
             "charts/rows_trained": float(len(rows)), "charts/learning_rate": scheduler.get_last_lr()[0],
             **perf_metrics(trajectories, batch, rows, cfg, t_start, t_rollout, t_end, score_time),
             "perf/sync_time": t_end - t_sync, **(pool.metrics() if pool else {}),
