@@ -3,6 +3,8 @@ YAML errors give their line and column; --dtype takes only what its help says.""
 
 from __future__ import annotations
 
+import typing
+
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -23,8 +25,11 @@ def all_keys(cls, prefix=""):
     keys = []
     for name, field in cls.model_fields.items():
         ann = field.annotation
-        subs = [a for a in (getattr(ann, "__args__", None) or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
-        keys += all_keys(subs[0], f"{prefix}{name}.") if subs else [f"{prefix}{name}"]
+        models = [a for a in (getattr(ann, "__args__", None) or (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if models and typing.get_origin(ann) is list:  # a list of sections: the key itself and one item's keys
+            keys += [f"{prefix}{name}", *all_keys(models[0], f"{prefix}{name}[].")]
+        else:
+            keys += all_keys(models[0], f"{prefix}{name}.") if models else [f"{prefix}{name}"]
     return keys
 
 

@@ -131,13 +131,24 @@ def describe(cls: type[BaseModel], values: dict[str, Any] | None = None, prefix:
         if sub is not None:
             rows += describe(sub, value if isinstance(value, dict) else ({} if values is not None else None), f"{key}.")
             continue
-        default = field.get_default(call_default_factory=True)
-        row = {"key": key, "type": type_name(field.annotation), "default": yaml_text(default),
+        default = "(required)" if field.is_required() else yaml_text(field.get_default(call_default_factory=True))
+        row = {"key": key, "type": type_name(field.annotation), "default": default,
                "description": field.description or ""}
         if values is not None:
             row["value"] = yaml_text(value)
         rows.append(row)
+        if (item := list_item_class(field.annotation)) is not None:  # a list of sections: the keys of one item
+            rows += [{**r, **({"value": ""} if values is not None else {})} for r in describe(item, None, f"{key}[].")]
     return rows
+
+
+def list_item_class(annotation: Any) -> type[BaseModel] | None:
+    """X for `list[X]` (or `list[X] | None`) where X is a config section, else None."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return next((c for a in get_args(annotation) if (c := list_item_class(a)) is not None), None)
+    if get_origin(annotation) is list:
+        return config_class(get_args(annotation)[0])
+    return None
 
 
 def type_name(annotation: Any) -> str:
@@ -148,6 +159,10 @@ def type_name(annotation: Any) -> str:
         return " | ".join(type_name(a) for a in get_args(annotation))
     if annotation is type(None):
         return "None"
+    if get_origin(annotation) in (list, dict, tuple) and get_args(annotation):
+        return f"{get_origin(annotation).__name__}[{', '.join(type_name(a) for a in get_args(annotation))}]"
+    if annotation is Any:
+        return "Any"
     if isinstance(annotation, type) and not get_args(annotation):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
