@@ -1,4 +1,4 @@
-"""The `longhorizon` command: envs, play, eval, train.
+"""The `longhorizon` command: envs, play, eval, train, prefs.
 
 Every user mistake (unknown env or model, bad option value, missing package,
 unwritable output directory) prints one line `error: ...` and exits with
@@ -304,6 +304,47 @@ def print_train_summary(result: Any) -> None:
         se = (after["eval/reward_se"] ** 2 + before["eval/reward_se"] ** 2) ** 0.5
         console.print(f"reward gain {gain:+.3f} ({gain / se:+.1f} se)" if se > 0 else f"reward gain {gain:+.3f}")
     console.print(f"run: {result.run_dir}   curves: {result.plot}")
+
+
+# --------------------------------------------------------------------- prefs
+prefs_app = typer.Typer(no_args_is_help=True, help="Preference pairs: build them from a model on an env.")
+app.add_typer(prefs_app, name="prefs")
+
+
+@prefs_app.command("build")
+@user_errors
+def prefs_build_cmd(
+    config: Optional[Path] = typer.Argument(None, help="prefs build config (YAML); default: the built-in defaults"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key, KEY=VALUE (repeatable), e.g. samples=8"),
+    model: Optional[str] = typer.Option(None, help="(model) smollm2-135m | tiny-random | noisy-oracle:P | path to a HF model dir"),
+    env: Optional[str] = typer.Option(None, "--env", help="(env_id) registered env id"),
+    tasks: Optional[int] = typer.Option(None, help="(tasks) distinct tasks (env seeds)"),
+    samples: Optional[int] = typer.Option(None, help="(samples) episodes, or branches per turn, per task"),
+    level: Optional[str] = typer.Option(None, help="(level) episode | turn (branches from a shared prefix)"),
+    ties: Optional[str] = typer.Option(None, help="(ties) drop | keep pairs with equal returns"),
+    knob: list[str] = typer.Option([], "--knob", help="(env_kwargs.KEY) env knobs as KEY=VALUE (repeatable)"),
+    out: Optional[Path] = typer.Option(None, help="(out) output directory"),
+) -> None:
+    """Sample episodes from a model on an env and pair them, labelled by the env's verifier (higher return wins).
+
+    Writes OUT/feedback/preferences.jsonl, OUT/trajectories.jsonl, OUT/config.yaml and OUT/summary.json.
+    """
+    from longhorizon.config_io import apply_overrides, read_yaml, set_key
+    from longhorizon.feedback.build import PrefsBuildConfig, build_pairs
+
+    data = read_yaml(config) if config is not None else {}
+    flags = {"model": model, "env_id": env, "tasks": tasks, "samples": samples, "level": level, "ties": ties,
+             "out": None if out is None else str(out)}
+    for key, value in {k: v for k, v in flags.items() if v is not None}.items():
+        set_key(data, key, value)
+    for key, value in parse_assignments(knob, "--knob").items():
+        set_key(data, f"env_kwargs.{key}", value)
+    cfg = PrefsBuildConfig.model_validate(apply_overrides(data, set_))
+    pairs, summary = build_pairs(cfg)
+    console.print(f"{summary['pairs']} pairs ({summary['ties_kept']} ties kept, {summary.get('ties_dropped', 0)} dropped, "
+                  f"{summary.get('identical', 0)} identical skipped) from {summary['episodes']} episodes, "
+                  f"mean return {summary['mean_return']:.3f}", highlight=False)
+    console.print(f"pairs: {Path(cfg.out) / 'feedback' / 'preferences.jsonl'}")
 
 
 def main() -> None:  # pragma: no cover
