@@ -264,7 +264,7 @@ def train_cmd(
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its latest checkpoint"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default: the config's run_dir)"),
 ) -> None:
-    """Train with RL (grpo, rloo, loop, reinforce++, ppo); print the held-out eval before and after."""
+    """Train with RL (grpo, rloo, loop, reinforce++, ppo) or on preference pairs (dpo, ipo); print the held-out eval before and after."""
     from longhorizon.train import train
     from longhorizon.train.config import run_config
     from longhorizon.train.loop import check_setup
@@ -277,9 +277,12 @@ def train_cmd(
         def on_log(step: int, metrics: dict[str, float]) -> None:
             if "eval/reward_mean" in metrics:
                 bar.console.print(f"held-out eval at step {step}: {_eval_text(metrics)}", highlight=False)
-            else:
+            elif "charts/reward_mean" in metrics:
                 bar.update(task, completed=step,
                            description=f"train {cfg.algorithm.name} (reward {metrics['charts/reward_mean']:.3g})")
+            else:  # dpo, ipo: no rollouts while training
+                bar.update(task, completed=step, description=f"train {cfg.algorithm.name} "
+                           f"(pair accuracy {metrics.get('losses/pref_accuracy', float('nan')):.2f})")
 
         result = train(cfg, resume=resume is not None, on_log=on_log)
     print_train_summary(result)

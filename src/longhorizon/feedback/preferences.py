@@ -251,3 +251,17 @@ def _datasets() -> Any:
     except ImportError:
         raise UserError("exporting to Hugging Face datasets needs the `datasets` package: pip install datasets") from None
     return datasets
+
+
+def read_preferences(path: str | Path, source: Source = "human") -> list[PreferencePair]:
+    """Pairs from a JSONL file, a run directory holding `PREFERENCES_FILE` (`longhorizon prefs build`), or a
+    `datasets` directory written by `Dataset.save_to_disk` in TRL's format (labelled `source`)."""
+    path = Path(path)
+    if path.is_dir() and (path / PREFERENCES_FILE).exists():
+        return load_pairs(path / PREFERENCES_FILE)
+    if path.is_dir() and (path / "dataset_info.json").exists():
+        return from_dataset(_datasets().load_from_disk(str(path)), source=source)
+    if path.is_file():
+        return load_pairs(path)
+    raise UserError(f"no preference pairs at {path}: give a pairs JSONL file, a run directory of `longhorizon prefs "
+                    f"build`, or a datasets directory saved with save_to_disk")

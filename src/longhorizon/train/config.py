@@ -37,7 +37,7 @@ from longhorizon.errors import UserError
 from longhorizon.eval.config import EvalConfig
 from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_field, sampler_field, vllm_field
 
-AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo"]
+AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
 
 # Per-algorithm defaults for the fields left as None (see `resolved_*`).
@@ -48,6 +48,8 @@ DEFAULT_AGGREGATION = {"loop": "seq-mean-token-mean", "rloo": "seq-mean-token-su
 KL_IN_REWARD = ("rloo", "reinforce++", "ppo")
 # On-policy REINFORCE: one gradient step per batch of samples (no ratio, no clipping).
 ON_POLICY = ("rloo",)
+# Offline preference optimisation on a fixed set of pairs (`preferences`), trained by `train/offline.py`.
+OFFLINE_PREFERENCE = ("dpo", "ipo")
 # Contexts whose episodes split into several rows (chunks / turns) that the paper normalises per trace
 # (Delethink, seq-mean-token-norm-trace-length); they default to "trace-length" whatever the algorithm.
 TRACE_CONTEXTS = ("markovian",)
@@ -60,7 +62,7 @@ class Section(BaseModel):
 class AlgorithmConfig(Section):
     """Which RL algorithm, its credit assignment and its regularisers."""
 
-    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo")
+    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo (RL on the env); dpo or ipo (offline, on `preferences`)")
     group_size: int = Field(4, ge=1, description="G: episodes sampled per task (group methods compare them)")
     scale_by_std: bool = Field(True, description="grpo: divide by the group std (false = Dr.GRPO)")
     clip_eps: float | None = Field(None, gt=0, description="PPO clip epsilon; None = 0.1 for loop, 0.2 otherwise (resolved at validation)")
@@ -79,6 +81,7 @@ class AlgorithmConfig(Section):
     value_clip: float | None = Field(0.2, gt=0, description="ppo: value clipping range (None = off)")
     reward_norm: Literal["none", "scale", "normalize"] = Field("none", description="turn rewards divided by the running std (scale) or standardised (normalize)")
     reward_clip: float | None = Field(None, gt=0, description="clip turn rewards to [-c, c] after normalisation (None = off)")
+    beta: float = Field(0.1, gt=0, description="dpo, ipo: beta of the preference loss (strength of the implicit KL to the reference)")
 
     @model_validator(mode="after")
     def _loop_has_no_kl(self) -> "AlgorithmConfig":
@@ -148,7 +151,7 @@ class TrainConfig(Section, ContextSettings):
     max_new_tokens: int = Field(16, ge=1, description="token cap per model turn")
     seed: int = Field(0, ge=0, description="seed of everything; training task k uses env seed seed + k")
     steps: int = Field(10, ge=1, description="training steps (collect, credit, update)")
-    tasks_per_step: int = Field(8, ge=1, description="distinct tasks per step; each is sampled group_size times")
+    tasks_per_step: int = Field(8, ge=1, description="distinct tasks per step; each is sampled group_size times (dpo, ipo: preference pairs per step)")
     epochs: int = Field(1, ge=1, description="K: passes over each step's episodes")
     num_minibatches: int = Field(1, ge=1, description="optimizer updates per epoch (the episodes are split evenly)")
     micro_batch_size: int = Field(4, ge=1, description="rows per forward/backward; a minibatch accumulates gradients over micro-batches")
@@ -159,6 +162,7 @@ class TrainConfig(Section, ContextSettings):
     save_trajectories: bool = Field(True, description="write each step's training episodes to RUN_DIR/trajectories/")
     save_final_model: bool = Field(True, description="at the end, write a loadable HF model directory to RUN_DIR/model")
     run_dir: str = Field("runs/train", description="the run directory")
+    preferences: str | None = Field(None, description="dpo, ipo: the preference pairs: a JSONL file, a `longhorizon prefs build` directory, or a datasets directory in TRL's format (save_to_disk)")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="algorithm and credit assignment")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA adapters (off = full fine-tune)")
@@ -209,6 +213,13 @@ class TrainConfig(Section, ContextSettings):
                 if getattr(self, key) != 1:
                     raise ValueError(f"{key} must be 1 for {self.algorithm.name} (on-policy REINFORCE: "
                                      "one update per batch of samples)")
+        return self
+
+    @model_validator(mode="after")
+    def _offline_needs_pairs(self) -> "TrainConfig":
+        if self.algorithm.name in OFFLINE_PREFERENCE and not self.preferences:
+            raise ValueError(f"{self.algorithm.name} trains on preference pairs: set preferences to a pairs file "
+                             "or directory (e.g. the output of `longhorizon prefs build`)")
         return self
 
     @model_validator(mode="after")

@@ -48,7 +48,7 @@ from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
 from longhorizon.store import RunDir
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches, with_credit
 from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
-from longhorizon.train.config import TrainConfig
+from longhorizon.train.config import OFFLINE_PREFERENCE, TrainConfig
 from longhorizon.train.credit import ALGORITHMS, Algorithm
 from longhorizon.train.evaluate import held_out_eval
 from longhorizon.train.memory import release_memory, tune_malloc
@@ -73,6 +73,10 @@ class TrainResult:
 
 def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
     """Train (or, with `resume`, continue from RUN_DIR's latest checkpoint) and return before/after evals."""
+    if cfg.algorithm.name in OFFLINE_PREFERENCE:  # dpo, ipo: a fixed set of pairs, not rollouts
+        from longhorizon.train.offline import train_offline
+
+        return train_offline(cfg, resume=resume, on_log=on_log)
     run = _prepare_run_dir(cfg, resume)
     tune_malloc()  # large tensors go back to the system when freed (train/memory.py)
     algo = ALGORITHMS[cfg.algorithm.name]
@@ -252,7 +256,8 @@ def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> RunDir:
 
 
 def check_setup(cfg: TrainConfig) -> None:
-    """Fail fast, before any model loads: unknown env, bad knobs or wrappers, unknown context strategy or model."""
+    """Fail fast, before any model loads: unknown env, bad knobs or wrappers, unknown context strategy or model,
+    unreadable preference pairs (dpo, ipo)."""
     import gymnasium as gym
 
     from longhorizon.envs.core.wrappers import apply_wrappers
@@ -267,6 +272,10 @@ def check_setup(cfg: TrainConfig) -> None:
         raise UserError(f"env_kwargs: bad knobs or wrappers for {cfg.env_id}: {err}") from None
     make_strategy(cfg.context, **cfg.context_options)
     require_vllm(cfg.sampler)
+    if cfg.algorithm.name in OFFLINE_PREFERENCE:
+        from longhorizon.train.offline import decided_pairs
+
+        decided_pairs(cfg.preferences)  # a missing or malformed pairs file, or only ties
     if cfg.model not in MODEL_LOADERS and not (Path(cfg.model) / "config.json").exists():
         raise UserError(f"model: unknown model {cfg.model!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
 
