@@ -67,9 +67,14 @@ from torch import Tensor
 Metrics = dict[str, float]
 
 
+def _zero_masked(x: Tensor, mask: Tensor) -> Tensor:
+    """`x (B, T)` with 0 where masked (before any arithmetic, so inf there changes nothing)."""
+    return torch.where(mask.bool(), x, torch.zeros_like(x))
+
+
 def seq_logps(token_logps: Tensor, mask: Tensor) -> Tensor:
     """Sum over the masked tokens of each row: (B, T) -> (B,); masked-out values never reach the sum."""
-    return torch.where(mask.bool(), token_logps, torch.zeros_like(token_logps)).sum(dim=-1)
+    return _zero_masked(token_logps, mask).sum(dim=-1)
 
 
 @dataclass
@@ -183,13 +188,8 @@ def geometric_mixture_logits(policy_logits: Tensor, ref_logits: Tensor, beta: fl
 
 def _reinforce_kl(logps: Tensor, anchor: Tensor, mask: Tensor) -> Tensor:
     """sum_t (log pi - log anchor)_t.detach() * log pi_t per row (B,): its gradient estimates grad KL(pi || anchor)."""
-    log_ratio = seq_tokens(logps - anchor, mask).detach()
-    return (log_ratio * seq_tokens(logps, mask)).sum(-1)
-
-
-def seq_tokens(x: Tensor, mask: Tensor) -> Tensor:
-    """`x (B, T)` with 0 where masked."""
-    return torch.where(mask.bool(), x, torch.zeros_like(x))
+    log_ratio = _zero_masked(logps - anchor, mask).detach()
+    return (log_ratio * _zero_masked(logps, mask)).sum(-1)
 
 
 def nash_md_loss(batch: PairLogps, *, beta: float = 0.1) -> tuple[Tensor, Metrics]:
