@@ -17,7 +17,9 @@ Choices:
    position alone fixes the data, so a resumed run reads the same pairs.
 3. Log-probs at temperature 1 (the model's own distribution), not the rollout temperature.
 4. The reference is a frozen copy (full fine-tune) or the LoRA base with adapters off.
-5. The loss of a minibatch is the mean over its pairs; a micro-batch of `micro_batch_size` pairs adds
+5. Both sides of a micro-batch's pairs go through one forward pass, so with `share_prefix` (the default)
+   the context they share is computed once, as a GRPO group's prompt is in the RL loop.
+6. The loss of a minibatch is the mean over its pairs; a micro-batch of `micro_batch_size` pairs adds
    its own mean times (its pairs / the minibatch's pairs), so accumulation over micro-batches is exact.
 """
 
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from longhorizon.algorithms import PREFERENCE_LOSSES, PairLogps
@@ -98,7 +101,7 @@ def train_offline(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | Non
         rows = data_rows(len(pairs), position, cfg.tasks_per_step, cfg.seed)
         position += cfg.tasks_per_step
         chosen, rejected = (pad([pairs[i][side] for i in rows], models.tokenizer.pad_token_id) for side in (0, 1))
-        ref_chosen, ref_rejected = reference_logps(models, chosen, cfg), reference_logps(models, rejected, cfg)
+        ref_chosen, ref_rejected = reference_logps(models, (chosen, rejected), cfg)
 
         # 2. K epochs of minibatch updates of the preference loss.
         models.model.train()
@@ -180,22 +183,29 @@ def pad(rows: list[Tokens], pad_id: int) -> Side:
 # ------------------------------------------------------------------ log-probs and the loss
 
 
-def _logps(model, side: Side) -> Tensor:
-    """Token log-probs (p, t) of the masked tokens at temperature 1, 0 elsewhere."""
+def both_logps(model, chosen: Side, rejected: Side, share_prefix: bool) -> tuple[Tensor, Tensor]:
+    """Token log-probs of both sides at temperature 1 (0 off the mask): (p, tc), (p, tr), in ONE forward pass,
+    so with `share_prefix` the context that a pair's two sides (and pairs of one task) share is computed once."""
+    width = max(chosen.input_ids.shape[1], rejected.input_ids.shape[1])
+    joint = [torch.cat([F.pad(a, (0, width - a.shape[1])), F.pad(b, (0, width - b.shape[1]))])
+             for a, b in zip(vars(chosen).values(), vars(rejected).values())]
     device = next(model.parameters()).device
-    out = token_forward(model, side.input_ids.to(device), side.attention_mask.to(device), side.loss_mask.to(device), 1.0)
-    return out.logprobs
+    logps = token_forward(model, *(x.to(device) for x in joint), 1.0, share_prefix=share_prefix).logprobs
+    n = len(chosen.input_ids)
+    return logps[:n, :chosen.input_ids.shape[1]], logps[n:, :rejected.input_ids.shape[1]]
 
 
 @torch.no_grad()
-def reference_logps(models: Models, side: Side, cfg: TrainConfig) -> Tensor:
-    """Reference token log-probs (P, T) of one side, in micro-batches."""
-    out = torch.zeros(side.input_ids.shape, dtype=torch.float32)
+def reference_logps(models: Models, sides: tuple[Side, Side], cfg: TrainConfig) -> tuple[Tensor, Tensor]:
+    """Reference token log-probs of both sides of the step's pairs, (P, Tc) and (P, Tr), in micro-batches."""
+    out = tuple(torch.zeros(side.input_ids.shape, dtype=torch.float32) for side in sides)
     models.model.eval()
-    for rows in microbatches(torch.arange(len(side.input_ids)), cfg.micro_batch_size):
-        part = side.select(rows)
+    for rows in microbatches(torch.arange(len(sides[0].input_ids)), cfg.micro_batch_size):
+        chosen, rejected = (side.select(rows) for side in sides)
         with autocast(cfg), reference(models) as ref_model:
-            out[rows, :part.input_ids.shape[1]] = _logps(ref_model, part).float().cpu()
+            logps = both_logps(ref_model, chosen, rejected, cfg.share_prefix)
+        for full, part in zip(out, logps):
+            full[rows, :part.shape[1]] = part.float().cpu()
     return out
 
 
@@ -208,7 +218,8 @@ def pairs_backward(models: Models, sides: tuple[Side, Side], refs: tuple[Tensor,
         share = len(micro) / len(rows)
         chosen, rejected = (side.select(micro) for side in sides)
         with autocast(cfg):
-            batch = PairLogps(chosen=_logps(models.model, chosen).float(), rejected=_logps(models.model, rejected).float(),
+            policy_chosen, policy_rejected = both_logps(models.model, chosen, rejected, cfg.share_prefix)
+            batch = PairLogps(chosen=policy_chosen.float(), rejected=policy_rejected.float(),
                               ref_chosen=refs[0][micro, :chosen.input_ids.shape[1]].to(device),
                               ref_rejected=refs[1][micro, :rejected.input_ids.shape[1]].to(device),
                               chosen_mask=chosen.loss_mask.to(device), rejected_mask=rejected.loss_mask.to(device))
