@@ -37,7 +37,8 @@ from longhorizon.errors import UserError
 from longhorizon.eval.config import EvalConfig
 from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_field, sampler_field, vllm_field
 
-AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo"]
+AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo", "online_dpo", "dno", "inpo",
+                        "p3o_v1", "p3o_v2"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
 
 # Per-algorithm defaults for the fields left as None (see `resolved_*`).
@@ -50,6 +51,9 @@ KL_IN_REWARD = ("rloo", "reinforce++", "ppo")
 ON_POLICY = ("rloo",)
 # Offline preference optimisation on a fixed set of pairs (`preferences`), trained by `train/offline.py`.
 OFFLINE_PREFERENCE = ("dpo", "ipo")
+# Online preference optimisation on verifier-labelled pairs of the policy's own episodes (`train/online.py`):
+# algorithm name -> its loss in `algorithms.PREFERENCE_LOSSES`.
+ONLINE_PREFERENCE = {"online_dpo": "dpo", "dno": "dno", "inpo": "inpo", "p3o_v1": "p3o_v1", "p3o_v2": "p3o_v2"}
 # Contexts whose episodes split into several rows (chunks / turns) that the paper normalises per trace
 # (Delethink, seq-mean-token-norm-trace-length); they default to "trace-length" whatever the algorithm.
 TRACE_CONTEXTS = ("markovian",)
@@ -62,7 +66,7 @@ class Section(BaseModel):
 class AlgorithmConfig(Section):
     """Which RL algorithm, its credit assignment and its regularisers."""
 
-    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo (RL on the env); dpo or ipo (offline, on `preferences`)")
+    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo (RL on the env); dpo or ipo (offline, on `preferences`); online_dpo, dno, inpo, p3o_v1 or p3o_v2 (on verifier-labelled pairs of the policy's episodes)")
     group_size: int = Field(4, ge=1, description="G: episodes sampled per task (group methods compare them)")
     scale_by_std: bool = Field(True, description="grpo: divide by the group std (false = Dr.GRPO)")
     clip_eps: float | None = Field(None, gt=0, description="PPO clip epsilon; None = 0.1 for loop, 0.2 otherwise (resolved at validation)")
@@ -81,12 +85,22 @@ class AlgorithmConfig(Section):
     value_clip: float | None = Field(0.2, gt=0, description="ppo: value clipping range (None = off)")
     reward_norm: Literal["none", "scale", "normalize"] = Field("none", description="turn rewards divided by the running std (scale) or standardised (normalize)")
     reward_clip: float | None = Field(None, gt=0, description="clip turn rewards to [-c, c] after normalisation (None = off)")
-    beta: float = Field(0.1, gt=0, description="dpo, ipo: beta of the preference loss (strength of the implicit KL to the reference)")
+    beta: float = Field(0.1, gt=0, description="dpo, ipo, online_dpo, dno: beta of the preference loss (strength of the implicit KL to the reference)")
+    pairing: Literal["best_worst", "all"] = Field("best_worst", description="online preference methods: pair each task's best and worst episode, or every two")
+    min_margin: float = Field(0.0, ge=0, description="online preference methods: drop pairs whose return gap is below this (DNO's large-margin filter)")
+    eta: float = Field(10.0, gt=0, description="inpo: the no-regret step size eta (target eta/2)")
+    tau: float = Field(0.01, ge=0, description="inpo: the KL-to-reference weight tau (eta * tau <= 1)")
 
     @model_validator(mode="after")
     def _loop_has_no_kl(self) -> "AlgorithmConfig":
         if self.name == "loop" and self.kl_coef > 0:
             raise ValueError("kl_coef must be 0 for loop (LOOP uses no KL)")
+        return self
+
+    @model_validator(mode="after")
+    def _inpo_mixture(self) -> "AlgorithmConfig":
+        if self.name == "inpo" and self.eta * self.tau > 1:
+            raise ValueError(f"inpo needs eta * tau <= 1, got {self.eta * self.tau:g}")
         return self
 
     @model_validator(mode="after")

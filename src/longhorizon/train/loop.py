@@ -48,7 +48,7 @@ from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
 from longhorizon.store import RunDir
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches, with_credit
 from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
-from longhorizon.train.config import OFFLINE_PREFERENCE, TrainConfig
+from longhorizon.train.config import OFFLINE_PREFERENCE, ONLINE_PREFERENCE, TrainConfig
 from longhorizon.train.credit import ALGORITHMS, Algorithm
 from longhorizon.train.evaluate import held_out_eval
 from longhorizon.train.memory import release_memory, tune_malloc
@@ -77,6 +77,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
         from longhorizon.train.offline import train_offline
 
         return train_offline(cfg, resume=resume, on_log=on_log)
+    if cfg.algorithm.name in ONLINE_PREFERENCE:  # online_dpo, dno, inpo, p3o: pairs of the policy's own episodes
+        from longhorizon.train.online import train_online
+
+        return train_online(cfg, resume=resume, on_log=on_log)
     run = _prepare_run_dir(cfg, resume)
     tune_malloc()  # large tensors go back to the system when freed (train/memory.py)
     algo = ALGORITHMS[cfg.algorithm.name]
