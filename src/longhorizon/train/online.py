@@ -1,6 +1,6 @@
 """Online preference optimisation on episodes: `algorithm.name` online_dpo | dno | inpo | p3o_v1 | p3o_v2.
 
-    longhorizon train recipes/online-dpo.yaml
+    longhorizon train recipes/online-dpo-quickstart.yaml
 
 Each step, top to bottom: sample `group_size` episodes of `tasks_per_step` tasks with the current
 policy → pair the episodes of each task and label them by the verifier (the higher return wins;
