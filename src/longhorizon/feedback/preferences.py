@@ -160,8 +160,7 @@ def load_pairs(path: str | Path) -> list[PreferencePair]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise UserError(f"cannot read preference pairs {path}: {err.strerror}") from None
-    lines = text.split("\n")
-    complete, _torn = lines[:-1], lines[-1]  # after the last "\n": "" or an unfinished line
+    complete = text.split("\n")[:-1]  # what follows the last "\n" is "" or an unfinished line
     return [_parse_line(line, path, i + 1) for i, line in enumerate(complete) if line.strip()]
 
 
