@@ -49,13 +49,34 @@ def test_scripted_solution_passes(level, template):
 
 
 @pytest.mark.parametrize("level,template", TEMPLATE_IDS)
-def test_no_op_fails(level, template):
+@pytest.mark.parametrize("answer", [None, "I don't know"])
+def test_no_op_scores_zero(level, template, answer):
+    """Finishing (with or without an answer) before any tool call: the guards pass but earn nothing."""
     env = AppsEnv(difficulty=level, template=template)
     for seed in SEEDS:
         env.reset(seed=seed)
-        _, reward, terminated, _, info = env.step(format_tool_call("complete_task", {}))
-        assert terminated and info["success"] is False and reward < 1.0
+        _, reward, terminated, _, info = env.step(format_tool_call("complete_task", {} if answer is None else {"answer": answer}))
+        assert terminated and info["success"] is False and reward == 0.0, (seed, info["checks"])
         assert info["checks"]["no_other_changes"] is True, "doing nothing changes nothing"
+        assert info["metrics"] == {"task_goal_completion": 0.0, "checks_passed_fraction": 0.0}
+
+
+@pytest.mark.parametrize("level,template", TEMPLATE_IDS)
+def test_no_op_at_the_step_limit_scores_zero(level, template):
+    """Looking things up until the step limit changes nothing: 0, like finishing at once."""
+    env = make(level, template, seed=1, max_steps=2)
+    reward, _, truncated, info = play(env, [ToolCall("api_docs", {}), ToolCall("api_docs", {"app": "notes"})])
+    assert truncated and reward == 0.0 and info["checks"]["no_other_changes"] is True
+
+
+def test_guards_count_once_a_goal_check_passed():
+    from longhorizon.envs.apps.env import checks_score
+
+    guards = {"no_other_changes"}
+    assert checks_score({"paid": False, "no_other_changes": True}, guards) == 0.0
+    assert checks_score({"paid": True, "no_other_changes": True}, guards) == 1.0
+    assert checks_score({"paid": True, "sent": False, "no_other_changes": True}, guards) == pytest.approx(2 / 3)
+    assert checks_score({"paid": True, "sent": False, "no_other_changes": False}, guards) == pytest.approx(1 / 3)
 
 
 def test_noisy_oracle_still_solves():
@@ -113,7 +134,7 @@ def test_step_limit_truncates_and_checks():
     assert not truncated and "success" not in info
     reward, terminated, truncated, info = play(env, [ToolCall("api_docs", {"app": "payments"})])
     assert (terminated, truncated) == (False, True) and info["success"] is False
-    assert reward == pytest.approx(1 / 4) and info["checks"]["no_other_changes"] is True
+    assert reward == 0.0 and info["checks"]["no_other_changes"] is True  # nothing done: the guard earns nothing
 
 
 @pytest.mark.parametrize("answer,ok", [(None, False), ("I don't know", False), ("PHONE", True), ("+1 (555) {}", True)])

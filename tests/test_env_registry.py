@@ -94,7 +94,26 @@ def test_knobs_are_declared_once_in_a_typed_model(env_id):
         assert "\n" not in str(bad.value)  # one line, naming the knob
     env = gym.make(env_id).unwrapped
     assert all(getattr(env.knobs, name) == v["default"] for name, v in table.items())
-    with pytest.raises(ValueError, match="unknown knob 'bogus_knob'"):
+    with pytest.raises(ValueError, match=f"unknown knob 'bogus_knob' for {env_id}; valid knobs: {', '.join(table)}$"):
         gym.make(env_id, bogus_knob=1)
     for level in cls.LEVELS.values():  # every level is a valid knob setting
         cls.Knobs.parse(level)
+
+
+@pytest.mark.parametrize("env_id", list_envs())
+def test_every_env_states_its_reward_scale(env_id):
+    reward = env_class(env_id).REWARD
+    assert isinstance(reward, str) and reward.strip() and "\n" not in reward, f"{env_id} must set REWARD (one line)"
+
+
+def test_a_knob_typo_suggests_the_closest_and_lists_the_valid_knobs():
+    from longhorizon.envs.core.knobs import KnobError
+
+    with pytest.raises(KnobError) as err:
+        gym.make("longhorizon/Execution-v0", horizn=4)
+    assert str(err.value) == ("unknown knob 'horizn' for longhorizon/Execution-v0 (did you mean 'horizon'?); "
+                              "valid knobs: horizon, turn_complexity, dict_size, value_range, stop_on_error")
+    with pytest.raises(KnobError, match="^knob 'horizon' of longhorizon/Execution-v0: must be an integer"):
+        gym.make("longhorizon/Execution-v0", horizon="x")
+    with pytest.raises(KnobError, match="for longhorizon/Discovery-v0 \\(did you mean 'world'\\?\\)"):
+        gym.make("longhorizon/Discovery-v0", wrld="grid")

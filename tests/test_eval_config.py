@@ -87,7 +87,7 @@ def test_training_eval_section_is_the_eval_config_with_held_out_defaults():
 
 
 def test_training_eval_section_cannot_swap_the_policy():
-    from pydantic import ValidationError
+    from longhorizon.errors import ConfigError
 
-    with pytest.raises(ValidationError, match="eval.model must be the training model"):
+    with pytest.raises(ConfigError, match="eval.model must be the training model"):
         load_config(None, ["model=tiny-random", "eval.model=oracle"])

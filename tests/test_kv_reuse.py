@@ -147,7 +147,7 @@ def test_common_prefix_and_match():
 
 
 def test_kv_cache_mb_reaches_the_sampler_from_eval_and_train_configs():
-    from pydantic import ValidationError
+    from longhorizon.errors import ConfigError
 
     from longhorizon.eval.config import EvalConfig
     from longhorizon.eval.evaluate import make_policy
@@ -156,5 +156,5 @@ def test_kv_cache_mb_reaches_the_sampler_from_eval_and_train_configs():
     assert make_policy(EvalConfig(model="tiny-random", kv_cache_mb=0)).sampler.kv_cache is None  # reuse off
     assert make_policy(EvalConfig(model="tiny-random", kv_cache_mb=3)).sampler.kv_cache.max_bytes == 3 << 20
     assert load_config(None, ["kv_cache_mb=0"]).eval.kv_cache_mb == 0  # the held-out eval inherits it
-    with pytest.raises(ValidationError, match="eval.kv_cache_mb must be the training kv_cache_mb"):
+    with pytest.raises(ConfigError, match="eval.kv_cache_mb must be the training kv_cache_mb"):
         load_config(None, ["eval.kv_cache_mb=5"])

@@ -360,3 +360,15 @@ def test_tool_schemas_match_methods(env_id):
 def test_tool_usage_names_tools_and_format():
     usage = _counter().tool_usage()
     assert usage.startswith("Tools: add, finish.") and "<tool_call>" in usage and "up to 3 calls" in usage
+
+
+def test_compact_signature_by_hand():
+    from longhorizon.envs.core.tools import compact_signature
+
+    props = {"title": {"type": "string"}, "day": {"type": "integer"}, "start": {"type": "string"},
+             "tags": {"type": "array", "items": {"type": "string"}}, "mode": {"type": "string", "enum": ["a", "b"]},
+             "plan": {"type": ["array", "string"]}, "extra": {"type": "object"}, "x": {}}
+    schema = function_schema("add_event", "Add an event.", props, required=["title", "day"])
+    assert compact_signature(schema) == ("add_event(title: str, day: int, start?: str, tags?: list[str], "
+                                         "mode?: 'a'|'b', plan?: list | str, extra?: dict, x?: any)")
+    assert compact_signature(function_schema("look", "Look.", {})) == "look()"

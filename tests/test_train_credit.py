@@ -143,9 +143,9 @@ def test_rloo_loss_weighs_each_sequence_one_over_b():
 
 @pytest.mark.parametrize("key", ["epochs", "num_minibatches"])
 def test_rloo_refuses_more_than_one_update_per_batch(key):
-    from pydantic import ValidationError
+    from longhorizon.errors import ConfigError
 
-    with pytest.raises(ValidationError, match=f"{key} must be 1 for rloo"):
+    with pytest.raises(ConfigError, match=f"{key} must be 1 for rloo"):
         load_config(None, ["algorithm.name=rloo", f"{key}=2"])
 
 

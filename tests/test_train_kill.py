@@ -66,5 +66,5 @@ def test_sigkill_during_checkpoint_write_then_resume(tmp_path):
     torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     assert latest_checkpoint(run).name == "step_000003"
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_000002", "step_000003"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step_000003"]  # keep_checkpoints: 1
     assert [r["step"] for r in read_records(run)] == [1, 2, 3]  # step 2 redone, logged once

@@ -1,4 +1,4 @@
-"""The `longhorizon` command: envs, play, eval, train, prefs.
+"""The `longhorizon` command: envs, play, eval, train, view, feedback, prefs.
 
 Every user mistake (unknown env or model, bad option value, missing package,
 unwritable output directory) prints one line `error: ...` and exits with
@@ -108,13 +108,17 @@ def eval_cmd(
     horizon_knob: Optional[str] = typer.Option(None, help="(horizon_knob) env knob that --horizons sets (default: the env's own, e.g. horizon, n_problems, days)"),
     wrap: list[str] = typer.Option([], "--wrap", help="(wrappers) feedback wrapper NAME[:k=v,...], e.g. try_again:max_attempts=3 (repeatable)"),
     out: Optional[Path] = typer.Option(None, help="(run_dir) run directory to write"),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="finish the interrupted evaluation in this run directory (its config.yaml; other options are refused)"),
 ) -> None:
     """Measure success vs horizon, per-step accuracy and the horizon length H_s.
 
     The config is CONFIG (YAML) over the defaults; each flag sets the config key named in its help;
-    --set KEY=VALUE overrides come last (defaults < CONFIG < flags < --set).
+    --set KEY=VALUE overrides come last (defaults < CONFIG < flags < --set). Each episode is written
+    to RUN_DIR/trajectories.jsonl as it finishes; Ctrl-C saves the metrics of what finished, and
+    `--resume RUN_DIR` runs only the rest.
     """
     from longhorizon import eval as evaluation
+    from longhorizon.eval.evaluate import Interrupted, resume_config
 
     flags = {"model": model, "env_id": env, "horizons": None if horizons is None else parse_horizons(horizons), "episodes": episodes,
              "env_kwargs.turn_complexity": turn_complexity, "temperature": temperature, "top_p": top_p,
@@ -124,54 +128,77 @@ def eval_cmd(
     shorthands = {k: v for k, v in flags.items() if v is not None}
     shorthands |= {f"env_kwargs.{k}": v for k, v in parse_assignments(knob, "--knob").items()}
     shorthands |= {f"context_options.{k}": v for k, v in parse_assignments(context_opt, "--context-opt").items()}
-    cfg = evaluation.load_eval_config(config, set_, shorthands)
-    with LazyBar(f"eval {cfg.model}") as bar:  # shown from the first turn on, after every check passed
-        metrics, plot = evaluation.run(cfg, on_progress=bar.advance)
+    if resume is not None:
+        if config is not None or set_ or shorthands:
+            raise UserError("--resume continues a run with the config it started with; give no other config or options")
+        cfg = resume_config(resume)
+    else:
+        cfg = evaluation.load_eval_config(config, set_, shorthands)
+    try:
+        with EvalBar(f"eval {cfg.model}") as bar:
+            metrics, plot = evaluation.run(cfg, on_progress=bar.update, resume=resume is not None)
+    except Interrupted as stop:
+        err_console.print(f"[bold yellow]{escape(str(stop))}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     print_summary(metrics, plot)
 
 
-class LazyBar:
-    """A progress bar that appears at the first `advance(n, total)` and completes on exit."""
+class EvalBar:
+    """Turns done (with an ETA) and episodes finished, shown from the rollout's start."""
 
-    def __init__(self, description: str, unit: str = "turns"):
-        self.description, self.unit, self.bar, self.task = description, unit, None, None
+    def __init__(self, description: str):
+        self.description, self.bar, self.task = description, None, None
 
-    def advance(self, n: int, total: int) -> None:
+    def update(self, p: Any) -> None:
         if self.bar is None:
-            self.bar = progress_bar(self.unit)
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("turns · {task.fields[episodes]} episodes"), TimeElapsedColumn(),
+                                TextColumn("eta"), TimeRemainingColumn(), console=err_console)
             self.bar.start()
-            self.task = self.bar.add_task(self.description, total=total)
-        self.bar.update(self.task, advance=n)
+            self.task = self.bar.add_task(self.description, total=p.turns_total, episodes="")
+        self.bar.update(self.task, completed=p.turns_done, total=max(p.turns_total, p.turns_done),
+                        episodes=f"{p.episodes_done}/{p.episodes_total}")
 
-    def __enter__(self) -> "LazyBar":
+    def __enter__(self) -> "EvalBar":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, completed=self.bar.tasks[0].total)
             self.bar.stop()
 
 
 def print_summary(metrics: dict[str, Any], plot: Path) -> None:
     table = Table(title=f"{metrics['model']} on {metrics['env_id']}")
+    corrected = any("per_step_accuracy_chance_corrected" in r for r in metrics["horizons"])
     for col in (metrics["horizon_knob"] or "setting", "episodes", "success", "± se", "reward", "turns survived",
-                "step acc (mean)"):
+                "step acc (mean)", *(["step acc, chance-corrected"] if corrected else [])):
         table.add_column(col, justify="right")
     for r in metrics["horizons"]:
-        acc = [a for a in r.get("per_step_accuracy", []) if a is not None]
         survived = f"{r['mean_turns_survived']:.2f}" if "mean_turns_survived" in r else "-"
+        cells = [_mean_text(r.get("per_step_accuracy", []))]
+        if corrected:
+            cells.append(_mean_text(r.get("per_step_accuracy_chance_corrected", [])))
         table.add_row(_setting(metrics, r), str(r["episodes"]), f"{r['success_rate']:.3f}", f"{r['success_se']:.3f}",
-                      f"{r['mean_reward']:.3g}", survived, f"{sum(acc) / len(acc):.3f}" if acc else "-")
+                      f"{r['mean_reward']:.3g}", survived, *cells)
     console.print(table)
+    if corrected:
+        console.print("chance-corrected step accuracy: (acc - chance) / (1 - chance); 0 = no better than an answer "
+                      "that ignores the turn's keys, 1 = always right", highlight=False)
     for r in metrics["horizons"]:
         if r["env_metrics"]:
             values = ", ".join(f"{k}={v:.3g}" for k, v in r["env_metrics"].items())
             console.print(f"env metrics ({_setting(metrics, r)}): {values}", highlight=False, markup=False)
     if h := metrics["horizon_length"]:
-        bound = {"above": ">= ", "below": "< "}.get(h["censored"] or "", "")
-        console.print(f"H_{h['s']:g} = {bound}{h['value']:.2f} ({metrics['horizon_knob']})")
+        relation = {"above": ">=", "below": "<"}.get(h["censored"] or "", "=")
+        censored = " (censored: the curve never crosses the threshold in the horizons tried)" if h["censored"] else ""
+        console.print(f"H_{h['s']:g} {relation} {h['value']:.2f} ({metrics['horizon_knob']}){censored}")
     console.print(f"wall time {metrics['wall_seconds']:.0f} s")
     console.print(f"plot: {plot}")
+
+
+def _mean_text(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{sum(known) / len(known):.3f}" if known else "-"
 
 
 def _setting(metrics: dict[str, Any], row: dict[str, Any]) -> str:
@@ -184,7 +211,7 @@ def compare_cmd(
     runs: list[Path] = typer.Argument(..., help="eval run directories (as written by `longhorizon eval`)"),
     out: Path = typer.Option(Path("runs/compare"), help="directory for report.md and comparison.png"),
     label: list[str] = typer.Option([], "--label", help="a label per run, in order (default: model / context)"),
-    title: str = typer.Option("Context strategies compared", help="report title"),
+    title: str = typer.Option("Evaluations compared", "--title", help="title of the report and of the plot"),
 ) -> None:
     """Put several horizon evaluations side by side: a markdown report and a plot."""
     from longhorizon.eval.compare import compare_runs
@@ -197,18 +224,31 @@ def compare_cmd(
 @app.command("envs")
 @user_errors
 def envs_cmd() -> None:
-    """List every registered env with its knobs and their defaults."""
+    """List every registered env with its reward scale, knobs and their defaults."""
     from longhorizon.envs import env_class, knobs, list_envs
 
     table = Table(title="longhorizon environments", show_lines=True)
     table.add_column("id", style="bold", no_wrap=True)
     table.add_column("what it tests")
+    table.add_column("reward")
     table.add_column("knobs (default)")
     for env_id in list_envs():
-        doc = (env_class(env_id).__doc__ or "").strip().splitlines()
+        cls = env_class(env_id)
+        doc = (cls.__doc__ or "").strip().splitlines()
         knob_text = "\n".join(f"{k} ({v['default']!r}): {v['description']}" for k, v in knobs(env_id).items())
-        table.add_row(env_id, doc[0] if doc else "", knob_text)
+        table.add_row(env_id, doc[0] if doc else "", getattr(cls, "REWARD", None) or "?", knob_text)
     console.print(table)
+
+
+PLAY_HELP = """Commands (none of them uses up a turn; neither does an empty line):
+  :help    this list
+  :task    the task (the first observation) again
+  :tools   the tools and their arguments (tool envs; `?` marks an optional one)
+  :dict    the dictionary again (Execution)
+  :oracle  the oracle's next move
+  :quit    stop playing
+Anything else is sent as your action; type \\n for a line break. Tool envs take
+<tool_call>{"name": ..., "arguments": {...}}</tool_call> or the bare {"name": ..., "arguments": {...}}."""
 
 
 @app.command("play")
@@ -219,40 +259,147 @@ def play_cmd(
     knob: list[str] = typer.Option([], "--knob", help="env knobs as KEY=VALUE (repeatable)"),
     wrap: list[str] = typer.Option([], "--wrap", help="feedback wrapper NAME[:k=v,...] (repeatable, innermost first)"),
 ) -> None:
-    """Play an env yourself in the terminal. Type your action; `:oracle` shows the oracle's move, `:quit` ends."""
+    """Play an env yourself in the terminal. Type your action; `:help` lists the commands (:tools, :dict, :oracle, :quit)."""
     from longhorizon.rollout import make_env
 
     game = make_env(env, parse_assignments(knob, "--knob"), parse_wrappers(wrap))
     obs, _ = game.reset(seed=seed)
-    total, done = 0.0, False
+    _play_header(env, seed, game)
+    _show_task(game, obs)
+    episode_reward, done, task = 0.0, False, obs
     while not done:
-        console.print(f"\n[cyan]{obs}[/]", highlight=False)
-        action = _read_action(game)
+        action = _read_action(game, task)
         if action is None:
             return
         obs, reward, terminated, truncated, info = game.step(action)
-        total += reward
+        episode_reward += reward
         done = terminated or truncated
-        console.print(f"[dim]reward {reward:g}  total {total:g}  correct={info.get('correct')}[/]")
-    console.print(f"\n[cyan]{obs}[/]", highlight=False)
-    console.print(f"[bold]episode over[/]: success={info.get('success')}  metrics={info.get('metrics')}")
+        verdict = f"  correct={info['correct']}" if "correct" in info else ""
+        console.print(f"[dim]reward {reward:g}  episode reward so far {episode_reward:g}{verdict}[/]")
+        console.print(f"\n[cyan]{escape(obs)}[/]", highlight=False)
+    console.print(f"[bold]episode over[/]: success={info.get('success')}  episode reward {episode_reward:g}  "
+                  f"metrics={escape(str(info.get('metrics')))}", highlight=False)
 
 
-def _read_action(game: Any) -> str | None:
-    """Read one action; handles :oracle and :quit. None means quit."""
-    from longhorizon.rollout import oracle_action
+def _play_header(env_id: str, seed: int, game: Any) -> None:
+    """The env, its reward scale and its tools, then how to get help."""
+    reward = getattr(game.unwrapped, "REWARD", None)
+    console.print(f"[bold]{escape(env_id)}[/] (seed {seed})" + (f"  reward: {escape(reward)}" if reward else ""),
+                  highlight=False)
+    _show_tools(game)
+    console.print("[dim]:help lists the commands (:task, :tools, :dict, :oracle, :quit)[/]")
 
+
+def _show_tools(game: Any) -> bool:
+    """Each tool as a compact signature and its description's first sentence; False if the env has no tools."""
+    from longhorizon.envs.core.base import agent_spec
+    from longhorizon.envs.core.tools import compact_signature
+
+    tools = agent_spec(game).tools
+    for schema in tools or []:
+        about = schema["function"].get("description", "").split(". ")[0].rstrip(".")
+        console.print(f"  [green]{escape(compact_signature(schema))}[/]  {escape(about)}", highlight=False)
+    return bool(tools)
+
+
+def _show_task(game: Any, obs: str) -> None:
+    """The first observation; a dictionary in it (Execution) is laid out in columns."""
+    table = getattr(game.unwrapped, "dictionary_text", None)
+    text = table() if table else ""
+    if not text or text not in obs:
+        console.print(f"\n[cyan]{escape(obs)}[/]", highlight=False)
+        return
+    before, after = obs.split(text, 1)
+    console.print(f"\n[cyan]{escape(before.rstrip())}[/]", highlight=False)
+    _show_dictionary(text)
+    console.print(f"\n[cyan]{escape(after.strip())}[/]", highlight=False)
+
+
+def _show_dictionary(text: str) -> None:
+    """`word: value` lines in alphabetical order, down the columns, as wide as the terminal."""
+    from rich.columns import Columns
+
+    entries = sorted(escape(line) for line in text.splitlines())
+    console.print(Columns(entries, column_first=True, padding=(0, 3)), highlight=False)
+
+
+def _read_action(game: Any, task: str) -> str | None:
+    """Read one action; commands (see PLAY_HELP) and empty lines are handled here. None means quit."""
     while True:
         try:
             line = input("> ")
         except EOFError:
             return None
-        if line.strip() == ":quit":
+        command = line.strip()
+        if command == ":quit":
             return None
-        if line.strip() == ":oracle":
-            console.print(f"[yellow]oracle:[/] {oracle_action(game)}", highlight=False)
-            continue
-        return line.replace("\\n", "\n")
+        if command.startswith(":") and " " not in command:
+            _play_command(game, command, task)
+        elif command:
+            return line.replace("\\n", "\n")
+
+
+def _play_command(game: Any, command: str, task: str) -> None:
+    """Run one `:command`; none of them steps the env."""
+    from longhorizon.rollout import oracle_action
+
+    if command == ":oracle":
+        console.print(f"[yellow]oracle:[/] {escape(oracle_action(game))}", highlight=False)
+    elif command == ":help":
+        console.print(escape(PLAY_HELP), highlight=False)
+    elif command == ":task":
+        _show_task(game, task)
+    elif command == ":tools":
+        _show_tools(game) or console.print("this env has no tools; answer in text")
+    elif command == ":dict":
+        table = getattr(game.unwrapped, "dictionary_text", None)
+        _show_dictionary(table()) if table else console.print("this env has no dictionary")
+    else:
+        console.print(f"unknown command {escape(command)}; :help lists them", highlight=False)
+
+
+# --------------------------------------------------------------------- config
+@app.command("config")
+@user_errors
+def config_cmd(
+    recipe: Optional[Path] = typer.Argument(None, help="a training recipe (or, with --eval, an eval config) to show the values of"),
+    set_: list[str] = typer.Option([], "--set", help="override a key first, KEY=VALUE (repeatable)"),
+    eval_: bool = typer.Option(False, "--eval", help="the eval config (`longhorizon eval`) instead of the training recipe"),
+    resolved: bool = typer.Option(False, "--resolved", help="print the resolved config as YAML (what config.yaml of the run will hold)"),
+) -> None:
+    """Every config key with its type, default and description; with RECIPE, the value each key takes.
+
+    `longhorizon config` lists the training recipe's keys; `longhorizon config RECIPE --resolved` prints the
+    recipe with every default filled in and resolved, as the run will write it.
+    """
+    import yaml
+
+    from longhorizon.config_io import describe
+    from longhorizon.eval.config import EvalConfig, load_eval_config
+    from longhorizon.train.config import TrainConfig, load_config
+    from longhorizon.types import jsonable
+
+    cls = EvalConfig if eval_ else TrainConfig
+    cfg = None
+    if recipe is not None or set_ or resolved:
+        cfg = load_eval_config(recipe, set_) if eval_ else load_config(recipe, set_)
+    if resolved:
+        console.print(yaml.safe_dump(jsonable(cfg.model_dump()), sort_keys=False), highlight=False, markup=False, end="")
+        return
+    rows = describe(cls, None if cfg is None else jsonable(cfg.model_dump()))
+    table = Table(title=f"{'eval config (longhorizon eval)' if eval_ else 'training recipe (longhorizon train)'} keys",
+                  show_lines=False)
+    widths = {"key": None, "type": 22, "default": 14, "value": 14, "description": None}
+    for col in ("key", "type", "default", *(["value"] if cfg is not None else []), "description"):
+        table.add_column(col, overflow="fold", no_wrap=col == "key", max_width=widths[col], ratio=3 if col == "description" else None)
+    for r in rows:
+        table.add_row(*(escape(r[c]) for c in ("key", "type", "default", *(["value"] if cfg is not None else []),
+                                               "description")))
+    console.print(table)
+    if not eval_:
+        console.print("eval.*: keys the held-out section leaves out come from the recipe (model, env, context, ...) "
+                      "and from held-out defaults (seed 1000000, 32 episodes, greedy, the training horizon).",
+                      highlight=False)
 
 
 # --------------------------------------------------------------------- train
@@ -264,13 +411,24 @@ def train_cmd(
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its latest checkpoint"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default: the config's run_dir)"),
 ) -> None:
-    """Train with RL (grpo, rloo, loop, reinforce++, ppo) or on preference pairs (dpo, ipo); print the held-out eval before and after."""
+    """Train with RL (grpo, rloo, loop, reinforce++, ppo, ...) or on preference pairs (dpo, ipo offline;
+    online_dpo, dno, inpo, p3o_v1, p3o_v2 online); print the held-out eval before and after.
+
+    Every recipe key, with its type, default and description: `longhorizon config` (with a RECIPE, the value
+    each key takes; `longhorizon config RECIPE --resolved` prints the resolved recipe as the run writes it).
+    """
     from longhorizon.train import train
     from longhorizon.train.config import run_config
+    from longhorizon.train.checkpoint import checkpoint_step
     from longhorizon.train.loop import check_setup
 
     cfg = run_config(config, set_, resume, out)
     check_setup(cfg)
+    done = checkpoint_step(cfg.run_dir) if resume is not None else None
+    if done is not None and done >= cfg.steps:
+        console.print(f"{resume} already finished its {done} steps; to train it further, extend it: "
+                      f"longhorizon train --resume {resume} --set steps={done + cfg.steps}", highlight=False)
+        return
     with progress_bar("steps") as bar:
         task = bar.add_task(f"train {cfg.algorithm.name}", total=cfg.steps)
 
@@ -285,7 +443,7 @@ def train_cmd(
                            f"(pair accuracy {metrics.get('losses/pref_accuracy', float('nan')):.2f})")
 
         result = train(cfg, resume=resume is not None, on_log=on_log)
-    print_train_summary(result)
+    print_train_summary(result, cfg)
 
 
 def _eval_text(m: dict[str, float]) -> str:
@@ -293,7 +451,7 @@ def _eval_text(m: dict[str, float]) -> str:
             f"success {m['eval/success_rate']:.3f} ± {m['eval/success_se']:.3f} (n={m['eval/episodes']:.0f})")
 
 
-def print_train_summary(result: Any) -> None:
+def print_train_summary(result: Any, cfg: Any = None) -> None:
     before, after = result.eval_before, result.eval_after
     if before and after:
         table = Table(title="held-out evaluation (± standard error)")
@@ -306,7 +464,110 @@ def print_train_summary(result: Any) -> None:
         gain = after["eval/reward_mean"] - before["eval/reward_mean"]
         se = (after["eval/reward_se"] ** 2 + before["eval/reward_se"] ** 2) ** 0.5
         console.print(f"reward gain {gain:+.3f} ({gain / se:+.1f} se)" if se > 0 else f"reward gain {gain:+.3f}")
-    console.print(f"run: {result.run_dir}   curves: {result.plot}")
+    console.print(f"run: {result.run_dir} ({disk_use(result.run_dir)})   curves: {result.plot}", highlight=False)
+    model = Path(result.run_dir) / "model"
+    if model.is_dir() and cfg is not None:
+        console.print(f"trained model: {model}\nits horizon curve: {horizon_command(cfg, model)}", highlight=False,
+                      soft_wrap=True)
+
+
+def horizon_command(cfg: Any, model: Path) -> str:
+    """The `longhorizon eval` that measures the trained model's horizon curve on the training task family:
+    the training knobs, with the horizon knob swept over powers of 2 up to 4x the training horizon."""
+    from longhorizon.eval.config import horizon_knob
+
+    knob = horizon_knob(cfg.env_id)
+    trained = int(cfg.env_kwargs.get(knob, 1)) if knob else 1
+    horizons = ",".join(str(2**i) for i in range(0, (4 * trained).bit_length()))
+    from longhorizon.config_io import yaml_text
+
+    knobs = " ".join(f"--knob {k}={yaml_text(v)}" for k, v in cfg.env_kwargs.items() if k != knob)
+    parts = [f"longhorizon eval --model {model} --env {cfg.env_id}", knobs, f"--horizons {horizons}" if knob else "",
+             f"--context {cfg.context}" if cfg.context != "full" else "", f"--max-new-tokens {cfg.max_new_tokens}",
+             f"--dtype {'bfloat16' if cfg.dtype == 'bfloat16' or cfg.autocast_bf16 else 'float32'}",
+             f"--out {Path(cfg.run_dir) / 'horizon'}"]
+    return " ".join(p for p in parts if p)
+
+
+def disk_use(run_dir: Path) -> str:
+    """'1.9 GB on disk: checkpoints 1.6 GB, model 0.27 GB, ...' (the largest parts first)."""
+    def size(path: Path) -> int:
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+    parts = sorted(((size(p), p.name) for p in Path(run_dir).iterdir()), reverse=True)
+    gb = lambda n: f"{n / 1e9:.2g} GB" if n >= 1e8 else f"{n / 1e6:.2g} MB"  # noqa: E731
+    return f"{gb(sum(n for n, _ in parts))} on disk: " + ", ".join(f"{name} {gb(n)}" for n, name in parts[:3])
+
+
+# --------------------------------------------------------------------- view / feedback
+@app.command("view")
+@user_errors
+def view_cmd(
+    runs_dir: Path = typer.Argument(..., help="directory holding run directories (eval or training runs)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (loopback by default)"),
+    port: int = typer.Option(8765, "--port", help="port to listen on"),
+    open_reads: bool = typer.Option(False, "--open-reads", help="let anyone who reaches the server read runs without the token (writes still need it)"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="LONGHORIZON_VIEW_TOKEN",
+                                        help="the write token (default: a fresh random one, printed)"),
+) -> None:
+    """Browse runs and episodes in a local web app, and label them (labels go to RUNS_DIR/feedback.sqlite)."""
+    from longhorizon.ui import serve
+    from longhorizon.ui.auth import new_token
+
+    if not runs_dir.is_dir():
+        raise UserError(f"runs directory {runs_dir} does not exist")
+    if token is not None and len(token) < 16:
+        raise UserError("--token must be at least 16 characters")
+    token = token or new_token()
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"longhorizon view: {runs_dir.resolve()}\n  open   http://{shown}:{port}/?token={token}\n"
+                  f"  token  {token}   (every write needs it{'' if open_reads else '; reads too'})", highlight=False,
+                  soft_wrap=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print("[yellow]warning:[/] listening beyond loopback; the token travels in clear text over http")
+    serve(runs_dir, token, host=host, port=port, open_reads=open_reads)
+
+
+feedback_app = typer.Typer(no_args_is_help=True, help="Labels collected by `longhorizon view`: export, simulate.")
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+@user_errors
+def feedback_export_cmd(
+    runs_dir: Path = typer.Argument(..., help="the runs directory `longhorizon view` served"),
+    out: Path = typer.Option(..., "--out", help="output directory: OUT/preferences and OUT/critiques (datasets.load_from_disk)"),
+) -> None:
+    """Write the labels as Hugging Face datasets: TRL preference pairs and critiques / ratings."""
+    from longhorizon.store.feedback import FEEDBACK_DB
+    from longhorizon.store.feedback_export import export_feedback
+
+    if not (runs_dir / FEEDBACK_DB).is_file():
+        raise UserError(f"no labels in {runs_dir}: {FEEDBACK_DB} not found (start `longhorizon view {runs_dir}`)")
+    counts = export_feedback(runs_dir, out)
+    console.print(f"wrote {counts['preferences']} preference pairs to {out / 'preferences'} and "
+                  f"{counts['critiques']} critiques / ratings to {out / 'critiques'}", highlight=False, soft_wrap=True)
+
+
+@feedback_app.command("shadow-user")
+@user_errors
+def shadow_user_cmd(
+    url: str = typer.Option("http://127.0.0.1:8765", "--url", help="the running viewer"),
+    token: str = typer.Option(..., "--token", envvar="LONGHORIZON_VIEW_TOKEN", help="the viewer's token"),
+    run: list[str] = typer.Option([], "--run", help="label only this run (repeatable; default: every run)"),
+    max_episodes: Optional[int] = typer.Option(None, "--max-episodes", help="at most this many episodes per run"),
+) -> None:
+    """Label episodes with the rule-based simulated annotator, through the viewer's HTTP API."""
+    import httpx2
+
+    from longhorizon.ui.shadow import run_shadow_user
+
+    try:
+        with httpx2.Client(base_url=url, timeout=30) as client:
+            counts = run_shadow_user(client, token, run or None, max_episodes)
+    except (httpx2.HTTPError, RuntimeError) as err:
+        raise UserError(f"shadow user: {err}") from None
+    console.print(f"shadow user: {counts['created']} labels stored, {counts['already_stored']} already there", highlight=False)
 
 
 # --------------------------------------------------------------------- prefs

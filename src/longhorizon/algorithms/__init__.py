@@ -8,6 +8,8 @@
 - `KL_ESTIMATORS`: "k1", "k2", "k3".
 - `PREFERENCE_LOSSES`: "dpo", "ipo", "dno", "nash_md", "nash_mp", "inpo", "p3o_v1", "p3o_v2"
   (shared signature `fn(batch: PairLogps, **hyper)`); `PAIRWISE_ADVANTAGES`: "think_rm".
+- `ENTROPY_FUNCTIONS` (entropy.py): EMPG, EPO, SIREN, STEER building blocks.
+- `TURN_CREDIT_FUNCTIONS` (turn_credit.py): G-RA gating, EAPO discounting, fine-grained reward mixes.
 """
 
 from longhorizon.algorithms.advantages import (
@@ -21,6 +23,25 @@ from longhorizon.algorithms.advantages import (
     reinforce_pp_advantages,
     rloo_advantages,
     whiten,
+)
+from longhorizon.algorithms.entropy import (
+    ENTROPY_FUNCTIONS,
+    empg_advantages,
+    empg_step_weights,
+    epo_band_penalty,
+    epo_loss,
+    epo_phase_weight,
+    peak_entropy_mask,
+    selected_entropy,
+    siren_loss,
+    steer_weights,
+    topp_entropy,
+)
+from longhorizon.algorithms.turn_credit import (
+    TURN_CREDIT_FUNCTIONS,
+    eapo_round_rewards,
+    gated_reward_accumulation,
+    mix_segment_rewards,
 )
 from longhorizon.algorithms.losses import (
     AGGREGATIONS,
@@ -55,6 +76,21 @@ __all__ = [
     "large_margin_pairs",
     "pairwise_difference_advantages",
     "seq_logps",
+    "ENTROPY_FUNCTIONS",
+    "TURN_CREDIT_FUNCTIONS",
+    "eapo_round_rewards",
+    "empg_advantages",
+    "empg_step_weights",
+    "epo_band_penalty",
+    "epo_loss",
+    "epo_phase_weight",
+    "gated_reward_accumulation",
+    "mix_segment_rewards",
+    "peak_entropy_mask",
+    "selected_entropy",
+    "siren_loss",
+    "steer_weights",
+    "topp_entropy",
     "ADVANTAGE_ESTIMATORS",
     "AGGREGATIONS",
     "KL_ESTIMATORS",

@@ -26,6 +26,7 @@ ENTRY_POINTS: dict[str, str] = {
     "longhorizon/PathTraversal-v0": "longhorizon.envs.longproc.path:PathTraversalEnv",
     "longhorizon/TomTracking-v0": "longhorizon.envs.longproc.tom:TomTrackingEnv",
     "longhorizon/Countdown-v0": "longhorizon.envs.longproc.countdown:CountdownEnv",
+    "longhorizon/Search-v0": "longhorizon.envs.search.env:SearchEnv",
 }
 
 

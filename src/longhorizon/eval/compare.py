@@ -68,7 +68,7 @@ def default_label(config: dict[str, Any], metrics: dict[str, Any]) -> str:
 
 
 def compare_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] | None = None,
-                 title: str = "Context strategies compared") -> tuple[Path, Path]:
+                 title: str = "Evaluations compared") -> tuple[Path, Path]:
     """Write `report.md` and `comparison.png` into `out`; return their paths."""
     if not run_dirs:
         raise UserError("give at least one eval run directory")
@@ -77,7 +77,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] 
     runs = [load_run(p, labels[i] if labels else None) for i, p in enumerate(run_dirs)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plot = plot_comparison(runs, out / "comparison.png")
+    plot = plot_comparison(runs, out / "comparison.png", title)
     report = out / "report.md"
     atomic_write(report, markdown(runs, title, plot.name))
     return report, plot
@@ -151,7 +151,7 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 DASHES = ("-", "--", ":", "-.")
 
 
-def plot_comparison(runs: list[EvalRun], path: str | Path) -> Path:
+def plot_comparison(runs: list[EvalRun], path: str | Path, title: str | None = None) -> Path:
     groups = by_env(runs)
     fig, axes = plt.subplots(len(groups), 3, figsize=(15, 4.2 * len(groups)), squeeze=False)
     for (env_id, group), (ax_s, ax_r, ax_p) in zip(groups.items(), axes):
@@ -180,6 +180,8 @@ def plot_comparison(runs: list[EvalRun], path: str | Path) -> Path:
         ax_r.set(ylabel="mean episode reward", title=f"{short}: reward")
         ax_p.set(xlabel="turn (longest horizon)", ylabel="prompt tokens", title=f"{short}: prompt length per turn")
         ax_s.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

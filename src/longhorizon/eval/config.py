@@ -14,11 +14,11 @@ horizon); see `train/config.py`. `every` is read by training only and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from longhorizon.config_io import apply_overrides, read_yaml, set_key
+from longhorizon.config_io import apply_overrides, read_yaml, set_key, validate
 from longhorizon.context.settings import ContextSettings, context_field, context_options_field
 from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_field, sampler_field, vllm_field
 
@@ -43,7 +43,7 @@ class EvalConfig(ContextSettings):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling threshold")
     max_new_tokens: int = Field(24, ge=1, description="token cap per model turn")
     stop: list[str] = Field(default_factory=list, description="extra stop strings (the env's own, e.g. </answer>, always apply)")
-    dtype: str = Field("float32", description="model dtype: float32 or bfloat16")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="model dtype: float32 or bfloat16 (float16 is refused: it is slow and overflows on CPU)")
     sampler: SamplerName = sampler_field()
     vllm: VLLMSettings = vllm_field()
     kv_cache_mb: int = kv_cache_field()
@@ -74,7 +74,7 @@ def load_eval_config(path: str | Path | None, overrides: list[str] = (),
     data = split_context(read_yaml(path) if path is not None else {})
     for key, value in (shorthands or {}).items():
         set_key(data, key, value)
-    return EvalConfig.model_validate(apply_overrides(data, list(overrides)))
+    return validate(EvalConfig, apply_overrides(data, list(overrides)))
 
 
 def split_context(data: dict[str, Any]) -> dict[str, Any]:

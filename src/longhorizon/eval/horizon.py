@@ -6,6 +6,10 @@ For each horizon H, over N episodes:
   were judged there), the fraction whose turn-i answer was a correct update
   of the agent's own previous state (`info["step_correct"]`, else
   `info["correct"]`);
+- chance-corrected per-step accuracy by turn index, where the env reports it
+  (`info["step_chance_corrected"]`, Execution): the mean over episodes of
+  (step_correct - chance) / (1 - chance), 0 for an agent that ignores the
+  turn's input, 1 for a perfect one (defined in the env's docstring);
 - task (prefix) accuracy by turn index: fraction of episodes whose turns
   1..i were all correct;
 - mean number of turns survived before the first error.
@@ -37,6 +41,12 @@ def _step_correct(turn) -> bool | None:
     """The turn's step verdict, or None if the env judged nothing at this turn."""
     verdict = turn.info.get("step_correct", turn.info.get("correct"))
     return None if verdict is None else bool(verdict)
+
+
+def _step_chance_corrected(turn) -> float | None:
+    """The turn's chance-corrected step verdict, or None if the env gave none."""
+    value = turn.info.get("step_chance_corrected")
+    return None if value is None else float(value)
 
 
 def turns_survived(traj: Trajectory) -> int:
@@ -72,6 +82,8 @@ def horizon_summary(trajectories: list[Trajectory], horizon: int) -> dict[str, A
         length = max(len(t.turns) for t in trajectories)
         row["mean_turns_survived"] = float(np.mean(survived))
         row["per_step_accuracy"] = _by_turn(trajectories, length, _step_correct)
+        if any("step_chance_corrected" in turn.info for t in trajectories for turn in t.turns):
+            row["per_step_accuracy_chance_corrected"] = _by_turn(trajectories, length, _step_chance_corrected)
         row["prefix_accuracy"] = [float(np.mean([s >= i for s in survived])) for i in range(1, length + 1)]
     return row
 

@@ -40,19 +40,29 @@ def run_horizon_eval(
 
 
 def summarize(cfg: EvalConfig, trajectories: list[Trajectory]) -> dict[str, Any]:
-    """Per-horizon summaries plus H_s."""
-    per_h = len(trajectories) // len(cfg.horizons)  # episode_specs orders them horizon by horizon
-    by_h = {h: trajectories[k * per_h : (k + 1) * per_h] for k, h in enumerate(cfg.horizons)}
-    rows = [horizon_summary(by_h[h], h) for h in cfg.horizons]
-    swept = cfg.horizon_knob is not None
+    """Per-horizon summaries plus H_s, over the horizons that have episodes (all of them, unless interrupted)."""
+    by_h = by_horizon(cfg, trajectories)
+    horizons = [h for h in cfg.horizons if by_h[h]]
+    rows = [horizon_summary(by_h[h], h) for h in horizons]
+    swept = cfg.horizon_knob is not None and bool(rows)
     return {
         "model": cfg.model,
         "env_id": cfg.env_id,
         "horizon_knob": cfg.horizon_knob,
         "horizons": rows,
-        "horizon_length": horizon_length(cfg.horizons, [r["success_rate"] for r in rows], cfg.s) if swept else None,
-        "prompt_tokens_by_turn": _prompt_lengths(by_h[max(cfg.horizons)]),
+        "horizon_length": horizon_length(horizons, [r["success_rate"] for r in rows], cfg.s) if swept else None,
+        "prompt_tokens_by_turn": _prompt_lengths(by_h[max(horizons)]) if horizons else [],
     }
+
+
+def by_horizon(cfg: EvalConfig, trajectories: list[Trajectory]) -> dict[int, list[Trajectory]]:
+    """Episodes grouped by the horizon knob's value they ran with (recorded in their env_kwargs)."""
+    if cfg.horizon_knob is None:
+        return {h: list(trajectories) for h in cfg.horizons}
+    groups: dict[int, list[Trajectory]] = {h: [] for h in cfg.horizons}
+    for t in trajectories:
+        groups.setdefault(int(t.metadata["env_kwargs"][cfg.horizon_knob]), []).append(t)
+    return groups
 
 
 def _prompt_lengths(trajectories: list[Trajectory]) -> list[float]:

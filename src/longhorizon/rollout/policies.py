@@ -15,6 +15,8 @@ oracle; the wrappers in `envs/wrappers.py` define none, so the inner env's is us
 
 from __future__ import annotations
 
+import json
+import zlib
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -25,7 +27,7 @@ from longhorizon.errors import UserError
 from longhorizon.models.sampler import SamplingParams, TransformersSampler
 from longhorizon.rollout.chunked import Answer, generate_answers
 from longhorizon.rollout.runner import Action, LiveEpisode
-from longhorizon.types import Trajectory
+from longhorizon.types import Trajectory, jsonable
 
 if TYPE_CHECKING:
     from longhorizon.models.vllm_sampler import VLLMSampler
@@ -96,18 +98,25 @@ class OraclePolicy:
 
 
 class NoisyOraclePolicy:
-    """Each step is the oracle's with probability p, else a well-formed wrong action."""
+    """Each step is the oracle's with probability p, else a well-formed wrong action.
+
+    The draws of a turn depend only on (seed, the episode's seed and knobs, the turn index), not on which
+    other episodes share the batch, so a resumed evaluation replays exactly what an unbroken one does.
+    """
 
     def __init__(self, p: float, seed: int = 0):
         if not 0.0 <= p <= 1.0:
             raise UserError(f"noisy-oracle probability must be in [0, 1], got {p}")
-        self.p, self.rng = p, np.random.default_rng(seed)
+        self.p, self.seed = p, seed
 
     def act(self, episodes: list[LiveEpisode]) -> list[Action]:
-        return [Action(text=self._one(e.env)) for e in episodes]
+        return [Action(text=self._one(e)) for e in episodes]
 
-    def _one(self, env: Any) -> str:
-        return oracle_action(env) if self.rng.random() < self.p else env.get_wrapper_attr("wrong_action")(self.rng)
+    def _one(self, episode: LiveEpisode) -> str:
+        knobs = zlib.crc32(json.dumps(jsonable(episode.spec.env_kwargs), sort_keys=True).encode())
+        rng = np.random.default_rng([self.seed, episode.spec.seed, knobs, len(episode.trajectory.turns)])
+        env = episode.env
+        return oracle_action(env) if rng.random() < self.p else env.get_wrapper_attr("wrong_action")(rng)
 
 
 def oracle_action(env: Any) -> str:

@@ -22,6 +22,7 @@ import gymnasium as gym
 import longhorizon.envs  # noqa: F401  (registers the envs)
 from longhorizon.context.base import EpisodeView
 from longhorizon.envs.core.base import AgentSpec, agent_spec
+from longhorizon.envs.core.knobs import KnobError
 from longhorizon.envs.core.wrappers import apply_wrappers
 from longhorizon.errors import UserError
 from longhorizon.types import Trajectory, Turn, jsonable
@@ -110,6 +111,8 @@ def make_env(env_id: str, env_kwargs: dict[str, Any], wrappers: list[dict[str, A
         raise UserError(f"unknown env {env_id!r}; known envs: {', '.join(list_envs())}")
     try:
         return apply_wrappers(gym.make(env_id, **env_kwargs), wrappers)
+    except KnobError as err:  # names the knob and the env already
+        raise UserError(str(err)) from None
     except (TypeError, ValueError) as err:
         raise UserError(f"bad knobs for {env_id}: {err}") from None
 
@@ -125,8 +128,10 @@ def run_episodes(
     policy: Policy,
     *,
     on_tick: Callable[[int, int], None] | None = None,
+    on_done: Callable[[int, Trajectory], None] | None = None,
 ) -> list[Trajectory]:
-    """Run all episodes to the end; `on_tick(actions_this_tick, live_before_tick)` reports progress."""
+    """Run all episodes to the end; `on_tick(actions_this_tick, live_before_tick)` reports progress and
+    `on_done(index_in_specs, trajectory)` sees each episode as it finishes (e.g. to write it at once)."""
     episodes = [LiveEpisode(spec) for spec in specs]
     try:
         while live := [e for e in episodes if not e.done]:
@@ -137,6 +142,8 @@ def run_episodes(
                 episode.step(action)
                 if episode.done and hasattr(policy, "end_episode"):
                     policy.end_episode(episode.trajectory)  # e.g. a memory strategy writes its lessons
+                if episode.done and on_done:
+                    on_done(episodes.index(episode), episode.trajectory)
             if on_tick:
                 on_tick(len(actions), len(live))
     finally:

@@ -38,3 +38,14 @@ class RunDir:
     def _write(self, name: str, text: str) -> Path:
         """Write through a temporary file and rename, so a crash never leaves half a file."""
         return atomic_write(self.path / name, text)
+
+
+def first_missing(path: str | Path) -> Path | None:
+    """The outermost directory of `path` that does not exist yet (None if `path` exists): what to remove
+    if a command that would have created `path` fails before writing anything worth keeping."""
+    missing = None
+    for p in [Path(path), *Path(path).parents]:
+        if p.exists():
+            return missing
+        missing = p
+    return missing

@@ -4,7 +4,9 @@ A checkpoint holds the trainable weights (every weight, or only the LoRA
 adapters), the value head, the optimizer and scheduler, the reward
 normaliser, every RNG state (python, numpy, torch CPU and CUDA, the
 sampler's call counter), the context strategy's state across episodes
-(the memory strategy's lessons), the step and the data position.
+(the memory strategy's lessons), the credit methods' running state (EPO's
+entropy history, SIREN's anchor, the ARPO replay buffer and task filter),
+the step and the data position.
 
 Weights (the policy's trainable tensors, so only the adapters with LoRA, and
 the value head) are safetensors files: `policy.safetensors`, `value_head.safetensors`.
@@ -57,6 +59,7 @@ class Resumable:
     normalizer: Any  # train.rewards.RewardNormalizer
     sampler: Any  # models.TransformersSampler
     strategy: Any  # context.ContextStrategy (its state_dict: e.g. memory's lessons)
+    credit: Any = None  # train.exploration.CreditState (EPO history, SIREN anchor, ARPO replay buffer)
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
@@ -70,6 +73,13 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         return None
     target = checkpoints_dir(run_dir) / pointer.read_text(encoding="utf-8").strip()
     return target if (target / "state.pt").exists() else None
+
+
+def checkpoint_step(run_dir: Path) -> int | None:
+    """The step of the latest complete checkpoint (None if there is none)."""
+    latest = latest_checkpoint(run_dir)
+    match = STEP_RE.match(latest.name) if latest is not None else None
+    return int(match.group(1)) if match else None
 
 
 def save_checkpoint(run_dir: Path, state: Resumable, step: int, data_position: int, keep: int) -> Path:
@@ -86,7 +96,8 @@ def save_checkpoint(run_dir: Path, state: Resumable, step: int, data_position: i
         torch.save(state.optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save({"step": step, "data_position": data_position, "scheduler": state.scheduler.state_dict(),
                     "normalizer": state.normalizer.state_dict(), "rng": rng_state(state.sampler),
-                    "context": state.strategy.state_dict()}, tmp / "state.pt")
+                    "context": state.strategy.state_dict(),
+                    "credit": state.credit.state_dict() if state.credit is not None else {}}, tmp / "state.pt")
 
     atomic_dir(final, write, tmp=tmp)  # replaces a complete but unreferenced leftover of a killed run
     atomic_write(root / "latest", final.name + "\n")
@@ -111,6 +122,8 @@ def load_checkpoint(path: Path, state: Resumable) -> dict[str, int]:
     state.normalizer.load_state_dict(meta["normalizer"])
     set_rng_state(meta["rng"], state.sampler)
     state.strategy.load_state_dict(meta.get("context", {}))  # {} in checkpoints from before it was saved
+    if state.credit is not None:
+        state.credit.load_state_dict(meta.get("credit", {}))
     return {"step": int(meta["step"]), "data_position": int(meta["data_position"])}
 
 

@@ -36,6 +36,7 @@ from longhorizon.context.settings import ContextSettings, context_field, context
 from longhorizon.errors import UserError
 from longhorizon.eval.config import EvalConfig
 from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_field, sampler_field, vllm_field
+from longhorizon.train.credit_config import EntropyConfig, ReplayConfig, RewardsConfig
 
 AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo", "online_dpo", "dno", "inpo",
                         "p3o_v1", "p3o_v2"]
@@ -74,8 +75,8 @@ class AlgorithmConfig(Section):
     kl_coef: float = Field(0.0, ge=0, description="KL(pi || pi_ref) weight: in the loss (grpo) or in the reward (rloo, reinforce++, ppo)")
     kl_estimator: Literal["k1", "k2", "k3"] | None = Field(None, description="KL estimator (Schulman 2020): k1, k2 or k3; None = k1 when the KL is in the reward (rloo, reinforce++, ppo), k3 in the loss (grpo) (resolved at validation)")
     aggregation: Aggregation | None = Field(None, description="token-loss reduction; None = trace-length with the markovian context, else seq-mean-token-mean for loop, seq-mean-token-sum for rloo, token-mean otherwise (resolved at validation with the context)")
-    credit: Literal["outcome", "per_turn"] = Field("outcome", description="outcome: the episode return goes to every turn; per_turn: discounted return-to-go of turn rewards")
-    turn_gamma: float = Field(1.0, ge=0, le=1, description="per_turn credit: discount per turn")
+    credit: Literal["outcome", "per_turn", "eapo"] = Field("outcome", description="outcome: the episode return goes to every turn; per_turn: discounted return-to-go of turn rewards; eapo: round t of T gets turn_gamma^(T-1-t) * the episode return, group methods normalising over all rounds of a task's episodes (EAPO)")
+    turn_gamma: float = Field(1.0, ge=0, le=1, description="per_turn and eapo credit: discount per turn")
     loop_abs_threshold: float = Field(0.01, ge=0, description="loop: drop rollouts with |A| below this")
     loop_normalize_std: bool = Field(False, description="loop: divide the LOO advantage by the group std")
     gae_gamma: float = Field(1.0, ge=0, le=1, description="ppo: GAE discount per token")
@@ -90,6 +91,9 @@ class AlgorithmConfig(Section):
     min_margin: float = Field(0.0, ge=0, description="online preference methods: drop pairs whose return gap is below this (DNO's large-margin filter)")
     eta: float = Field(10.0, gt=0, description="inpo: the no-regret step size eta (target eta/2)")
     tau: float = Field(0.01, ge=0, description="inpo: the KL-to-reference weight tau (eta * tau <= 1)")
+    entropy: EntropyConfig = Field(default_factory=EntropyConfig, description="entropy-aware method: empg, epo, siren or steer (none = off)")
+    rewards: RewardsConfig = Field(default_factory=RewardsConfig, description="fine-grained per-turn reward functions and G-RA gates (empty = the env's rewards)")
+    replay: ReplayConfig = Field(default_factory=ReplayConfig, description="ARPO replay of successes into all-negative groups, task pool and task filter (off by default)")
 
     @model_validator(mode="after")
     def _loop_has_no_kl(self) -> "AlgorithmConfig":
@@ -134,6 +138,22 @@ class LoraSettings(Section):
     target_modules: str | list[str] = Field("all-linear", description="modules that get adapters (peft's target_modules)")
 
 
+class RolloutSettings(Section):
+    """Where training episodes are sampled: in the training process (workers 0), or on Ray rollout workers
+    (`rollout/ray_workers.py`: units of whole groups, each with its own sampling seed; re-run if a worker dies)."""
+
+    workers: int = Field(0, ge=0, description="Ray rollout workers; 0 = sample in the training process, every episode of a step in one batch")
+    address: str | None = Field(None, description="Ray cluster address (ray://host:10001 or host:6379); None = start a local Ray on this machine")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs Ray reserves for each worker (the local Ray gets workers * this)")
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs Ray reserves for each worker (0 on CPU)")
+    torch_threads: int = Field(1, ge=1, description="torch CPU threads inside each worker")
+    groups_per_unit: int = Field(1, ge=1, description="groups (tasks) a worker runs together as one batched rollout; a unit is recorded whole or re-run whole")
+    max_attempts: int = Field(3, ge=1, description="times a unit may lose its worker before the step fails")
+
+
+# Contexts that carry state from episode to episode (a memory store): workers would each keep their own.
+STATEFUL_CONTEXTS = ("memory",)
+
 # The held-out `eval:` section is an `EvalConfig`. Keys it leaves out come from the training config
 # (EVAL_INHERITS) and from these held-out defaults; EVAL_POLICY keys must equal the training ones
 # (the held-out eval runs the policy being trained, with the training sampler: with vllm, the same engine).
@@ -172,14 +192,15 @@ class TrainConfig(Section, ContextSettings):
     share_prefix: bool = Field(True, description="compute a token prefix that rows share (a group's prompt) once per forward pass, with rows that share one put in the same micro-batch; same results up to float rounding (false = every row computes its whole sequence)")
     gradient_checkpointing: bool = Field(False, description="recompute each layer's activations in the backward pass instead of keeping them: same gradients, about 1/3 more update compute, a fraction of the activation memory")
     checkpoint_every: int = Field(5, ge=0, description="save a checkpoint every this many steps and at the end (0 = never: no resume)")
-    keep_checkpoints: int = Field(2, ge=1, description="checkpoints kept on disk (older ones are deleted)")
+    keep_checkpoints: int = Field(1, ge=1, description="checkpoints kept on disk (older ones are deleted); a full fine-tune of the bundled model's is ~1.6 GB (weights + AdamW state)")
     save_trajectories: bool = Field(True, description="write each step's training episodes to RUN_DIR/trajectories/")
-    save_final_model: bool = Field(True, description="at the end, write a loadable HF model directory to RUN_DIR/model")
+    save_final_model: bool = Field(True, description="at the end, write a loadable HF model directory to RUN_DIR/model (LoRA merged; in bf16 when trained with dtype bfloat16 or autocast_bf16)")
     run_dir: str = Field("runs/train", description="the run directory")
     preferences: str | None = Field(None, description="dpo, ipo: the preference pairs: a JSONL file, a `longhorizon prefs build` directory, or a datasets directory in TRL's format (save_to_disk)")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="algorithm and credit assignment")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA adapters (off = full fine-tune)")
+    rollout: RolloutSettings = Field(default_factory=RolloutSettings, description="where rollouts run: in process (workers 0) or on Ray workers")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="held-out evaluation (an eval config: keys left out come from this config; seed 1000000, 32 episodes, greedy, the training horizon)")
 
     @model_validator(mode="before")
@@ -242,6 +263,16 @@ class TrainConfig(Section, ContextSettings):
         if self.gradient_checkpointing and self.share_prefix:
             raise ValueError("gradient_checkpointing needs share_prefix=false (transformers drops the KV cache "
                              "that a shared prefix runs on while checkpointing); set one of them to false")
+        return self
+
+    @model_validator(mode="after")
+    def _workers_sample_with_transformers(self) -> "TrainConfig":
+        """Ray workers each hold a transformers sampler and no state shared between episodes."""
+        if self.rollout.workers and self.sampler != "transformers":
+            raise ValueError("rollout.workers runs transformers samplers; with sampler: vllm set rollout.workers: 0")
+        if self.rollout.workers and self.context in STATEFUL_CONTEXTS:
+            raise ValueError(f"rollout.workers needs a context without cross-episode state; {self.context!r} keeps "
+                             "one (each worker would keep its own): set rollout.workers: 0")
         return self
 
     @property

@@ -5,7 +5,10 @@ this module only wires episodes to them.
 
 Multi-turn credit (`algorithm.credit`), per episode and turn (N, K):
 - "outcome": the episode return R = sum of turn rewards goes to every turn;
-- "per_turn": the discounted return-to-go G_k = r_k + turn_gamma * G_{k+1}.
+- "per_turn": the discounted return-to-go G_k = r_k + turn_gamma * G_{k+1};
+- "eapo": round k of a T-round episode gets turn_gamma^(T-1-k) * R (EAPO,
+  arXiv 2511.07327); group methods compare all rounds of a task's episodes
+  together (one group per task, not per turn).
 
 Group methods (grpo, rloo, loop) compare samples of the same task. With
 outcome credit they compare episode returns and give each episode's
@@ -49,6 +52,7 @@ from longhorizon.algorithms import (
     ADVANTAGE_ESTIMATORS,
     broadcast_outcome,
     discounted_turn_returns,
+    eapo_round_rewards,
     kl_penalized_rewards,
     kl_penalty,
 )
@@ -68,12 +72,30 @@ class Credit:
     metrics: Metrics = field(default_factory=dict)
 
 
+TURN_CREDITS: dict[str, Callable[[Tensor, Tensor, float], Tensor]] = {
+    "outcome": lambda rewards, mask, gamma: broadcast_outcome(rewards.sum(1), mask),
+    "per_turn": lambda rewards, mask, gamma: discounted_turn_returns(rewards, mask, gamma),
+    "eapo": lambda rewards, mask, gamma: eapo_round_rewards(rewards.sum(1), mask, gamma)[0],  # EAPO, arXiv 2511.07327
+}
+
+
 def turn_credit(batch: Batch, cfg: AlgorithmConfig, turn_rewards: Tensor | None = None) -> Tensor:
-    """Credit of each turn (N, K): the episode return, or the discounted return-to-go."""
+    """Credit of each turn (N, K): the episode return, the discounted return-to-go, or EAPO's discounted outcome."""
     rewards = batch.turn_rewards if turn_rewards is None else turn_rewards  # (N, K)
-    if cfg.credit == "outcome":
-        return broadcast_outcome(rewards.sum(1), batch.turn_mask)
-    return discounted_turn_returns(rewards, batch.turn_mask, cfg.turn_gamma)
+    return TURN_CREDITS[cfg.credit](rewards, batch.turn_mask, cfg.turn_gamma)
+
+
+# (N, K) comparison group of each (episode, turn) cell, from group_ids (N,) and K: (task, turn) for per_turn;
+# the task for eapo, which normalises over all round-samples of a question.
+CELL_GROUPS: dict[str, Callable[[Tensor, int], Tensor]] = {
+    "per_turn": lambda groups, turns: groups[:, None] * turns + torch.arange(turns),
+    "eapo": lambda groups, turns: groups[:, None].expand(-1, turns),
+}
+
+
+def cell_groups(batch: Batch, cfg: AlgorithmConfig) -> Tensor:
+    """(N, K) comparison group of each (episode, turn) cell under per-turn credit rules."""
+    return CELL_GROUPS[cfg.credit](batch.group_ids, batch.turn_mask.shape[1])
 
 
 def turn_sums(token_values: Tensor, batch: Batch) -> Tensor:
@@ -148,7 +170,7 @@ def group_credit(estimate: GroupEstimate, kl_in_reward: bool = False) -> Callabl
             adv, keep, metrics = estimate(rewards.sum(1), batch.group_ids, cfg)  # (N,)
             adv_turn, keep_turn = broadcast_outcome(adv, valid), broadcast_outcome(keep.float(), valid)
         else:
-            cells = batch.group_ids[:, None] * valid.shape[1] + torch.arange(valid.shape[1])  # (N, K)
+            cells = cell_groups(batch, cfg)  # (N, K)
             adv, keep, metrics = estimate(turn_credit(batch, cfg, rewards)[valid], cells[valid], cfg)
             adv_turn = torch.zeros_like(batch.turn_rewards).masked_scatter(valid, adv)
             keep_turn = torch.zeros_like(batch.turn_rewards).masked_scatter(valid, keep.float())

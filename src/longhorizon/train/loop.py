@@ -25,12 +25,16 @@ Departures and choices:
    (`sync_weights`, LoRA merged; `perf/sync_time`). The loss still covers
    exactly the sampled ids with vLLM's behaviour log-probs; those come from
    vLLM's kernels, so the first PPO ratio is 1 only up to about 1e-4 (fp32).
+5. `rollout.workers: N` samples the episodes on N Ray actors
+   (`rollout/ray_workers.py`), each unit of groups from its own seed, and
+   broadcasts the weights to them after each step's updates.
 """
 
 from __future__ import annotations
 
 import copy
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +49,14 @@ from longhorizon.errors import UserError
 from longhorizon.io import atomic_dir, atomic_write
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
-from longhorizon.store import RunDir
+from longhorizon.rollout.ray_workers import RolloutPool, WorkerSpec, require_ray
+from longhorizon.store import RunDir, first_missing
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches, with_credit
 from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
 from longhorizon.train.config import OFFLINE_PREFERENCE, ONLINE_PREFERENCE, TrainConfig
 from longhorizon.train.credit import ALGORITHMS, Algorithm
 from longhorizon.train.evaluate import held_out_eval
+from longhorizon.train import exploration
 from longhorizon.train.memory import release_memory, tune_malloc
 from longhorizon.train.metrics import MetricsLog, peak_memory_mb, plot_curves, read_records
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
@@ -72,7 +78,21 @@ class TrainResult:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
-    """Train (or, with `resume`, continue from RUN_DIR's latest checkpoint) and return before/after evals."""
+    """Train (or, with `resume`, continue from RUN_DIR's latest checkpoint) and return before/after evals.
+
+    A run that fails before it logged anything (a model that does not load, Ctrl-C during set-up) removes
+    the run directory it created.
+    """
+    created = first_missing(cfg.run_dir)
+    try:
+        return _train(cfg, resume, on_log)
+    except BaseException:
+        if created is not None and not read_records(Path(cfg.run_dir)) and latest_checkpoint(Path(cfg.run_dir)) is None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
     if cfg.algorithm.name in OFFLINE_PREFERENCE:  # dpo, ipo: a fixed set of pairs, not rollouts
         from longhorizon.train.offline import train_offline
 
@@ -97,7 +117,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
                            loaded=LoadedModel(cfg.model, models.model, models.tokenizer))  # vllm: synced by the loop
     policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
     normalizer = RewardNormalizer(cfg.algorithm.reward_norm, cfg.algorithm.reward_clip)
-    state = Resumable(models, optimizer, scheduler, normalizer, sampler, strategy)
+    credit_state = exploration.CreditState.from_config(cfg)  # EPO history, SIREN anchor, ARPO replay
+    state = Resumable(models, optimizer, scheduler, normalizer, sampler, strategy, credit_state)
     step, position, resume_step = 0, 0, None
     if resume:
         checkpoint = latest_checkpoint(run.path)
@@ -106,6 +127,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
             step, position = restored["step"], restored["data_position"]
         resume_step = step if checkpoint is not None else None
     sampler.sync_weights(models.model)  # vllm: the engine starts from the trainer's weights (LoRA, a checkpoint)
+    pool = RolloutPool(WorkerSpec.from_config(cfg), cfg.rollout) if cfg.rollout.workers else None  # Ray workers
+    if pool:
+        pool.sync(models.model)
     log = MetricsLog(run.path, resume_step=resume_step)
 
     def record(at: int, metrics: dict[str, float]) -> None:
@@ -128,18 +152,23 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
 
         # 1. Collect: G episodes of each task in one batched rollout, with the current weights.
         models.model.eval()
+        specs, position = exploration.next_tasks(cfg, position, credit_state)  # = task_specs unless replay.task_pool or a task filter is set
         with autocast(cfg):
-            trajectories = run_episodes(task_specs(cfg, position), policy)
-        position += cfg.tasks_per_step
+            trajectories = pool.collect(specs) if pool else run_episodes(specs, policy)
+        trajectories, replay_metrics = exploration.replay(trajectories, credit_state)  # ARPO (off by default)
         t_rollout = time.perf_counter()
 
         # 2. Rewards, then advantages: reference log-probs and values first (no grad), then the credit rule.
         batch = collate(trajectories, strategy, models.tokenizer.pad_token_id)
+        batch.turn_rewards, reward_metrics = exploration.shaped_turn_rewards(trajectories, batch, cfg.algorithm.rewards)
         batch.turn_rewards = normalizer(batch.turn_rewards, batch.turn_mask)
         t_score = time.perf_counter()
         batch, score_metrics = score(models, batch, cfg, algo)
         score_time = time.perf_counter() - t_score
+        rollout_entropy = exploration.rollout_entropy(models, batch, cfg)  # None unless an entropy method needs it
+        entropy_metrics = exploration.observe(credit_state, batch, rollout_entropy, cfg.algorithm.entropy)
         credit = algo.credit(batch, cfg.algorithm)
+        credit = exploration.modulate_credit(credit, batch, rollout_entropy, cfg.algorithm.entropy)  # EMPG
         batch = with_credit(batch, advantages=credit.advantages, loss_mask=credit.loss_mask, returns=credit.returns)
 
         # 3. K epochs of minibatch updates (rows LOOP filtered out carry no mask and are skipped).
@@ -149,7 +178,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
         updates: list[dict[str, float]] = []
         for _epoch in range(cfg.epochs):
             for minibatch in minibatches(rows, cfg.num_minibatches):
-                metrics = minibatch_backward(models, batch, minibatch, cfg, algo)
+                metrics = minibatch_backward(models, batch, minibatch, cfg, algo, credit_state)
                 metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
@@ -157,7 +186,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
                 updates.append(metrics)
         t_sync = time.perf_counter()
         sampler.sync_weights(models.model)  # vllm: the engine samples the next step with the new weights
+        if pool:
+            pool.sync(models.model)  # the workers sample the next step with the new weights
         step += 1
+        credit_state.step = step
         t_end = time.perf_counter()
 
         # 4. Log, evaluate every M steps, checkpoint every N steps.
@@ -166,9 +198,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
         record(step, {
             **rollout_metrics(trajectories), **{f"credit/{k}": v for k, v in credit.metrics.items()},
             **score_metrics, **_mean(updates), "charts/updates": float(len(updates)),
+            **replay_metrics, **reward_metrics, **entropy_metrics,
             "charts/rows_trained": float(len(rows)), "charts/learning_rate": scheduler.get_last_lr()[0],
             **perf_metrics(trajectories, batch, rows, cfg, t_start, t_rollout, t_end, score_time),
-            "perf/sync_time": t_end - t_sync,
+            "perf/sync_time": t_end - t_sync, **(pool.metrics() if pool else {}),
         })
         if cfg.eval.episodes and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
             evaluate(step)
@@ -178,8 +211,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
     if cfg.eval.episodes and _eval_record(run.path, cfg.steps) is None:
         evaluate(cfg.steps)  # after training
     log.close()
+    if pool:
+        pool.close()
     if cfg.save_final_model:
-        export_model(models, run.path / "model")
+        export_model(models, run.path / "model", bf16=cfg.dtype == "bfloat16" or cfg.autocast_bf16)
     return TrainResult(run_dir=run.path, step=step, eval_before=_eval_record(run.path, 0),
                        eval_after=_eval_record(run.path, cfg.steps), plot=plot_curves(run.path, run.path / "curves.png"))
 
@@ -242,9 +277,14 @@ def perf_metrics(trajectories: list[Trajectory], batch: Batch, rows: torch.Tenso
             "perf/peak_memory_mb": peak_memory_mb(cfg.device)}
 
 
-def export_model(models: Models, path: Path) -> Path:
-    """A loadable Hugging Face directory (LoRA merged into a copy), written atomically."""
+def export_model(models: Models, path: Path, bf16: bool = False) -> Path:
+    """A loadable Hugging Face directory (LoRA merged into a copy; bf16 weights with `bf16`), written atomically.
+
+    Written once, at the end of training: resumable state lives in the checkpoints.
+    """
     model = copy.deepcopy(models.model).merge_and_unload() if models.lora else models.model
+    if bf16:
+        model = (model if models.lora else copy.deepcopy(model)).to(torch.bfloat16)  # the trainer's copy stays fp32
     return atomic_dir(path, lambda tmp: (model.save_pretrained(tmp), models.tokenizer.save_pretrained(tmp)))
 
 
@@ -264,6 +304,7 @@ def check_setup(cfg: TrainConfig) -> None:
     unreadable preference pairs (dpo, ipo)."""
     import gymnasium as gym
 
+    from longhorizon.envs.core.knobs import KnobError
     from longhorizon.envs.core.wrappers import apply_wrappers
     from longhorizon.models import MODEL_LOADERS
     from longhorizon.models.settings import require_vllm
@@ -272,10 +313,14 @@ def check_setup(cfg: TrainConfig) -> None:
         raise UserError(f"env_id: unknown env {cfg.env_id!r}; `longhorizon envs` lists them")
     try:
         apply_wrappers(gym.make(cfg.env_id, **cfg.env_kwargs), cfg.wrappers).close()
+    except KnobError as err:
+        raise UserError(f"env_kwargs: {err}") from None
     except (TypeError, ValueError, KeyError) as err:
         raise UserError(f"env_kwargs: bad knobs or wrappers for {cfg.env_id}: {err}") from None
     make_strategy(cfg.context, **cfg.context_options)
     require_vllm(cfg.sampler)
+    if cfg.rollout.workers:
+        require_ray()
     if cfg.algorithm.name in OFFLINE_PREFERENCE:
         from longhorizon.train.offline import decided_pairs
 

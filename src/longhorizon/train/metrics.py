@@ -80,22 +80,56 @@ def all_finite(metrics: dict[str, float]) -> bool:
 
 
 def plot_curves(run_dir: Path, path: Path) -> Path:
-    """Training reward and success per step (left); held-out reward with standard errors (right)."""
+    """Training rollouts per step (left) and held-out evaluations as points with ± 1 se bars (right).
+
+    Reward (left axis of each panel) and success rate (right axis, 0 to 1) have their own scales; the
+    title names the run, the algorithm and the env (from RUN_DIR/config.yaml).
+    """
     records = read_records(run_dir)
     train = [r for r in records if "charts/reward_mean" in r]
     evals = [r for r in records if "eval/reward_mean" in r]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    ax1.plot([r["step"] for r in train], [r["charts/reward_mean"] for r in train], marker=".", label="reward")
-    ax1.plot([r["step"] for r in train], [r["charts/success_rate"] for r in train], marker=".", label="success")
-    ax1.set(xlabel="step", ylabel="training episodes", title="training rollouts")
-    ax1.legend()
-    ax2.errorbar([r["step"] for r in evals], [r["eval/reward_mean"] for r in evals],
-                 yerr=[r["eval/reward_se"] for r in evals], marker="o", capsize=3, label="reward")
-    ax2.errorbar([r["step"] for r in evals], [r["eval/success_rate"] for r in evals],
-                 yerr=[r["eval/success_se"] for r in evals], marker="s", capsize=3, label="success")
-    ax2.set(xlabel="step", ylabel="held-out episodes", title="held-out evaluation (± 1 se)")
-    ax2.legend()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    steps = [r["step"] for r in train]
+    reward_axes(ax1, steps, [r["charts/reward_mean"] for r in train], [r["charts/success_rate"] for r in train],
+                line=True)
+    ax1.set_title("training rollouts (mean over the step's episodes)", fontsize=10)
+    reward_axes(ax2, [r["step"] for r in evals], [r["eval/reward_mean"] for r in evals],
+                [r["eval/success_rate"] for r in evals], [r["eval/reward_se"] for r in evals],
+                [r["eval/success_se"] for r in evals], line=False)
+    n = f", {evals[-1]['eval/episodes']:.0f} episodes each" if evals else ""
+    ax2.set_title(f"held-out evaluation (± 1 se{n})", fontsize=10)
+    fig.suptitle(run_title(run_dir))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+def reward_axes(ax, steps: list, reward: list, success: list, reward_se: list | None = None,
+                success_se: list | None = None, line: bool = True) -> None:
+    """Reward on `ax`, success rate on a twin axis; lines for per-step series, points with error bars otherwise."""
+    style = {"ls": "-" if line else "none", "capsize": 0 if line else 4}
+    ax.errorbar(steps, reward, yerr=reward_se, marker="." if line else "o", color="tab:blue", label="reward", **style)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("mean episode reward", color="tab:blue")
+    twin = ax.twinx()
+    twin.errorbar(steps, success, yerr=success_se, marker="." if line else "s", color="tab:orange",
+                  label="success rate", **style)
+    twin.set_ylabel("success rate (every turn right)", color="tab:orange")
+    twin.set_ylim(-0.02, 1.02)
+    handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+    ax.legend(handles, ["reward", "success rate"], fontsize=8, loc="upper left")
+    if steps:
+        ax.set_xlim(min(steps) - 0.5, max(steps) + 0.5)
+
+
+def run_title(run_dir: Path) -> str:
+    """'quickstart: grpo on longhorizon/Execution-v0 (horizon=2, ...)' from the run's config.yaml."""
+    import yaml
+
+    try:
+        cfg = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return Path(run_dir).name
+    knobs = ", ".join(f"{k}={v}" for k, v in (cfg.get("env_kwargs") or {}).items())
+    return f"{Path(run_dir).name}: {cfg['algorithm']['name']} on {cfg['env_id']}" + (f" ({knobs})" if knobs else "")

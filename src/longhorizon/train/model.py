@@ -18,10 +18,12 @@ skips the vocabulary projection for every prompt token.
 
 from __future__ import annotations
 
+import warnings
+
 import contextlib
 import copy
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -53,6 +55,7 @@ class TokenOutputs:
     logprobs: Tensor
     entropy: Tensor | None = None
     values: Tensor | None = None
+    reg_entropy: Tensor | None = None  # `entropy_fn` of the logits, with gradient (entropy regularisers)
 
 
 def build_models(cfg: TrainConfig, needs_ref: bool, value_head: bool) -> Models:
@@ -76,7 +79,9 @@ def _with_lora(model: Any, cfg: TrainConfig) -> Any:
     lora = cfg.lora
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=lora.target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft still asks for transformers' deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def _checkpoint_activations(model: Any) -> None:
@@ -114,22 +119,27 @@ def autocast(cfg: TrainConfig) -> contextlib.AbstractContextManager:
 def token_forward(
     model: Any, input_ids: Tensor, attention_mask: Tensor, loss_mask: Tensor, temperature: float, *,
     entropy: bool = False, value_head: nn.Linear | None = None, share_prefix: bool = False,
+    entropy_fn: Callable[[Tensor], Tensor] | None = None,
 ) -> TokenOutputs:
     """Log-prob of each sampled token t given tokens < t, under logits / temperature; (B, T) in, (B, T) out.
 
     With `share_prefix`, a token prefix that several rows share is computed once (`train/prefix.py`);
-    the results equal the plain forward up to float rounding.
+    the results equal the plain forward up to float rounding. `entropy_fn`
+    maps the tempered logits (B, P, V) to a per-token value (B, P) kept with
+    its gradient, returned as `reg_entropy`.
     """
     plan = plan_prefixes(input_ids, attention_mask, loss_mask) if share_prefix else None
     if plan is None:
-        return _token_forward(model, input_ids, attention_mask, loss_mask, temperature, entropy, value_head)
+        return _token_forward(model, input_ids, attention_mask, loss_mask, temperature, entropy, value_head, entropy_fn)
     out = _token_forward(SharedPrefixModel(model, plan), plan.suffix_ids, plan.suffix_mask, plan.suffix_loss_mask,
-                         temperature, entropy, value_head)
-    return TokenOutputs(*(None if x is None else plan.to_rows(x) for x in (out.logprobs, out.entropy, out.values)))
+                         temperature, entropy, value_head, entropy_fn)
+    return TokenOutputs(*(None if x is None else plan.to_rows(x)
+                          for x in (out.logprobs, out.entropy, out.values, out.reg_entropy)))
 
 
 def _token_forward(model: Any, input_ids: Tensor, attention_mask: Tensor, loss_mask: Tensor, temperature: float,
-                   entropy: bool, value_head: nn.Linear | None) -> TokenOutputs:
+                   entropy: bool, value_head: nn.Linear | None,
+                   entropy_fn: Callable[[Tensor], Tensor] | None = None) -> TokenOutputs:
     predicts = torch.zeros_like(loss_mask, dtype=torch.bool)
     predicts[:, :-1] = loss_mask[:, 1:].bool()  # position t-1 predicts sampled token t
     keep = predicts.any(0).nonzero().squeeze(1)  # (P,) positions any row needs
@@ -142,6 +152,8 @@ def _token_forward(model: Any, input_ids: Tensor, attention_mask: Tensor, loss_m
     if entropy:
         with torch.no_grad():
             result.entropy = _place(entropy_from_logits(logits), predicts, keep)
+    if entropy_fn is not None:
+        result.reg_entropy = _place(entropy_fn(logits), predicts, keep)
     if value_head is not None:
         hidden = out.hidden_states[-1][:, keep].float()  # (B, P, H)
         result.values = _place(value_head(hidden)[..., 0], predicts, keep)

@@ -129,7 +129,7 @@ def train_offline(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | Non
         evaluate(cfg.steps)
     log.close()
     if cfg.save_final_model:
-        export_model(models, run.path / "model")
+        export_model(models, run.path / "model", bf16=cfg.dtype == "bfloat16" or cfg.autocast_bf16)
     return TrainResult(run_dir=run.path, step=step, eval_before=_eval_record(run.path, 0),
                        eval_after=_eval_record(run.path, cfg.steps), plot=plot_curves(run.path, run.path / "curves.png"))
 

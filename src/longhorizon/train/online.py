@@ -130,7 +130,7 @@ def train_online(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None
         evaluate(cfg.steps)
     log.close()
     if cfg.save_final_model:
-        export_model(models, run.path / "model")
+        export_model(models, run.path / "model", bf16=cfg.dtype == "bfloat16" or cfg.autocast_bf16)
     return TrainResult(run_dir=run.path, step=step, eval_before=_eval_record(run.path, 0),
                        eval_after=_eval_record(run.path, cfg.steps), plot=plot_curves(run.path, run.path / "curves.png"))
 

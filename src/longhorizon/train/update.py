@@ -14,6 +14,10 @@ each weighted by its share of the minibatch's weight (sum of its w over
 the sum of all w); the loss metrics are each micro-batch's weighted sum
 divided by its share, so with one micro-batch they are the loss itself and
 with several their weighted mean is the minibatch loss again.
+
+An entropy method (`algorithm.entropy`, `train/exploration.py`) reweights
+the policy loss's tokens (STEER) or adds a term (EPO's entropy regulariser,
+SIREN's anchored penalty; SIREN's is per micro-batch, as in its code).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from longhorizon.algorithms import POLICY_LOSSES, kl_loss, token_weights, value_
 from longhorizon.train.batch import Batch, by_prompt, microbatches
 from longhorizon.train.config import AlgorithmConfig, TrainConfig
 from longhorizon.train.credit import Algorithm
+from longhorizon.train.exploration import ENTROPY_METHODS, CreditState, entropy_fn, loss_terms
 from longhorizon.train.model import Models, autocast, token_forward
 
 Metrics = dict[str, float]
@@ -37,8 +42,12 @@ def policy_loss_kwargs(name: str, cfg: AlgorithmConfig) -> dict[str, float]:
     return {"ppo_clip": {"clip_low": low, "clip_high": high}, "loop": {"eps": low}, "reinforce": {}}[name]
 
 
-def minibatch_backward(models: Models, batch: Batch, rows: Tensor, cfg: TrainConfig, algo: Algorithm) -> Metrics:
-    """Accumulate d(minibatch loss)/d(params) into `.grad` over micro-batches; return weighted-mean metrics."""
+def minibatch_backward(models: Models, batch: Batch, rows: Tensor, cfg: TrainConfig, algo: Algorithm,
+                       credit_state: CreditState | None = None) -> Metrics:
+    """Accumulate d(minibatch loss)/d(params) into `.grad` over micro-batches; return weighted-mean metrics.
+
+    `credit_state` holds the entropy methods' running state (EPO's history, SIREN's anchor).
+    """
     weights = token_weights(batch.loss_mask[rows], batch.row_episode[rows], cfg.algorithm.aggregation)  # (b, T)
     live = has_gradient(batch, rows, cfg, algo).nonzero().squeeze(1)  # positions in `rows`
     if cfg.share_prefix:
@@ -53,7 +62,7 @@ def minibatch_backward(models: Models, batch: Batch, rows: Tensor, cfg: TrainCon
         if share == 0:
             continue
         with autocast(cfg):
-            loss, micro_metrics = microbatch_loss(models, mb, mb_weights, share, cfg, algo)
+            loss, micro_metrics = microbatch_loss(models, mb, mb_weights, share, cfg, algo, credit_state)
         loss.backward()
         shares += share
         for key, value in micro_metrics.items():
@@ -69,13 +78,14 @@ def has_gradient(batch: Batch, rows: Tensor, cfg: TrainConfig, algo: Algorithm) 
     rewards), so its forward and backward passes are skipped; it still
     counts in the aggregation's denominator.
     """
-    if algo.value_head or (algo.kl_in == "loss" and cfg.algorithm.kl_coef > 0):
+    adds_loss = ENTROPY_METHODS[cfg.algorithm.entropy.method].loss is not None  # EPO, SIREN: entropy terms
+    if algo.value_head or (algo.kl_in == "loss" and cfg.algorithm.kl_coef > 0) or adds_loss:
         return torch.ones(len(rows), dtype=torch.bool)
     return ((batch.advantages[rows] != 0) & batch.loss_mask[rows].bool()).any(1)
 
 
 def microbatch_loss(models: Models, mb: Batch, weights: Tensor, share: float, cfg: TrainConfig,
-                    algo: Algorithm) -> tuple[Tensor, Metrics]:
+                    algo: Algorithm, credit_state: CreditState | None = None) -> tuple[Tensor, Metrics]:
     """Policy loss (+ KL to the reference, + value loss) of one micro-batch, token `weights` (b, t) given.
 
     The loss terms are sums weighted by the minibatch's `weights`; the loss
@@ -86,11 +96,18 @@ def microbatch_loss(models: Models, mb: Batch, weights: Tensor, share: float, cf
     a = cfg.algorithm
     device = next(models.model.parameters()).device
     mb, w = _to(mb, device), weights.to(device)
+    method = ENTROPY_METHODS[a.entropy.method]
     out = token_forward(models.model, mb.input_ids, mb.attention_mask, mb.loss_mask, cfg.temperature,
-                        entropy=True, value_head=models.value_head, share_prefix=cfg.share_prefix)
+                        entropy=True, value_head=models.value_head, share_prefix=cfg.share_prefix,
+                        entropy_fn=entropy_fn(method.loss_entropy, a.entropy))
+    policy_w, extra, em = loss_terms(out, mb, w, share, a.entropy, credit_state)  # STEER weights; EPO, SIREN terms
     loss, m = POLICY_LOSSES[algo.policy_loss](out.logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask,
-                                               weights=w, **policy_loss_kwargs(algo.policy_loss, a))
-    metrics = {"losses/policy_loss": loss.item() / share, **{f"losses/{k}": v for k, v in m.items()}}
+                                               weights=policy_w, **policy_loss_kwargs(algo.policy_loss, a))
+    metrics = {"losses/policy_loss": loss.item() / share, **{f"losses/{k}": v for k, v in m.items()},
+               **{f"entropy/{k}": v for k, v in em.items()}}
+    if extra is not None:
+        loss = loss + extra
+        metrics["losses/entropy_term"] = extra.item() / share
     if algo.kl_in == "loss" and a.kl_coef > 0:
         kl, km = kl_loss(out.logprobs, mb.ref_logprobs, mb.loss_mask, estimator=a.kl_estimator, weights=w)
         loss = loss + a.kl_coef * kl

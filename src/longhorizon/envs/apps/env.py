@@ -34,9 +34,15 @@ happened, the answer is right) plus `no_other_changes`: every added,
 removed or modified record must be one the task explains.
 
 Reward (LOOP's dense variant, methods.md section 1): on the last step,
-(#checks passed) / (#checks); 0 on every other step. `info["success"]`: all
-checks passed (also `info["correct"]`). `info["metrics"]`: `task_goal_completion` (AppWorld's TGC, 1.0
-or 0.0) and `checks_passed_fraction`; `info["checks"]` names each check.
+(#checks passed) / (#checks); 0 on every other step. Departure: the checks a
+no-op passes (`no_other_changes`, and guards such as `no_payment_to_others`;
+found by running the checks on the unchanged database at reset) count only
+once a check a no-op fails has passed. Without that, doing nothing scored
+0.13-0.5 per template; with it a no-op scores 0 on every template, and any
+real progress still earns the guards' share. Reward scale: 0 to 1 per episode.
+`info["success"]`: all checks passed (also `info["correct"]`). `info["metrics"]`:
+`task_goal_completion` (AppWorld's TGC, 1.0 or 0.0) and `checks_passed_fraction`
+(the reward); `info["checks"]` names each check.
 
 Departures from AppWorld: six small apps instead of nine large ones;
 procedurally generated data and templated tasks (no human-written tasks,
@@ -45,7 +51,7 @@ The oracle plays each task's scripted solution, one call per step (mean
 3.6 / 5.9 / 10.8 steps at difficulty 1 / 2 / 3, at most 14), moving on only
 once the expected call has run, so mistakes in between (`wrong_action`: an
 API call on a record that does not exist) do not derail it. A no-op agent
-(complete_task at once) fails every task.
+(complete_task at once) fails every task and scores 0.
 """
 
 from __future__ import annotations
@@ -75,6 +81,18 @@ def evaluate(task: Task, before: Db, after: Db, answer: str | None) -> dict[str,
     return checks
 
 
+def no_op_checks(task: Task, before: Db) -> set[str]:
+    """The checks an agent passes by changing nothing and answering nothing (the guards)."""
+    return {name for name, ok in evaluate(task, before, before, None).items() if ok}
+
+
+def checks_score(checks: dict[str, bool], guards: set[str]) -> float:
+    """Fraction of checks passed; 0 unless some check outside `guards` passed (so a no-op scores 0)."""
+    if not any(ok for name, ok in checks.items() if name not in guards):
+        return 0.0
+    return sum(checks.values()) / len(checks)
+
+
 class AppsKnobs(Knobs):
     """Apps' knobs."""
 
@@ -96,6 +114,8 @@ class AppsKnobs(Knobs):
 class AppsEnv(ToolEnv):
     """One everyday task over email, calendar, contacts, files, notes and payments."""
 
+    REWARD: ClassVar[str] = "fraction of state checks passed, on the last step: 0 to 1 (0 for a no-op)"
+
     HORIZON_KNOB: ClassVar[str | None] = "difficulty"
     Knobs = AppsKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {"easy": {"difficulty": 1}, "medium": {"difficulty": 2},
@@ -113,6 +133,7 @@ class AppsEnv(ToolEnv):
         self.task: Task = templates[self.template or pick(rng, sorted(templates))](self.world, rng)
         # The task's closures hold records of this snapshot; the agent edits a copy.
         self.before, self.world.db = self.world.db, snapshot(self.world.db)
+        self.guards = no_op_checks(self.task, self.before)
         self.answer: str | None = None
         self._checks: dict[str, bool] | None = None
         self._solution_pos = 0  # scripted-solution calls done so far
@@ -192,15 +213,14 @@ class AppsEnv(ToolEnv):
         return self._checks
 
     def step_reward(self, results: list[ToolResult]) -> float:
-        """LOOP's reward: the fraction of checks passed, on the last step only."""
+        """LOOP's reward: the fraction of checks passed (guards gated, see `checks_score`), on the last step only."""
         if not (self.done or self.truncated):
             return 0.0
-        checks = self.checks()
-        return sum(checks.values()) / len(checks)
+        return checks_score(self.checks(), self.guards)
 
     def final_info(self) -> dict[str, Any]:
         checks = self.checks()
-        passed = sum(checks.values()) / len(checks)
+        passed = checks_score(checks, self.guards)
         success = all(checks.values())
         metrics = {"task_goal_completion": float(success), "checks_passed_fraction": passed}
         return {"success": success, "correct": success, "metrics": metrics, "checks": dict(checks),

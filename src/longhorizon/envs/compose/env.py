@@ -294,6 +294,8 @@ class ComposeEnv(TextEnv):
     Knobs `n_problems` (1..32) and `mode` (single / multi turn); metric: all answers right, plus per-problem accuracy.
     """
 
+    REWARD: ClassVar[str] = "mode=single: 1 if every answer is right, else 0; mode=multi: 1 per right answer, 0 to n_problems"
+
     HORIZON_KNOB: ClassVar[str | None] = "n_problems"
     Knobs = ComposeKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {

@@ -14,6 +14,8 @@ Besides `reset`/`step` it offers:
   rather than the format. The prefix is part of the action the env parses;
 - `stop`: strings that end a model's turn (e.g. "</answer>");
 - `HORIZON_KNOB`: the knob that `longhorizon eval --horizons` sweeps;
+- `REWARD`: one line stating the reward's scale (e.g. "0 to H per episode"),
+  shown by `longhorizon envs`; every registered env declares it;
 - `agent_spec`: the above (and `task_statement`, `horizon`) as one frozen
   `AgentSpec`, the env-to-agent contract (see `AgentSpec`).
 
@@ -115,6 +117,8 @@ class TextEnv(gym.Env[str, str]):
     horizon: int | None = None
     # The knob `longhorizon eval --horizons` sweeps (None: the env has no single horizon knob).
     HORIZON_KNOB: ClassVar[str | None] = "horizon"
+    # The reward's scale in one line, e.g. "1 per turn whose total is right: 0 to H per episode".
+    REWARD: ClassVar[str | None] = None
 
     def __init__(self, render_mode: str | None = None):
         if render_mode not in (None, "ansi"):

@@ -126,6 +126,31 @@ def _plain_function(fn: Callable[..., Any], name: str | None, bound: tuple[str, 
     return stub
 
 
+PY_TYPES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "object": "dict", "null": "None"}
+
+
+def compact_signature(schema: dict) -> str:
+    """A tool's schema as one line, e.g. `send_email(to: str, subject: str, body?: str)` (`?`: optional)."""
+    fn = schema.get("function", schema)
+    params = fn.get("parameters") or {}
+    required = set(params.get("required", []))
+    args = [f"{name}{'' if name in required else '?'}: {_type_text(prop)}"
+            for name, prop in (params.get("properties") or {}).items()]
+    return f"{fn['name']}({', '.join(args)})"
+
+
+def _type_text(prop: dict) -> str:
+    """`str`, `int`, `list[str]`, `'up'|'down'` (an enum), `list | str` (several types); `any` if untyped."""
+    if "enum" in prop:
+        return "|".join(json.dumps(v).replace('"', "'") for v in prop["enum"])
+    kinds = prop.get("type")
+    if kinds is None:
+        return "any"
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    return " | ".join(f"list[{_type_text(prop['items'])}]" if k == "array" and "items" in prop
+                      else "list" if k == "array" else PY_TYPES.get(k, k) for k in kinds)
+
+
 def format_tool_call(name: str, arguments: dict[str, Any]) -> str:
     """The text a model (or an oracle) writes to call a tool."""
     return "<tool_call>\n" + json.dumps({"name": name, "arguments": arguments}) + "\n</tool_call>"

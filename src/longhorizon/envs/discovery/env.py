@@ -137,6 +137,8 @@ class DiscoveryKnobs(Knobs):
 class DiscoveryEnv(ToolEnv):
     """Experiment with a hidden-rule world through tools; commit the rules after `required_steps` experiments."""
 
+    REWARD: ClassVar[str] = "fraction of hidden rules right, on the commit step: 0 to 1"
+
     HORIZON_KNOB: ClassVar[str | None] = "required_steps"
     Knobs = DiscoveryKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {
@@ -151,7 +153,7 @@ class DiscoveryEnv(ToolEnv):
 
     def __init__(self, render_mode: str | None = None, **knobs: Any):
         super().__init__(render_mode)
-        self.knobs = k = DiscoveryKnobs.parse(knobs)
+        self.knobs = k = DiscoveryKnobs.parse(knobs, type(self))
         self.world_name, self.noise = k.world, k.noise
         self.n_rules = WORLD_DEFAULTS[k.world]["n_rules"] if k.n_rules is None else k.n_rules
         self.required_steps = WORLD_DEFAULTS[k.world]["required_steps"] if k.required_steps is None \

@@ -16,10 +16,33 @@ Departures from the paper:
 - the paper always runs every turn; `stop_on_error=True` ends the episode at
   the first wrong total instead (cheaper when only success matters).
 
-Reward: 1 per turn whose answer equals the true running total. An answer that
-does not parse counts as wrong, and the next observation says why. `info`
-carries `correct` (equals the true total) and `step_correct` (correct update
-of the agent's *own* previous total: the paper's step accuracy).
+Reward: 1 per turn whose answer equals the true running total, so an
+episode's reward is 0 to H. An answer that does not parse counts as wrong, and
+the next observation says why. `info` carries `correct` (equals the true total)
+and `step_correct` (correct update of the agent's *own* previous total: the
+paper's step accuracy).
+
+Step accuracy alone misleads: an agent that ignores the keys is still credited
+whenever the keys happen to sum to its update (repeating its previous total is
+right whenever the values sum to 0). So `info` also carries, for each turn t
+(an addition of ours, not in the paper):
+
+- `step_chance` c_t: the probability that K keys drawn afresh (uniformly with
+  replacement from this episode's dictionary, as the env draws them) sum to
+  the agent's actual update d_t = answer_t - own_total_{t-1}; that is, the
+  step accuracy its answer would have had without reading the keys. 0 for an
+  answer that does not parse.
+- `step_chance_corrected` k_t = (step_correct_t - c_t) / (1 - c_t): 1 for a
+  correct update, -c_t / (1 - c_t) for a wrong one. Its expectation is 0 for
+  every policy whose answer does not depend on this turn's keys (a constant
+  answer, repeating the last total, guessing the commonest value) and 1 for
+  the oracle; like Cohen's kappa with the agent's own answer as its marginal.
+  None (not judged) when c_t = 1: every draw gives the same sum (dict_size 1).
+  Both are None when K * 2 * value_range + 1 > 2^22 (the law of the turn's
+  sum, computed once per episode by FFT, would be too large).
+
+The eval averages k_t over episodes by turn index: the chance-corrected
+per-step accuracy.
 """
 
 from __future__ import annotations
@@ -54,6 +77,37 @@ def parse_answer(text: str) -> tuple[int | None, str | None]:
     return int(content), None
 
 
+MAX_SUM_SPAN = 1 << 22  # sums a turn can take, K * 2 * value_range + 1, above which no chance is computed
+
+
+def sum_distribution(values: list[int], k: int) -> tuple[int, np.ndarray] | None:
+    """The law of the sum of k draws, uniform with replacement from `values`: `(lowest, pmf)` with
+    pmf[i] = P(sum = lowest + i); None when the sums span more than MAX_SUM_SPAN integers."""
+    low, high = min(values), max(values)
+    span = k * (high - low) + 1
+    if span > MAX_SUM_SPAN:
+        return None
+    one = np.bincount(np.asarray(values) - low, minlength=high - low + 1) / len(values)
+    pmf = np.fft.irfft(np.fft.rfft(one, span) ** k, span)  # k-fold convolution; length `span`, so no wrap-around
+    pmf[pmf < 1e-12] = 0.0  # FFT round-off
+    return k * low, pmf
+
+
+def sum_probability(law: tuple[int, np.ndarray] | None, total: int) -> float | None:
+    """P(sum = total) under `law` (from sum_distribution); None if the law was not computed."""
+    if law is None:
+        return None
+    lowest, pmf = law
+    return float(pmf[total - lowest]) if 0 <= total - lowest < len(pmf) else 0.0
+
+
+def chance_corrected(step_correct: bool, chance: float | None) -> float | None:
+    """(step_correct - chance) / (1 - chance); None when chance is 1 (nothing to judge) or unknown."""
+    if chance is None or chance >= 1.0 - 1e-12:
+        return None
+    return (float(step_correct) - chance) / (1.0 - chance)
+
+
 class ExecutionKnobs(Knobs):
     """Execution's knobs."""
 
@@ -66,6 +120,8 @@ class ExecutionKnobs(Knobs):
 
 class ExecutionEnv(TextEnv):
     """Keep a running sum of dictionary values over H turns of K keys each."""
+
+    REWARD: ClassVar[str] = "1 per turn whose total is right: 0 to H per episode"
 
     response_prefix = "<answer>"
     stop = ("</answer>",)
@@ -91,6 +147,7 @@ class ExecutionEnv(TextEnv):
         self.keys = [[words[i] for i in row] for row in idx]
         sums = np.cumsum([sum(self.dictionary[k] for k in row) for row in self.keys])
         self.totals = [int(s) for s in sums]
+        self.turn_sum_law = sum_distribution(list(self.dictionary.values()), self.turn_complexity)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -103,12 +160,15 @@ class ExecutionEnv(TextEnv):
         self._last_obs = self._intro() + "\n\n" + self._keys_prompt()
         return self._last_obs, {"turn": 0, "horizon": self.horizon}
 
+    def dictionary_text(self) -> str:
+        """The dictionary as the first observation shows it, one `word: value` per line (`play` finds it there)."""
+        return "\n".join(f"{w}: {v}" for w, v in self.dictionary.items())
+
     def _intro(self) -> str:
-        lines = "\n".join(f"{w}: {v}" for w, v in self.dictionary.items())
         k = self.turn_complexity
         return (
             "You are given a dictionary that maps words to integers.\n"
-            f"Dictionary:\n{lines}\n\n"
+            f"Dictionary:\n{self.dictionary_text()}\n\n"
             f"Each turn I give you {k} key{'s' if k > 1 else ''}. Look up the value of each key and add it "
             "to your running total, which starts at 0. Reply with the updated running total inside "
             "<answer></answer> tags, for example <answer>12</answer> if your total is 12."
@@ -127,6 +187,8 @@ class ExecutionEnv(TextEnv):
         info: dict[str, Any] = {"turn": self.turn + 1, "expected": expected, "parsed": value}
         info["correct"] = value == expected
         info["step_correct"] = value == self.own_total + turn_sum
+        info["step_chance"] = 0.0 if value is None else sum_probability(self.turn_sum_law, value - self.own_total)
+        info["step_chance_corrected"] = chance_corrected(info["step_correct"], info["step_chance"])
         if error:
             info["error"] = error
         self.own_total = value if value is not None else expected

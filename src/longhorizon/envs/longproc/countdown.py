@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -264,6 +265,8 @@ class CountdownEnv(LongProcEnv):
 
     Knob `level` (0.5k/2k/8k output tokens, via the search trace's length); metric: valid-solution accuracy.
     """
+
+    REWARD: ClassVar[str] = "1 if the solution is valid, else 0"
 
     def _generate(self) -> None:
         low, high = token_budget(self.level)

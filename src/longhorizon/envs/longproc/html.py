@@ -275,6 +275,8 @@ class HtmlToTsvEnv(LongProcEnv):
     Knobs `level` (0.5k/2k/8k output tokens) and `sponsored_rate`; metric: row-level precision/recall/F1.
     """
 
+    REWARD: ClassVar[str] = "row-level F1 of the one answer: 0 to 1"
+
     SUCCESS_METRIC: ClassVar[str] = "f1"
     REWARD_METRIC: ClassVar[str] = "f1"
     Knobs = HtmlToTsvKnobs

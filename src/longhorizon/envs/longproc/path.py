@@ -32,6 +32,8 @@ Departures from the paper:
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from pydantic import Field
 
@@ -144,6 +146,8 @@ class PathTraversalEnv(LongProcEnv):
 
     Knobs `level` (0.5k/2k/8k output tokens) and `distractor_ratio`; metric: exact match, correct-prefix fraction.
     """
+
+    REWARD: ClassVar[str] = "1 if the route matches the reference exactly, else 0"
 
     Knobs = PathTraversalKnobs
 

@@ -244,6 +244,8 @@ class TomTrackingEnv(LongProcEnv):
     Knob `level` (0.5k/2k/8k output tokens); metric: strict accuracy (trace and answer), trace-prefix partial score.
     """
 
+    REWARD: ClassVar[str] = "1 if the trace and the final answer both match (strict accuracy), else 0"
+
     SUCCESS_METRIC: ClassVar[str] = "strict_accuracy"
     REWARD_METRIC: ClassVar[str] = "strict_accuracy"
 

@@ -123,6 +123,8 @@ class TabletopKnobs(Knobs):
 class TabletopEnv(TextEnv):
     """Move blocks between stacks and zones to satisfy a chain of language goals."""
 
+    REWARD: ClassVar[str] = "1/n_goals per goal satisfied: 0 to 1 per episode"
+
     HORIZON_KNOB: ClassVar[str | None] = "n_goals"
     Knobs = TabletopKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {

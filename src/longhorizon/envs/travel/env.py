@@ -129,6 +129,8 @@ class TravelKnobs(Knobs):
 class TravelEnv(ToolEnv):
     """Plan a trip with search tools; graded by TravelPlanner's delivery, commonsense, hard and final pass rates."""
 
+    REWARD: ClassVar[str] = "1 if the plan passes every constraint (final pass), else 0, on the submit step"
+
     HORIZON_KNOB: ClassVar[str | None] = "days"
     Knobs = TravelKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {

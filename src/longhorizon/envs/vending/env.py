@@ -125,6 +125,8 @@ class VendingKnobs(Knobs):
 class VendingEnv(VendingBooks, VendingOracle, ToolEnv):
     """Operate a vending machine for D days; the score is the final net worth."""
 
+    REWARD: ClassVar[str] = "change in net worth per step ($): sums to the profit, net worth - $500 (unbounded)"
+
     HORIZON_KNOB: ClassVar[str | None] = "days"
     Knobs = VendingKnobs
     LEVELS: ClassVar[dict[str, dict[str, Any]]] = {

@@ -1,0 +1,87 @@
+"""Config sections for long-horizon credit and exploration: `algorithm.entropy`, `algorithm.rewards`, `algorithm.replay`.
+
+Everything is off by default, so a config that leaves them out runs exactly as before.
+
+    algorithm:
+      entropy: {method: empg, empg_zeta: 0.1}
+      rewards: {components: [{name: success}, {name: correct, weight: 0.1}], gates: [1.0]}
+      replay: {enabled: true, task_pool: 64, filter_threshold: 0.0}
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from longhorizon.train.segment_rewards import SEGMENT_REWARDS
+
+EntropyMethodName = Literal["none", "empg", "epo", "siren", "steer"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EntropyConfig(_Section):
+    """One entropy-aware method on top of the algorithm (defaults from each paper's code or pseudocode)."""
+
+    method: EntropyMethodName = Field("none", description="none, empg (advantage modulation), epo (entropy regulariser with smoothing), siren (selective anchored entropy), steer (token reweighting)")
+    empg_k: float = Field(1.0, ge=0, description="empg: k of the self-calibrated scaling g(H) = exp(-k H_norm) / mean")
+    empg_k_f: float = Field(1.0, ge=0, description="empg: k_f of the future-clarity bonus f(H) = exp(-k_f H_norm)")
+    empg_zeta: float = Field(0.1, ge=0, description="empg: weight zeta of the future-clarity bonus (0 = off)")
+    empg_normalize: bool = Field(False, description="empg: whiten the modulated advantages over the batch's sampled tokens ([UNVERIFIED] in the paper)")
+    epo_coef: float = Field(0.001, ge=0, description="epo: entropy coefficient c_H")
+    epo_smooth_coef: float = Field(1.0, ge=0, description="epo: smoothing coefficient c_s")
+    epo_r_min: float = Field(0.0, ge=0, description="epo: lower band ratio (README 0; code defaults 0.5 / 0.8)")
+    epo_r_max: float = Field(2.0, gt=0, description="epo: upper band ratio (README 2.0)")
+    epo_out_penalty: float = Field(0.1, ge=0, description="epo: penalty beta_out of a token outside the band (0.1 ALFWorld, 0.05 ScienceWorld)")
+    epo_smooth_from_turn: int = Field(25, ge=0, description="epo: smoothing is on in a micro-batch holding a turn index >= this (code: max_step // 2 = 25)")
+    epo_phase_weights: bool = Field(False, description="epo: multiply the smoothing penalty by the phase weight w(step) (enable_smooth_weights)")
+    epo_max_epochs: int = Field(150, ge=1, description="epo: E of the phase weight, in training steps (hard-coded 150 in the code)")
+    siren_coef: float = Field(0.005, ge=0, description="siren: alpha of alpha (Hsel - H_anchor)^2")
+    siren_top_p: float = Field(0.8, gt=0, le=1, description="siren: nucleus p of the top-p entropy")
+    siren_top_k: int = Field(10000, ge=1, description="siren: tokens ranked before the nucleus cut")
+    siren_quantile: float = Field(0.8, ge=0, le=1, description="siren: per-response quantile; tokens above it are regularised")
+    steer_lambda_min: float = Field(0.8, gt=0, le=1, description="steer: smallest token weight lambda_min")
+
+
+class RewardComponent(_Section):
+    """One named per-turn reward function and its weight in the mix."""
+
+    name: str = Field(description="a segment reward function: env, success, correct or format")
+    weight: float = Field(1.0, description="its weight in the dense per-turn reward")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in SEGMENT_REWARDS:
+            raise ValueError(f"unknown segment reward {v!r}: use one of {', '.join(SEGMENT_REWARDS)}")
+        return v
+
+
+class RewardsConfig(_Section):
+    """Fine-grained per-turn rewards mixed from named functions, optionally gated by priority (G-RA)."""
+
+    components: list[RewardComponent] = Field(default_factory=list, description="per-turn reward functions, highest priority first; empty = the env's turn rewards as they are")
+    gates: list[float] | None = Field(None, description="G-RA: component c counts only if every component j < c has an episode total >= gates[j] (one gate per component but the last); None = no gating")
+
+    @model_validator(mode="after")
+    def _one_gate_per_level(self) -> "RewardsConfig":
+        if self.gates is not None and len(self.gates) != len(self.components) - 1:
+            raise ValueError(f"gates needs one value per component but the last: {len(self.components)} components, "
+                             f"{len(self.gates)} gates")
+        return self
+
+
+class ReplayConfig(_Section):
+    """ARPO: replay a stored success into all-negative groups; optionally filter always/never-solved tasks."""
+
+    enabled: bool = Field(False, description="replace the first slot of an all-negative group with a stored success of its task")
+    buffer_size: int = Field(8, ge=1, description="successes kept per task (FIFO)")
+    success_threshold: float = Field(0.1, description="an episode is a success if its outcome (success 1/0, else the return) exceeds this")
+    fail_std: float = Field(0.05, ge=0, description="a group is all-negative if the std of its outcomes is below this ...")
+    fail_mean: float = Field(0.2, description="... and their mean is below this")
+    task_pool: int | None = Field(None, ge=1, description="cycle over this many tasks (env seeds seed .. seed + pool - 1) so tasks recur; None = every task is new")
+    filter_threshold: float | None = Field(None, ge=0, lt=0.5, description="skip tasks whose success rate is <= this or >= 1 - this (None = no filter)")
+    filter_min_attempts: int = Field(4, ge=1, description="episodes of a task recorded before the filter judges it")
