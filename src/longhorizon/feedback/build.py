@@ -164,19 +164,34 @@ class PrefixReplay:
             self.inner.end_rollout()
 
 
-def make_policy(cfg: PrefsBuildConfig) -> Any:
-    """A scripted policy (noisy-oracle:p, oracle) or the model behind the context strategy."""
+def make_policies(cfg: PrefsBuildConfig) -> list[Any]:
+    """The model behind the context strategy (one policy: its samples differ by the sampler's draws), or one
+    scripted policy per sample, seeded seed + j (a noisy oracle draws from the env seed and the turn only, so
+    the samples of one task would otherwise all be the same)."""
     from longhorizon.context import make_strategy
     from longhorizon.models import SamplingParams
     from longhorizon.rollout import model_policy, scripted_policy
 
-    scripted = scripted_policy(cfg.model, cfg.seed)
-    if scripted is not None:
-        return scripted
+    if scripted_policy(cfg.model, cfg.seed) is not None:
+        return [scripted_policy(cfg.model, cfg.seed + j) for j in range(cfg.samples)]
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                             seed=cfg.seed)
-    return model_policy(cfg.model, make_strategy(cfg.context, **cfg.context_options), params, dtype=cfg.dtype,
-                        prefill=cfg.prefill)
+    return [model_policy(cfg.model, make_strategy(cfg.context, **cfg.context_options), params, dtype=cfg.dtype,
+                         prefill=cfg.prefill)]
+
+
+def run_samples(specs: list[EpisodeSpec], samples: int, policies: list[Any],
+                wrap: Callable[[Any], Any] = lambda p: p) -> list[Trajectory]:
+    """Run `specs` (`samples` consecutive specs per group): with one policy in one batch; else spec i with
+    policy i % samples, one batch per policy, results back in spec order."""
+    if len(policies) == 1:
+        return run_episodes(specs, wrap(policies[0]))
+    out: list[Trajectory | None] = [None] * len(specs)
+    for j, policy in enumerate(policies):
+        idx = list(range(j, len(specs), samples))
+        for i, traj in zip(idx, run_episodes([specs[i] for i in idx], wrap(policy))):
+            out[i] = traj
+    return out
 
 
 def _spec(cfg: PrefsBuildConfig, task: int, group: int) -> EpisodeSpec:
@@ -184,20 +199,20 @@ def _spec(cfg: PrefsBuildConfig, task: int, group: int) -> EpisodeSpec:
                        wrappers=cfg.wrappers)
 
 
-def sample_episode_groups(cfg: PrefsBuildConfig, policy: Any) -> tuple[list[Trajectory], list[tuple[list[int], int]]]:
+def sample_episode_groups(cfg: PrefsBuildConfig, policies: list[Any]) -> tuple[list[Trajectory], list[tuple[list[int], int]]]:
     """All episodes, and each group's (episode indices, branch turn k = 0)."""
     specs = [_spec(cfg, task, task) for task in range(cfg.tasks) for _ in range(cfg.samples)]
-    trajs = run_episodes(specs, policy)
+    trajs = run_samples(specs, cfg.samples, policies)
     return trajs, [(list(range(g * cfg.samples, (g + 1) * cfg.samples)), 0) for g in range(cfg.tasks)]
 
 
-def sample_turn_groups(cfg: PrefsBuildConfig, policy: Any) -> tuple[list[Trajectory], list[tuple[list[int], int]]]:
+def sample_turn_groups(cfg: PrefsBuildConfig, policies: list[Any]) -> tuple[list[Trajectory], list[tuple[list[int], int]]]:
     """Trunks first, then `samples` branches at every turn k of each trunk (group id = its index in `branches`)."""
-    trunks = run_episodes([_spec(cfg, task, task) for task in range(cfg.tasks)], policy)
+    trunks = run_episodes([_spec(cfg, task, task) for task in range(cfg.tasks)], policies[0])
     branches = [(task, k) for task, trunk in enumerate(trunks) for k in range(len(trunk.turns))]
     prefixes = {g: trunks[task].turns[:k] for g, (task, k) in enumerate(branches)}
     specs = [_spec(cfg, task, g) for g, (task, _) in enumerate(branches) for _ in range(cfg.samples)]
-    trajs = run_episodes(specs, PrefixReplay(policy, prefixes))
+    trajs = run_samples(specs, cfg.samples, policies, wrap=lambda policy: PrefixReplay(policy, prefixes))
     groups = [(list(range(g * cfg.samples, (g + 1) * cfg.samples)), k) for g, (_, k) in enumerate(branches)]
     return trunks + trajs, [([len(trunks) + i for i in ids], k) for ids, k in groups]
 
@@ -212,7 +227,7 @@ def build_pairs(cfg: PrefsBuildConfig) -> tuple[list[PreferencePair], dict[str, 
 
     make_env(cfg.env_id, cfg.env_kwargs, cfg.wrappers).close()  # bad env or knobs fail before any model loads
     run_dir = RunDir(cfg.out)
-    trajs, groups = SAMPLERS[cfg.level](cfg, make_policy(cfg))
+    trajs, groups = SAMPLERS[cfg.level](cfg, make_policies(cfg))
     pairs, counts = [], defaultdict(int)
     systems = {seed: system_prompt(cfg, seed) for seed in {t.seed for t in trajs}}
     for ids, k in groups:
