@@ -1,4 +1,4 @@
-"""The `longhorizon` command: envs, play, eval, train, view, feedback.
+"""The `longhorizon` command: envs, play, eval, train, view, feedback, prefs.
 
 Every user mistake (unknown env or model, bad option value, missing package,
 unwritable output directory) prints one line `error: ...` and exits with
@@ -411,7 +411,8 @@ def train_cmd(
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its latest checkpoint"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default: the config's run_dir)"),
 ) -> None:
-    """Train with RL (grpo, rloo, loop, reinforce++, ppo); print the held-out eval before and after.
+    """Train with RL (grpo, rloo, loop, reinforce++, ppo, ...) or on preference pairs (dpo, ipo offline;
+    online_dpo, dno, inpo, p3o_v1, p3o_v2 online); print the held-out eval before and after.
 
     Every recipe key, with its type, default and description: `longhorizon config` (with a RECIPE, the value
     each key takes; `longhorizon config RECIPE --resolved` prints the resolved recipe as the run writes it).
@@ -434,9 +435,12 @@ def train_cmd(
         def on_log(step: int, metrics: dict[str, float]) -> None:
             if "eval/reward_mean" in metrics:
                 bar.console.print(f"held-out eval at step {step}: {_eval_text(metrics)}", highlight=False)
-            else:
+            elif "charts/reward_mean" in metrics:
                 bar.update(task, completed=step,
                            description=f"train {cfg.algorithm.name} (reward {metrics['charts/reward_mean']:.3g})")
+            else:  # dpo, ipo: no rollouts while training
+                bar.update(task, completed=step, description=f"train {cfg.algorithm.name} "
+                           f"(pair accuracy {metrics.get('losses/pref_accuracy', float('nan')):.2f})")
 
         result = train(cfg, resume=resume is not None, on_log=on_log)
     print_train_summary(result, cfg)
@@ -564,6 +568,47 @@ def shadow_user_cmd(
     except (httpx2.HTTPError, RuntimeError) as err:
         raise UserError(f"shadow user: {err}") from None
     console.print(f"shadow user: {counts['created']} labels stored, {counts['already_stored']} already there", highlight=False)
+
+
+# --------------------------------------------------------------------- prefs
+prefs_app = typer.Typer(no_args_is_help=True, help="Preference pairs: build them from a model on an env.")
+app.add_typer(prefs_app, name="prefs")
+
+
+@prefs_app.command("build")
+@user_errors
+def prefs_build_cmd(
+    config: Optional[Path] = typer.Argument(None, help="prefs build config (YAML); default: the built-in defaults"),
+    set_: list[str] = typer.Option([], "--set", help="override a config key, KEY=VALUE (repeatable), e.g. samples=8"),
+    model: Optional[str] = typer.Option(None, help="(model) smollm2-135m | tiny-random | noisy-oracle:P | path to a HF model dir"),
+    env: Optional[str] = typer.Option(None, "--env", help="(env_id) registered env id"),
+    tasks: Optional[int] = typer.Option(None, help="(tasks) distinct tasks (env seeds)"),
+    samples: Optional[int] = typer.Option(None, help="(samples) episodes, or branches per turn, per task"),
+    level: Optional[str] = typer.Option(None, help="(level) episode | turn (branches from a shared prefix)"),
+    ties: Optional[str] = typer.Option(None, help="(ties) drop | keep pairs with equal returns"),
+    knob: list[str] = typer.Option([], "--knob", help="(env_kwargs.KEY) env knobs as KEY=VALUE (repeatable)"),
+    out: Optional[Path] = typer.Option(None, help="(out) output directory"),
+) -> None:
+    """Sample episodes from a model on an env and pair them, labelled by the env's verifier (higher return wins).
+
+    Writes OUT/feedback/preferences.jsonl, OUT/trajectories.jsonl, OUT/config.yaml and OUT/summary.json.
+    """
+    from longhorizon.config_io import apply_overrides, read_yaml, set_key
+    from longhorizon.feedback.build import PrefsBuildConfig, build_pairs
+
+    data = read_yaml(config) if config is not None else {}
+    flags = {"model": model, "env_id": env, "tasks": tasks, "samples": samples, "level": level, "ties": ties,
+             "out": None if out is None else str(out)}
+    for key, value in {k: v for k, v in flags.items() if v is not None}.items():
+        set_key(data, key, value)
+    for key, value in parse_assignments(knob, "--knob").items():
+        set_key(data, f"env_kwargs.{key}", value)
+    cfg = PrefsBuildConfig.model_validate(apply_overrides(data, set_))
+    pairs, summary = build_pairs(cfg)
+    console.print(f"{summary['pairs']} pairs ({summary['ties_kept']} ties kept, {summary.get('ties_dropped', 0)} dropped, "
+                  f"{summary.get('identical', 0)} identical skipped) from {summary['episodes']} episodes, "
+                  f"mean return {summary['mean_return']:.3f}", highlight=False)
+    console.print(f"pairs: {Path(cfg.out) / 'feedback' / 'preferences.jsonl'}")
 
 
 def main() -> None:  # pragma: no cover

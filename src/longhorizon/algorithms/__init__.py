@@ -6,6 +6,8 @@
 - `AGGREGATIONS`: "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length",
   each a function of `(mask, trace_ids)` giving the token weights `(B, T)` (`token_weights`).
 - `KL_ESTIMATORS`: "k1", "k2", "k3".
+- `PREFERENCE_LOSSES`: "dpo", "ipo", "dno", "nash_md", "nash_mp", "inpo", "p3o_v1", "p3o_v2"
+  (shared signature `fn(batch: PairLogps, **hyper)`); `PAIRWISE_ADVANTAGES`: "think_rm".
 - `ENTROPY_FUNCTIONS` (entropy.py): EMPG, EPO, SIREN, STEER building blocks.
 - `TURN_CREDIT_FUNCTIONS` (turn_credit.py): G-RA gating, EAPO discounting, fine-grained reward mixes.
 """
@@ -56,8 +58,24 @@ from longhorizon.algorithms.losses import (
     reinforce_loss,
     value_loss,
 )
+from longhorizon.algorithms.preference import (
+    PAIRWISE_ADVANTAGES,
+    PREFERENCE_LOSSES,
+    PairLogps,
+    geometric_mixture_logits,
+    large_margin_pairs,
+    pairwise_difference_advantages,
+    seq_logps,
+)
 
 __all__ = [
+    "PAIRWISE_ADVANTAGES",
+    "PREFERENCE_LOSSES",
+    "PairLogps",
+    "geometric_mixture_logits",
+    "large_margin_pairs",
+    "pairwise_difference_advantages",
+    "seq_logps",
     "ENTROPY_FUNCTIONS",
     "TURN_CREDIT_FUNCTIONS",
     "eapo_round_rewards",

@@ -38,7 +38,8 @@ from longhorizon.eval.config import EvalConfig
 from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_field, sampler_field, vllm_field
 from longhorizon.train.credit_config import EntropyConfig, ReplayConfig, RewardsConfig
 
-AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo"]
+AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo", "online_dpo", "dno", "inpo",
+                        "p3o_v1", "p3o_v2"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
 
 # Per-algorithm defaults for the fields left as None (see `resolved_*`).
@@ -49,6 +50,11 @@ DEFAULT_AGGREGATION = {"loop": "seq-mean-token-mean", "rloo": "seq-mean-token-su
 KL_IN_REWARD = ("rloo", "reinforce++", "ppo")
 # On-policy REINFORCE: one gradient step per batch of samples (no ratio, no clipping).
 ON_POLICY = ("rloo",)
+# Offline preference optimisation on a fixed set of pairs (`preferences`), trained by `train/offline.py`.
+OFFLINE_PREFERENCE = ("dpo", "ipo")
+# Online preference optimisation on verifier-labelled pairs of the policy's own episodes (`train/online.py`):
+# algorithm name -> its loss in `algorithms.PREFERENCE_LOSSES`.
+ONLINE_PREFERENCE = {"online_dpo": "dpo", "dno": "dno", "inpo": "inpo", "p3o_v1": "p3o_v1", "p3o_v2": "p3o_v2"}
 # Contexts whose episodes split into several rows (chunks / turns) that the paper normalises per trace
 # (Delethink, seq-mean-token-norm-trace-length); they default to "trace-length" whatever the algorithm.
 TRACE_CONTEXTS = ("markovian",)
@@ -61,7 +67,7 @@ class Section(BaseModel):
 class AlgorithmConfig(Section):
     """Which RL algorithm, its credit assignment and its regularisers."""
 
-    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo")
+    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo (RL on the env); dpo or ipo (offline, on `preferences`); online_dpo, dno, inpo, p3o_v1 or p3o_v2 (on verifier-labelled pairs of the policy's episodes)")
     group_size: int = Field(4, ge=1, description="G: episodes sampled per task (group methods compare them)")
     scale_by_std: bool = Field(True, description="grpo: divide by the group std (false = Dr.GRPO)")
     clip_eps: float | None = Field(None, gt=0, description="PPO clip epsilon; None = 0.1 for loop, 0.2 otherwise (resolved at validation)")
@@ -80,6 +86,11 @@ class AlgorithmConfig(Section):
     value_clip: float | None = Field(0.2, gt=0, description="ppo: value clipping range (None = off)")
     reward_norm: Literal["none", "scale", "normalize"] = Field("none", description="turn rewards divided by the running std (scale) or standardised (normalize)")
     reward_clip: float | None = Field(None, gt=0, description="clip turn rewards to [-c, c] after normalisation (None = off)")
+    beta: float = Field(0.1, gt=0, description="dpo, ipo, online_dpo, dno: beta of the preference loss (strength of the implicit KL to the reference)")
+    pairing: Literal["best_worst", "all"] = Field("best_worst", description="online preference methods: pair each task's best and worst episode, or every two")
+    min_margin: float = Field(0.0, ge=0, description="online preference methods: drop pairs whose return gap is below this (DNO's large-margin filter)")
+    eta: float = Field(10.0, gt=0, description="inpo: the no-regret step size eta (target eta/2)")
+    tau: float = Field(0.01, ge=0, description="inpo: the KL-to-reference weight tau (eta * tau <= 1)")
     entropy: EntropyConfig = Field(default_factory=EntropyConfig, description="entropy-aware method: empg, epo, siren or steer (none = off)")
     rewards: RewardsConfig = Field(default_factory=RewardsConfig, description="fine-grained per-turn reward functions and G-RA gates (empty = the env's rewards)")
     replay: ReplayConfig = Field(default_factory=ReplayConfig, description="ARPO replay of successes into all-negative groups, task pool and task filter (off by default)")
@@ -88,6 +99,12 @@ class AlgorithmConfig(Section):
     def _loop_has_no_kl(self) -> "AlgorithmConfig":
         if self.name == "loop" and self.kl_coef > 0:
             raise ValueError("kl_coef must be 0 for loop (LOOP uses no KL)")
+        return self
+
+    @model_validator(mode="after")
+    def _inpo_mixture(self) -> "AlgorithmConfig":
+        if self.name == "inpo" and self.eta * self.tau > 1:
+            raise ValueError(f"inpo needs eta * tau <= 1, got {self.eta * self.tau:g}")
         return self
 
     @model_validator(mode="after")
@@ -168,7 +185,7 @@ class TrainConfig(Section, ContextSettings):
     max_new_tokens: int = Field(16, ge=1, description="token cap per model turn")
     seed: int = Field(0, ge=0, description="seed of everything; training task k uses env seed seed + k")
     steps: int = Field(10, ge=1, description="training steps (collect, credit, update)")
-    tasks_per_step: int = Field(8, ge=1, description="distinct tasks per step; each is sampled group_size times")
+    tasks_per_step: int = Field(8, ge=1, description="distinct tasks per step; each is sampled group_size times (dpo, ipo: preference pairs per step)")
     epochs: int = Field(1, ge=1, description="K: passes over each step's episodes")
     num_minibatches: int = Field(1, ge=1, description="optimizer updates per epoch (the episodes are split evenly)")
     micro_batch_size: int = Field(4, ge=1, description="rows per forward/backward; a minibatch accumulates gradients over micro-batches")
@@ -179,6 +196,7 @@ class TrainConfig(Section, ContextSettings):
     save_trajectories: bool = Field(True, description="write each step's training episodes to RUN_DIR/trajectories/")
     save_final_model: bool = Field(True, description="at the end, write a loadable HF model directory to RUN_DIR/model (LoRA merged; in bf16 when trained with dtype bfloat16 or autocast_bf16)")
     run_dir: str = Field("runs/train", description="the run directory")
+    preferences: str | None = Field(None, description="dpo, ipo: the preference pairs: a JSONL file, a `longhorizon prefs build` directory, or a datasets directory in TRL's format (save_to_disk)")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="algorithm and credit assignment")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA adapters (off = full fine-tune)")
@@ -230,6 +248,13 @@ class TrainConfig(Section, ContextSettings):
                 if getattr(self, key) != 1:
                     raise ValueError(f"{key} must be 1 for {self.algorithm.name} (on-policy REINFORCE: "
                                      "one update per batch of samples)")
+        return self
+
+    @model_validator(mode="after")
+    def _offline_needs_pairs(self) -> "TrainConfig":
+        if self.algorithm.name in OFFLINE_PREFERENCE and not self.preferences:
+            raise ValueError(f"{self.algorithm.name} trains on preference pairs: set preferences to a pairs file "
+                             "or directory (e.g. the output of `longhorizon prefs build`)")
         return self
 
     @model_validator(mode="after")

@@ -53,7 +53,7 @@ from longhorizon.rollout.ray_workers import RolloutPool, WorkerSpec, require_ray
 from longhorizon.store import RunDir, first_missing
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches, with_credit
 from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
-from longhorizon.train.config import TrainConfig
+from longhorizon.train.config import OFFLINE_PREFERENCE, ONLINE_PREFERENCE, TrainConfig
 from longhorizon.train.credit import ALGORITHMS, Algorithm
 from longhorizon.train.evaluate import held_out_eval
 from longhorizon.train import exploration
@@ -93,6 +93,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
 
 
 def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
+    if cfg.algorithm.name in OFFLINE_PREFERENCE:  # dpo, ipo: a fixed set of pairs, not rollouts
+        from longhorizon.train.offline import train_offline
+
+        return train_offline(cfg, resume=resume, on_log=on_log)
+    if cfg.algorithm.name in ONLINE_PREFERENCE:  # online_dpo, dno, inpo, p3o: pairs of the policy's own episodes
+        from longhorizon.train.online import train_online
+
+        return train_online(cfg, resume=resume, on_log=on_log)
     run = _prepare_run_dir(cfg, resume)
     tune_malloc()  # large tensors go back to the system when freed (train/memory.py)
     algo = ALGORITHMS[cfg.algorithm.name]
@@ -292,7 +300,8 @@ def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> RunDir:
 
 
 def check_setup(cfg: TrainConfig) -> None:
-    """Fail fast, before any model loads: unknown env, bad knobs or wrappers, unknown context strategy or model."""
+    """Fail fast, before any model loads: unknown env, bad knobs or wrappers, unknown context strategy or model,
+    unreadable preference pairs (dpo, ipo)."""
     import gymnasium as gym
 
     from longhorizon.envs.core.knobs import KnobError
@@ -312,6 +321,10 @@ def check_setup(cfg: TrainConfig) -> None:
     require_vllm(cfg.sampler)
     if cfg.rollout.workers:
         require_ray()
+    if cfg.algorithm.name in OFFLINE_PREFERENCE:
+        from longhorizon.train.offline import decided_pairs
+
+        decided_pairs(cfg.preferences)  # a missing or malformed pairs file, or only ties
     if cfg.model not in MODEL_LOADERS and not (Path(cfg.model) / "config.json").exists():
         raise UserError(f"model: unknown model {cfg.model!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
 

@@ -1,0 +1,230 @@
+"""Offline preference optimisation (`algorithm.name: dpo | ipo`): the training loop over a fixed set of pairs.
+
+    longhorizon train recipes/dpo-quickstart.yaml      # preferences: runs/prefs-quickstart
+
+Each step, top to bottom: the next `tasks_per_step` pairs → their reference log-probs (no grad)
+→ `epochs * num_minibatches` updates of the preference loss (`algorithms.PREFERENCE_LOSSES`)
+→ log → evaluate every M steps → checkpoint every N steps. The held-out evaluation on the env,
+the checkpoints (exact resume), the metrics files and the exported model are the RL loop's.
+
+Choices:
+1. The pairs are read once (`feedback.read_preferences`), ties dropped, and tokenised with the chat
+   template (`feedback.tokens.continuation_tokens`: the loss covers the continuation's assistant
+   tokens only, not the env's observations between them). Offline pairs are text, so unlike RL
+   rollouts they are tokenised here rather than replayed token for token.
+2. Data order: pass e over the pairs is the permutation drawn from seed `seed + e`; step k reads
+   positions k*P .. (k+1)*P - 1 of the passes one after another (P = tasks_per_step). The data
+   position alone fixes the data, so a resumed run reads the same pairs.
+3. Log-probs at temperature 1 (the model's own distribution), not the rollout temperature.
+4. The reference is a frozen copy (full fine-tune) or the LoRA base with adapters off.
+5. Both sides of a micro-batch's pairs go through one forward pass, so with `share_prefix` (the default)
+   the context they share is computed once, as a GRPO group's prompt is in the RL loop.
+6. The loss of a minibatch is the mean over its pairs; a micro-batch of `micro_batch_size` pairs adds
+   its own mean times (its pairs / the minibatch's pairs), so accumulation over micro-batches is exact.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from longhorizon.algorithms import PREFERENCE_LOSSES, PairLogps
+from longhorizon.context import make_strategy
+from longhorizon.errors import UserError
+from longhorizon.feedback import PreferencePair, read_preferences
+from longhorizon.feedback.tokens import continuation_tokens
+from longhorizon.models import LoadedModel, SamplingParams, make_sampler
+from longhorizon.train.batch import microbatches, minibatches
+from longhorizon.train.checkpoint import Resumable, latest_checkpoint, load_checkpoint, save_checkpoint
+from longhorizon.train.config import TrainConfig
+from longhorizon.train.evaluate import held_out_eval
+from longhorizon.train.loop import (OnLog, TrainResult, _eval_record, _mean, _prepare_run_dir, _seed_everything,
+                                    _write_trajectories, export_model)
+from longhorizon.train.memory import release_memory, tune_malloc
+from longhorizon.train.metrics import MetricsLog, peak_memory_mb, plot_curves
+from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
+from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
+from longhorizon.train.rewards import RewardNormalizer
+
+Metrics = dict[str, float]
+Tokens = tuple[list[int], list[int]]  # ids, loss mask
+
+
+def train_offline(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
+    """Train on `cfg.preferences` (or continue from RUN_DIR's latest checkpoint) and return before/after evals."""
+    run = _prepare_run_dir(cfg, resume)
+    tune_malloc()
+    strategy = make_strategy(cfg.context, **cfg.context_options)  # for the held-out evaluation
+    strategy.attach(run.path)
+    decided = decided_pairs(cfg.preferences)  # a bad path fails before any model loads
+    _seed_everything(cfg.seed)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    models = build_models(cfg, needs_ref=True, value_head=False)
+    pairs = [(continuation_tokens(models.tokenizer, p.context, p.chosen),
+              continuation_tokens(models.tokenizer, p.context, p.rejected)) for p in decided]
+    optimizer, scheduler = build_optimizer(cfg, models)
+    params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    sampler = make_sampler("transformers", cfg.model, params, dtype=cfg.dtype, kv_cache_mb=cfg.kv_cache_mb,
+                           loaded=LoadedModel(cfg.model, models.model, models.tokenizer))
+    state = Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, strategy)
+    step, position, resume_step = 0, 0, None
+    if resume and (checkpoint := latest_checkpoint(run.path)) is not None:
+        restored = load_checkpoint(checkpoint, state)
+        step, position, resume_step = restored["step"], restored["data_position"], restored["step"]
+    log = MetricsLog(run.path, resume_step=resume_step)
+
+    def record(at: int, metrics: Metrics) -> None:
+        log.log(at, metrics)
+        if on_log:
+            on_log(at, metrics)
+
+    def evaluate(at: int) -> None:
+        models.model.eval()
+        with autocast(cfg), strategy.frozen():
+            trajectories, metrics = held_out_eval(cfg, sampler, strategy)
+        _write_trajectories(run.path / "eval" / f"step_{at:06d}.jsonl", trajectories)
+        record(at, metrics)
+
+    if step == 0 and cfg.eval.episodes:
+        evaluate(0)
+    while step < cfg.steps:
+        release_memory()
+        t_start = time.perf_counter()
+
+        # 1. The next pairs, padded, and their reference log-probs (the reference never changes).
+        rows = data_rows(len(pairs), position, cfg.tasks_per_step, cfg.seed)
+        position += cfg.tasks_per_step
+        chosen, rejected = (pad([pairs[i][side] for i in rows], models.tokenizer.pad_token_id) for side in (0, 1))
+        ref_chosen, ref_rejected = reference_logps(models, (chosen, rejected), cfg)
+
+        # 2. K epochs of minibatch updates of the preference loss.
+        models.model.train()
+        updates: list[Metrics] = []
+        for _epoch in range(cfg.epochs):
+            for minibatch in minibatches(torch.arange(len(rows)), cfg.num_minibatches):
+                metrics = pairs_backward(models, (chosen, rejected), (ref_chosen, ref_rejected), minibatch, cfg)
+                metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                updates.append(metrics)
+        step += 1
+
+        # 3. Log, evaluate every M steps, checkpoint every N steps.
+        record(step, {**_mean(updates), "charts/pairs": float(len(rows)), "charts/updates": float(len(updates)),
+                      "charts/learning_rate": scheduler.get_last_lr()[0],
+                      "perf/step_time": time.perf_counter() - t_start, "perf/peak_memory_mb": peak_memory_mb(cfg.device)})
+        if cfg.eval.episodes and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
+            evaluate(step)
+        if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            save_checkpoint(run.path, state, step, position, cfg.keep_checkpoints)
+
+    if cfg.eval.episodes and _eval_record(run.path, cfg.steps) is None:
+        evaluate(cfg.steps)
+    log.close()
+    if cfg.save_final_model:
+        export_model(models, run.path / "model", bf16=cfg.dtype == "bfloat16" or cfg.autocast_bf16)
+    return TrainResult(run_dir=run.path, step=step, eval_before=_eval_record(run.path, 0),
+                       eval_after=_eval_record(run.path, cfg.steps), plot=plot_curves(run.path, run.path / "curves.png"))
+
+
+# ------------------------------------------------------------------ data
+
+
+def decided_pairs(path: str) -> list[PreferencePair]:
+    """The pairs at `path` that have a preferred side (dpo and ipo have no use for ties)."""
+    decided = [p for p in read_preferences(path) if p.preferred != "tie"]
+    if not decided:
+        raise UserError(f"preferences: {path} holds no pair with a preferred side (ties are not used by dpo / ipo)")
+    return decided
+
+
+@lru_cache(maxsize=4)
+def _permutation(n: int, seed: int) -> list[int]:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+
+
+def data_rows(n: int, position: int, count: int, seed: int) -> list[int]:
+    """Pair indices at data positions position .. position + count - 1 (pass e shuffled by seed + e)."""
+    return [_permutation(n, seed + p // n)[p % n] for p in range(position, position + count)]
+
+
+@dataclass
+class Side:
+    """One side of P pairs, right-padded: input_ids, attention_mask, loss_mask, each (P, T)."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    loss_mask: Tensor
+
+    def select(self, rows: Tensor) -> "Side":
+        """Rows `rows`, trimmed to their longest sequence."""
+        width = int(self.attention_mask[rows].sum(1).max())
+        return Side(*(x[rows, :width] for x in (self.input_ids, self.attention_mask, self.loss_mask)))
+
+
+def pad(rows: list[Tokens], pad_id: int) -> Side:
+    width = max(len(ids) for ids, _ in rows)
+    ids, attn, mask = (torch.zeros(len(rows), width, dtype=torch.long) for _ in range(3))
+    ids.fill_(pad_id)
+    for i, (row_ids, row_mask) in enumerate(rows):
+        ids[i, :len(row_ids)] = torch.tensor(row_ids)
+        attn[i, :len(row_ids)] = 1
+        mask[i, :len(row_ids)] = torch.tensor(row_mask)
+    return Side(ids, attn, mask)
+
+
+# ------------------------------------------------------------------ log-probs and the loss
+
+
+def both_logps(model, chosen: Side, rejected: Side, share_prefix: bool) -> tuple[Tensor, Tensor]:
+    """Token log-probs of both sides at temperature 1 (0 off the mask): (p, tc), (p, tr), in ONE forward pass,
+    so with `share_prefix` the context that a pair's two sides (and pairs of one task) share is computed once."""
+    width = max(chosen.input_ids.shape[1], rejected.input_ids.shape[1])
+    joint = [torch.cat([F.pad(a, (0, width - a.shape[1])), F.pad(b, (0, width - b.shape[1]))])
+             for a, b in zip(vars(chosen).values(), vars(rejected).values())]
+    device = next(model.parameters()).device
+    logps = token_forward(model, *(x.to(device) for x in joint), 1.0, share_prefix=share_prefix).logprobs
+    n = len(chosen.input_ids)
+    return logps[:n, :chosen.input_ids.shape[1]], logps[n:, :rejected.input_ids.shape[1]]
+
+
+@torch.no_grad()
+def reference_logps(models: Models, sides: tuple[Side, Side], cfg: TrainConfig) -> tuple[Tensor, Tensor]:
+    """Reference token log-probs of both sides of the step's pairs, (P, Tc) and (P, Tr), in micro-batches."""
+    out = tuple(torch.zeros(side.input_ids.shape, dtype=torch.float32) for side in sides)
+    models.model.eval()
+    for rows in microbatches(torch.arange(len(sides[0].input_ids)), cfg.micro_batch_size):
+        chosen, rejected = (side.select(rows) for side in sides)
+        with autocast(cfg), reference(models) as ref_model:
+            logps = both_logps(ref_model, chosen, rejected, cfg.share_prefix)
+        for full, part in zip(out, logps):
+            full[rows, :part.shape[1]] = part.float().cpu()
+    return out
+
+
+def pairs_backward(models: Models, sides: tuple[Side, Side], refs: tuple[Tensor, Tensor], rows: Tensor,
+                   cfg: TrainConfig) -> Metrics:
+    """Accumulate d(mean loss over the minibatch's pairs)/d(params) over micro-batches; return mean metrics."""
+    metrics: Metrics = {}
+    device = next(models.model.parameters()).device
+    for micro in microbatches(rows, cfg.micro_batch_size):
+        share = len(micro) / len(rows)
+        chosen, rejected = (side.select(micro) for side in sides)
+        with autocast(cfg):
+            policy_chosen, policy_rejected = both_logps(models.model, chosen, rejected, cfg.share_prefix)
+            batch = PairLogps(chosen=policy_chosen.float(), rejected=policy_rejected.float(),
+                              ref_chosen=refs[0][micro, :chosen.input_ids.shape[1]].to(device),
+                              ref_rejected=refs[1][micro, :rejected.input_ids.shape[1]].to(device),
+                              chosen_mask=chosen.loss_mask.to(device), rejected_mask=rejected.loss_mask.to(device))
+            loss, m = PREFERENCE_LOSSES[cfg.algorithm.name](batch, beta=cfg.algorithm.beta)
+        (loss * share).backward()
+        for key, value in {"losses/pref_loss": loss.item(), **{f"losses/{k}": v for k, v in m.items()}}.items():
+            metrics[key] = metrics.get(key, 0.0) + share * value
+    return metrics

@@ -1,0 +1,217 @@
+"""Online preference optimisation on episodes: `algorithm.name` online_dpo | dno | inpo | p3o_v1 | p3o_v2.
+
+    longhorizon train recipes/online-dpo-quickstart.yaml
+
+Each step, top to bottom: sample `group_size` episodes of `tasks_per_step` tasks with the current
+policy → pair the episodes of each task and label them by the verifier (the higher return wins;
+ties are dropped; `algorithm.pairing`: best vs worst, or every two) → reference log-probs (no grad)
+→ `epochs * num_minibatches` updates of the pair loss (`algorithms.PREFERENCE_LOSSES`) → log → eval
+→ checkpoint. Collection, the held-out evaluation, checkpoints (exact resume), metrics and the
+exported model are the RL loop's.
+
+A side of a pair is a whole episode: the sum of the log-probs of every token the model sampled in
+it, over all the rows its context strategy made (`Batch.row_episode`), under softmax(logits /
+temperature), the sampling distribution, as in the RL loop. What each method reads:
+- online_dpo: DPO against the reference (online DPO with the verifier as annotator).
+- dno: DPO against the iterate that sampled the pairs, pi_t = the behaviour log-probs: one DNO-Prct
+  iteration per step; `algorithm.min_margin` is the large-margin filter on the return gap.
+- inpo: INPO's square loss with pi_t = the behaviour log-probs and the reference (`algorithm.eta`, `tau`).
+- p3o_v1 / p3o_v2: y1 the winner, y2 the loser, rewards = episode returns, pi_old = behaviour;
+  `algorithm.clip_eps` clips the ratio, `algorithm.kl_coef` puts the KL to the reference in the rewards.
+Nash-MD and Nash-MP are not trained here: they need the opponent sampled from the geometric mixture
+of policy and reference (or from a second policy), which the sampler does not do yet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import torch
+from torch import Tensor
+
+from longhorizon.algorithms import PREFERENCE_LOSSES, PairLogps, seq_logps
+from longhorizon.context import make_strategy
+from longhorizon.feedback.build import candidate_pairs, verifier_label
+from longhorizon.models import LoadedModel, SamplingParams, make_sampler
+from longhorizon.rollout import ModelPolicy, run_episodes
+from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches
+from longhorizon.train.checkpoint import Resumable, latest_checkpoint, load_checkpoint, save_checkpoint
+from longhorizon.train.config import ONLINE_PREFERENCE, AlgorithmConfig, TrainConfig
+from longhorizon.train.evaluate import held_out_eval
+from longhorizon.train.loop import (OnLog, TrainResult, _eval_record, _mean, _prepare_run_dir, _seed_everything,
+                                    _write_trajectories, export_model, rollout_metrics, task_specs)
+from longhorizon.train.memory import release_memory, tune_malloc
+from longhorizon.train.metrics import MetricsLog, peak_memory_mb, plot_curves
+from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
+from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
+from longhorizon.train.rewards import RewardNormalizer
+from longhorizon.types import Trajectory
+
+Metrics = dict[str, float]
+
+
+def train_online(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
+    """Train from verifier-labelled pairs of the policy's own episodes; return before/after evals."""
+    run = _prepare_run_dir(cfg, resume)
+    tune_malloc()
+    strategy = make_strategy(cfg.context, **cfg.context_options)
+    strategy.attach(run.path)
+    _seed_everything(cfg.seed)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    models = build_models(cfg, needs_ref=True, value_head=False)
+    optimizer, scheduler = build_optimizer(cfg, models)
+    params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, stop=tuple(cfg.stop),
+                            seed=cfg.seed)
+    sampler = make_sampler("transformers", cfg.model, params, dtype=cfg.dtype, kv_cache_mb=cfg.kv_cache_mb,
+                           loaded=LoadedModel(cfg.model, models.model, models.tokenizer))
+    policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
+    state = Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, strategy)
+    step, position, resume_step = 0, 0, None
+    if resume and (checkpoint := latest_checkpoint(run.path)) is not None:
+        restored = load_checkpoint(checkpoint, state)
+        step, position, resume_step = restored["step"], restored["data_position"], restored["step"]
+    log = MetricsLog(run.path, resume_step=resume_step)
+
+    def record(at: int, metrics: Metrics) -> None:
+        log.log(at, metrics)
+        if on_log:
+            on_log(at, metrics)
+
+    def evaluate(at: int) -> None:
+        models.model.eval()
+        with autocast(cfg), strategy.frozen():
+            trajectories, metrics = held_out_eval(cfg, sampler, strategy)
+        _write_trajectories(run.path / "eval" / f"step_{at:06d}.jsonl", trajectories)
+        record(at, metrics)
+
+    if step == 0 and cfg.eval.episodes:
+        evaluate(0)
+    while step < cfg.steps:
+        release_memory()
+        t_start = time.perf_counter()
+
+        # 1. Collect with the current weights, pair each task's episodes, label them by return.
+        models.model.eval()
+        with autocast(cfg):
+            trajectories = run_episodes(task_specs(cfg, position), policy)
+        position += cfg.tasks_per_step
+        batch = collate(trajectories, strategy, models.tokenizer.pad_token_id)
+        pairs = episode_pairs(trajectories, cfg.algorithm)  # (P, 2): winner, loser
+
+        # 2. Reference and behaviour log-prob sums of every episode, then K epochs of updates on the pairs.
+        sums = {"ref": reference_sums(models, batch, cfg), "old": episode_sums(batch.old_logprobs, batch),
+                "return": torch.tensor([t.total_reward for t in trajectories])}
+        models.model.train()
+        updates: list[Metrics] = []
+        for _epoch in range(cfg.epochs if len(pairs) else 0):
+            for minibatch in minibatches(torch.arange(len(pairs)), cfg.num_minibatches):
+                metrics = pairs_backward(models, batch, pairs[minibatch], sums, cfg)
+                metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                updates.append(metrics)
+        step += 1
+
+        # 3. Log, evaluate every M steps, checkpoint every N steps.
+        if cfg.save_trajectories:
+            _write_trajectories(run.path / "trajectories" / f"step_{step:06d}.jsonl", trajectories)
+        record(step, {**rollout_metrics(trajectories), **_mean(updates), "charts/pairs": float(len(pairs)),
+                      "charts/updates": float(len(updates)), "charts/learning_rate": scheduler.get_last_lr()[0],
+                      "perf/step_time": time.perf_counter() - t_start, "perf/peak_memory_mb": peak_memory_mb(cfg.device)})
+        if cfg.eval.episodes and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
+            evaluate(step)
+        if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            save_checkpoint(run.path, state, step, position, cfg.keep_checkpoints)
+
+    if cfg.eval.episodes and _eval_record(run.path, cfg.steps) is None:
+        evaluate(cfg.steps)
+    log.close()
+    if cfg.save_final_model:
+        export_model(models, run.path / "model", bf16=cfg.dtype == "bfloat16" or cfg.autocast_bf16)
+    return TrainResult(run_dir=run.path, step=step, eval_before=_eval_record(run.path, 0),
+                       eval_after=_eval_record(run.path, cfg.steps), plot=plot_curves(run.path, run.path / "curves.png"))
+
+
+# ------------------------------------------------------------------ pairs
+
+
+def episode_pairs(trajectories: list[Trajectory], cfg: AlgorithmConfig) -> Tensor:
+    """(P, 2) long: (winner, loser) episode indices among the episodes of each task; ties and return gaps
+    below `min_margin` dropped (DNO's large-margin filter)."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, traj in enumerate(trajectories):
+        groups[traj.group_id].append(i)
+    out = []
+    for ids in groups.values():
+        returns = [trajectories[i].total_reward for i in ids]
+        for i, j in candidate_pairs(returns, cfg.pairing):
+            label = verifier_label(returns[i], returns[j])
+            if label != "tie" and abs(returns[i] - returns[j]) >= cfg.min_margin:
+                out.append((ids[i], ids[j]) if label == "a" else (ids[j], ids[i]))
+    return torch.tensor(out, dtype=torch.long).reshape(-1, 2)
+
+
+# ------------------------------------------------------------------ log-prob sums per episode
+
+
+def episode_sums(token_logps: Tensor, batch: Batch, rows: Tensor | None = None) -> Tensor:
+    """(N,) sum of the sampled tokens' log-probs of each episode, from `token_logps` (b, t) of `rows`
+    (default: every row); episodes without a row here get 0."""
+    rows = torch.arange(batch.rows) if rows is None else rows
+    mask = batch.loss_mask[rows, :token_logps.shape[1]].to(token_logps.device)
+    row_sums = seq_logps(token_logps, mask)  # (b,)
+    n = batch.group_ids.shape[0]
+    return row_sums.new_zeros(n).index_add(0, batch.row_episode[rows].to(row_sums.device), row_sums)
+
+
+def _row_logps(model, batch: Batch, rows: Tensor, cfg: TrainConfig) -> Tensor:
+    mb = batch.select(rows)
+    device = next(model.parameters()).device
+    return token_forward(model, mb.input_ids.to(device), mb.attention_mask.to(device), mb.loss_mask.to(device),
+                         cfg.temperature, share_prefix=cfg.share_prefix).logprobs
+
+
+@torch.no_grad()
+def reference_sums(models: Models, batch: Batch, cfg: TrainConfig) -> Tensor:
+    """(N,) reference log-prob sums of every episode, in micro-batches of rows."""
+    order = torch.arange(batch.rows)
+    order = order[by_prompt(batch, order)] if cfg.share_prefix else order
+    total = torch.zeros(batch.group_ids.shape[0])
+    for rows in microbatches(order, cfg.micro_batch_size):
+        with autocast(cfg), reference(models) as ref_model:
+            total += episode_sums(_row_logps(ref_model, batch, rows, cfg).float(), batch, rows).cpu()
+    return total
+
+
+# ------------------------------------------------------------------ the update
+
+
+def loss_kwargs(cfg: AlgorithmConfig) -> dict[str, float]:
+    clip = {"clip": cfg.clip_eps, "kl_coef": cfg.kl_coef}
+    return {"online_dpo": {"beta": cfg.beta}, "dno": {"beta": cfg.beta}, "inpo": {"eta": cfg.eta, "tau": cfg.tau},
+            "p3o_v1": clip, "p3o_v2": clip}[cfg.name]
+
+
+def pairs_backward(models: Models, batch: Batch, pairs: Tensor, sums: dict[str, Tensor], cfg: TrainConfig) -> Metrics:
+    """Accumulate d(mean loss over these pairs)/d(params) over micro-batches of pairs; return mean metrics."""
+    metrics: Metrics = {}
+    loss_fn = PREFERENCE_LOSSES[ONLINE_PREFERENCE[cfg.algorithm.name]]
+    for micro in microbatches(torch.arange(len(pairs)), cfg.micro_batch_size):
+        share = len(micro) / len(pairs)
+        win, lose = pairs[micro, 0], pairs[micro, 1]
+        rows = torch.isin(batch.row_episode, pairs[micro].flatten()).nonzero().squeeze(1)
+        with autocast(cfg):
+            policy = episode_sums(_row_logps(models.model, batch, rows, cfg).float(), batch, rows)
+            device = policy.device
+            ref, old, ret = (sums[k].to(device) for k in ("ref", "old", "return"))
+            pair = PairLogps.from_sums(policy[win], policy[lose], ref[win], ref[lose], prev_chosen=old[win],
+                                       prev_rejected=old[lose], old_chosen=old[win], old_rejected=old[lose],
+                                       chosen_reward=ret[win], rejected_reward=ret[lose])
+            loss, m = loss_fn(pair, **loss_kwargs(cfg.algorithm))
+        (loss * share).backward()
+        for key, value in {"losses/pref_loss": loss.item(), **{f"losses/{k}": v for k, v in m.items()}}.items():
+            metrics[key] = metrics.get(key, 0.0) + share * value
+    return metrics
