@@ -155,3 +155,27 @@ def test_drift_refuses_scripted_policies_and_a_missing_reference(tmp_path):
         diagnose("drift", cfg_for(tmp_path, "tiny-random", [2], 1), DiagnoseOptions())
     with pytest.raises(UserError, match="unknown diagnostic"):
         diagnose("nope", cfg_for(tmp_path, "oracle", [2], 1), DiagnoseOptions())
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_eval_diagnose_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from longhorizon.cli import app
+
+    runner = CliRunner()
+    base = ["eval", "--model", "noisy-oracle:0.9", "--horizons", "1,2", "--episodes", "3", "--knob", "dict_size=5",
+            "--out", str(tmp_path / "d")]
+    result = runner.invoke(app, base + ["--diagnose", "self-conditioning", "--error-rates", "0,1"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "d" / "self_conditioning.json").read_text())["rows"]
+    assert sorted({r["error_rate"] for r in rows}) == [0.0, 1.0]
+    assert (tmp_path / "d" / "self_conditioning.png").is_file() and (tmp_path / "d" / "config.yaml").is_file()
+    for bad, message in ((["--diagnose", "self-conditioning", "--error-rates", "0,2"], "error-rates"),
+                         (["--diagnose", "self-conditioning", "--error-rates", "x"], "error-rates"),
+                         (["--diagnose", "drift", "--reference", "tiny-random"], "model policy"),
+                         (["--diagnose", "other"], "unknown diagnostic")):
+        result = runner.invoke(app, base + bad)
+        assert result.exit_code == 2 and message in result.output, result.output

@@ -235,6 +235,20 @@ def _setting(metrics: dict[str, Any], row: dict[str, Any]) -> str:
     return f"{metrics['horizon_knob']}={row['horizon']}" if metrics["horizon_knob"] else "default"
 
 
+@app.command("report")
+@user_errors
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory (eval or training)"),
+    out: Optional[Path] = typer.Option(None, help="HTML file to write (default RUN_DIR/report.html)"),
+    viewer_url: str = typer.Option("http://127.0.0.1:8765", "--viewer-url", help="base URL of `longhorizon view` for the episode links"),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="the runs directory the viewer serves (run names in links are relative to it; default: RUN_DIR's parent)"),
+) -> None:
+    """One self-contained HTML page for a run: numbers, config, curves, diagnostics, episodes."""
+    from longhorizon.eval.report_html import write_report
+
+    console.print(f"report: {write_report(run_dir, out, viewer_url=viewer_url, runs_dir=runs_dir)}")
+
+
 @app.command("compare")
 @user_errors
 def compare_cmd(
