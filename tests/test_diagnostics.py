@@ -79,9 +79,9 @@ def test_noisy_oracle_next_turn_accuracy_ignores_injected_errors(tmp_path, env_f
 
 
 def test_oracle_is_always_right_whatever_the_history(tmp_path):
-    cfg = cfg_for(tmp_path, "oracle", [2, 5], 10)
+    cfg = cfg_for(tmp_path, "oracle", [2, 5], 10, **{"env_kwargs.stop_on_error": True})  # overridden: runs to t
     rows, _ = self_conditioning(cfg, lambda: scripted_policy("oracle"), [0.0, 1.0])
-    assert [r["accuracy"] for r in rows] == [1.0] * 4
+    assert [r["accuracy"] for r in rows] == [1.0] * 4 and all(r["episodes"] == 10 for r in rows)
 
 
 def test_self_conditioning_cli_writes_json_and_plot(tmp_path):

@@ -18,6 +18,8 @@ How (`InjectedHistory`, a wrapper over any policy the runner drives):
   `correct`): on Execution, the correct update of the previous total *as the
   history shows it* (the paper's step accuracy), so a wrong history does not
   make a right update count as wrong;
+- an env's `stop_on_error` knob, if it has one, is set to False (an injected
+  error would otherwise end the episode before the measured turn);
 - every rate runs the same tasks (env seeds `seed + i`), in one batched rollout per rate;
 - for model policies, each scripted turn gets the prompt ids the context
   strategy builds and the tokenised answer, so every strategy (also `full`,
@@ -114,9 +116,17 @@ def with_tokens(policy: Any, episode: LiveEpisode, action: Action) -> Action:
 
 def specs(cfg: EvalConfig, turns: list[int]) -> list[EpisodeSpec]:
     """Episode i of every measured turn t runs env seed `cfg.seed + i` with the horizon knob at t."""
-    return [EpisodeSpec(cfg.env_id, seed=cfg.seed + i, env_kwargs={**cfg.env_kwargs, cfg.horizon_knob: t},
+    kwargs = {**cfg.env_kwargs, **run_on(cfg.env_id)}
+    return [EpisodeSpec(cfg.env_id, seed=cfg.seed + i, env_kwargs={**kwargs, cfg.horizon_knob: t},
                         group_id=i, wrappers=cfg.wrappers)
             for t in turns for i in range(cfg.episodes)]
+
+
+def run_on(env_id: str) -> dict[str, Any]:
+    """`stop_on_error: False` where the env has that knob: an injected wrong answer must not end the episode."""
+    from longhorizon.envs import knobs
+
+    return {"stop_on_error": False} if "stop_on_error" in knobs(env_id) else {}
 
 
 def measured(trajectory: Trajectory, turn: int) -> bool | None:
