@@ -8,7 +8,9 @@
   `metadata.error_rate`). The eval config's `horizons` are the measured turns.
 - `drift` (`eval/drift.py`): RUN_DIR/drift.json (`curves`: label -> rows of
   turn, episodes, drift, se) and drift.png; the policy runs at the config's
-  longest horizon without and with `reminder_every`.
+  longest horizon without and with `reminder_every`, every episode to its
+  last turn (an env's `stop_on_error` knob is set to False, as for
+  self-conditioning, so later turns are not only the survivors').
 
 The eval config gives the model, env, context, episodes and seed as for
 `longhorizon eval`; RUN_DIR/config.yaml is written if the directory has none.
@@ -73,6 +75,7 @@ def run_self_conditioning(cfg: EvalConfig, options: DiagnoseOptions, out: Path) 
 def run_drift(cfg: EvalConfig, options: DiagnoseOptions, out: Path) -> tuple[Path, Path]:
     from longhorizon.eval.drift import drift_by_turn, load_reference, plot_drift, turn_drift
     from longhorizon.eval.evaluate import check, make_policy
+    from longhorizon.eval.self_conditioning import run_on
     from longhorizon.eval.sweep import episode_specs
     from longhorizon.rollout import run_episodes, scripted_policy
 
@@ -86,7 +89,8 @@ def run_drift(cfg: EvalConfig, options: DiagnoseOptions, out: Path) -> tuple[Pat
     curves = {}
     for label, opts in (("no reminder", base), (f"reminder every {options.reminder_every}",
                                                 {**base, "reminder_every": options.reminder_every})):
-        run_cfg = cfg.model_copy(update={"context_options": opts, "horizons": [max(cfg.horizons)]})
+        run_cfg = cfg.model_copy(update={"context_options": opts, "horizons": [max(cfg.horizons)],
+                                         "env_kwargs": {**cfg.env_kwargs, **run_on(cfg.env_id)}})
         policy = make_policy(run_cfg)
         trajectories = run_episodes(episode_specs(run_cfg), policy)
         curves[label] = drift_by_turn([turn_drift(policy.sampler.model, reference, t) for t in trajectories])

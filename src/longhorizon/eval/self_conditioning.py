@@ -79,7 +79,8 @@ class InjectedHistory:
         t = len(episode.trajectory.turns)
         right = oracle_action(episode.env)
         wrong = t in self.wrong_turns(episode)
-        shown = episode.env.get_wrapper_attr("wrong_action")(np.random.default_rng([self.seed, episode.spec.seed, t, 1])) if wrong else right
+        rng = np.random.default_rng([self.seed, episode.spec.seed, t, 1])
+        shown = episode.env.get_wrapper_attr("wrong_action")(rng) if wrong else right
         env_text = right if self.env_follows == "truth" else None
         return with_tokens(self.inner, episode, Action(text=shown, env_text=env_text,
                                                         info={"injected": "wrong" if wrong else "right"}))
