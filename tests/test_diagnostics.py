@@ -179,3 +179,20 @@ def test_eval_diagnose_cli(tmp_path):
                          (["--diagnose", "other"], "unknown diagnostic")):
         result = runner.invoke(app, base + bad)
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_packed_drift_equals_turn_by_turn(tmp_path, tiny):
+    """A `full` episode is scored in one forward; it gives the per-turn forwards' values."""
+    from longhorizon.eval.drift import load_reference, one_turn_drift
+    from longhorizon.eval.evaluate import make_policy
+    from longhorizon.rollout import run_episodes
+    from longhorizon.eval.sweep import episode_specs
+
+    cfg = cfg_for(tmp_path, "tiny-random", [3], 2, max_new_tokens=4)
+    policy = make_policy(cfg)
+    (t, _) = run_episodes(episode_specs(cfg), policy)
+    other = load_reference("tiny-random:1")
+    packed = turn_drift(policy.sampler.model, other, t)
+    assert packed == pytest.approx([one_turn_drift(policy.sampler.model, other, turn) for turn in t.turns], abs=1e-5)
+    t.turns[1].prompt_ids = [1] + t.turns[1].prompt_ids  # no longer a prefix: scored turn by turn
+    assert turn_drift(policy.sampler.model, other, t)[0] == pytest.approx(packed[0], abs=1e-5)

@@ -53,16 +53,29 @@ def action_logits(model: Any, prompt_ids: list[int], action_ids: list[int]) -> t
 
 
 def turn_drift(policy: Any, reference: Any, trajectory: Trajectory) -> list[float | None]:
-    """D_t for each turn: the mean over its sampled tokens of KL(policy || reference); None without tokens."""
-    out: list[float | None] = []
-    for turn in trajectory.turns:
-        if not turn.action_ids or not turn.prompt_ids:
-            out.append(None)
-            continue
-        kl = token_kl(action_logits(policy, turn.prompt_ids, turn.action_ids),
-                      action_logits(reference, turn.prompt_ids, turn.action_ids))  # (T_a,)
-        out.append(float(kl.mean()))
-    return out
+    """D_t for each turn: the mean over its sampled tokens of KL(policy || reference); None without tokens.
+
+    When every turn's prompt and answer is a prefix of the last turn's (the `full` strategy), both models read
+    that one sequence once (causal attention: the same logits, one forward instead of one per turn).
+    """
+    scored = [t for t in trajectory.turns if sampled(t)]
+    packed = scored[-1].prompt_ids + scored[-1].action_ids if scored else []
+    if scored and all(packed[:len(t.prompt_ids) + len(t.action_ids)] == t.prompt_ids + t.action_ids for t in scored):
+        kl = token_kl(action_logits(policy, packed[:1], packed[1:]),
+                      action_logits(reference, packed[:1], packed[1:]))  # (L - 1,): position i predicts id i + 1
+        spans = [(len(t.prompt_ids) - 1, len(t.action_ids)) for t in trajectory.turns]
+        return [float(kl[a:a + n].mean()) if sampled(t) else None for t, (a, n) in zip(trajectory.turns, spans)]
+    return [one_turn_drift(policy, reference, t) if sampled(t) else None for t in trajectory.turns]
+
+
+def sampled(turn: Any) -> bool:
+    return bool(turn.action_ids and turn.prompt_ids)
+
+
+def one_turn_drift(policy: Any, reference: Any, turn: Any) -> float:
+    kl = token_kl(action_logits(policy, turn.prompt_ids, turn.action_ids),
+                  action_logits(reference, turn.prompt_ids, turn.action_ids))  # (T_a,)
+    return float(kl.mean())
 
 
 def drift_by_turn(per_episode: list[list[float | None]]) -> list[dict[str, Any]]:
