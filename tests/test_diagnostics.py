@@ -176,7 +176,8 @@ def test_eval_diagnose_cli(tmp_path):
     for bad, message in ((["--diagnose", "self-conditioning", "--error-rates", "0,2"], "error-rates"),
                          (["--diagnose", "self-conditioning", "--error-rates", "x"], "error-rates"),
                          (["--diagnose", "drift", "--reference", "tiny-random"], "model policy"),
-                         (["--diagnose", "other"], "unknown diagnostic")):
+                         (["--diagnose", "other"], "unknown diagnostic"),
+                         (["--error-rates", "0,1"], "go with --diagnose")):
         result = runner.invoke(app, base + bad)
         assert result.exit_code == 2 and message in result.output, result.output
 

@@ -140,8 +140,12 @@ def eval_cmd(
     else:
         cfg = evaluation.load_eval_config(config, set_, shorthands)
     if diagnose is not None:
+        if resume is not None:
+            raise UserError("--diagnose runs a diagnostic afresh; it cannot --resume")
         run_diagnostic(diagnose, cfg, error_rates, env_follows, reference, reminder_every)
         return
+    if any(v is not None for v in (error_rates, env_follows, reference, reminder_every)):
+        raise UserError("--error-rates, --env-follows, --reference and --reminder-every go with --diagnose")
     try:
         with EvalBar(f"eval {cfg.model}") as bar:
             metrics, plot = evaluation.run(cfg, on_progress=bar.update, resume=resume is not None)

@@ -280,6 +280,9 @@ def build_report(run_dir: str | Path, viewer_url: str = VIEWER_URL, runs_dir: st
     config = (path / "config.yaml").read_text(encoding="utf-8") if (path / "config.yaml").is_file() else ""
     report = Report(name=name, kind=kind, config=config)
     (eval_sections if kind == "eval" else training_sections)(report, path)
+    if not report.headline and config:  # e.g. a directory with diagnostics only
+        given = yaml.safe_load(config) or {}
+        report.headline += [(key, str(given[key])) for key in ("model", "env_id") if key in given]
     diagnostic_sections(report, path)
     episodes = load_episodes(path, kind, name, viewer_url)
     report.episodes, report.total_episodes = episodes[:max_rows], len(episodes)
