@@ -109,6 +109,11 @@ def eval_cmd(
     wrap: list[str] = typer.Option([], "--wrap", help="(wrappers) feedback wrapper NAME[:k=v,...], e.g. try_again:max_attempts=3 (repeatable)"),
     out: Optional[Path] = typer.Option(None, help="(run_dir) run directory to write"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="finish the interrupted evaluation in this run directory (its config.yaml; other options are refused)"),
+    diagnose: Optional[str] = typer.Option(None, "--diagnose", help="run a diagnostic instead: self-conditioning | drift (JSON and PNG in the run directory)"),
+    error_rates: Optional[str] = typer.Option(None, "--error-rates", help="self-conditioning: comma-separated error rates injected in the history (default 0,0.25,0.5,0.75,1)"),
+    env_follows: Optional[str] = typer.Option(None, "--env-follows", help="self-conditioning: the env gets the answers the history shows (history, default) or the correct ones (truth)"),
+    reference: Optional[str] = typer.Option(None, "--reference", help="drift: reference model (name, HF dir, checkpoint, tiny-random:SEED)"),
+    reminder_every: Optional[int] = typer.Option(None, "--reminder-every", help="drift: the reminder intervention's period in turns (default 4)"),
 ) -> None:
     """Measure success vs horizon, per-step accuracy and the horizon length H_s.
 
@@ -134,6 +139,13 @@ def eval_cmd(
         cfg = resume_config(resume)
     else:
         cfg = evaluation.load_eval_config(config, set_, shorthands)
+    if diagnose is not None:
+        if resume is not None:
+            raise UserError("--diagnose runs a diagnostic afresh; it cannot --resume")
+        run_diagnostic(diagnose, cfg, error_rates, env_follows, reference, reminder_every)
+        return
+    if any(v is not None for v in (error_rates, env_follows, reference, reminder_every)):
+        raise UserError("--error-rates, --env-follows, --reference and --reminder-every go with --diagnose")
     try:
         with EvalBar(f"eval {cfg.model}") as bar:
             metrics, plot = evaluation.run(cfg, on_progress=bar.update, resume=resume is not None)
@@ -141,6 +153,28 @@ def eval_cmd(
         err_console.print(f"[bold yellow]{escape(str(stop))}[/]", highlight=False, soft_wrap=True)
         raise typer.Exit(130) from None
     print_summary(metrics, plot)
+
+
+def run_diagnostic(name: str, cfg: Any, error_rates: str | None, env_follows: str | None, reference: str | None,
+                   reminder_every: int | None) -> None:
+    """`eval --diagnose NAME`: eval/diagnose.py with the options given (the others at their defaults)."""
+    from longhorizon.config_io import validate
+    from longhorizon.eval.diagnose import DiagnoseOptions, diagnose
+
+    given = {"error_rates": None if error_rates is None else parse_rates(error_rates), "env_follows": env_follows,
+             "reference": reference, "reminder_every": reminder_every}
+    options = validate(DiagnoseOptions, {k: v for k, v in given.items() if v is not None})
+    with console.status(f"{name}: {cfg.model} on {cfg.env_id}"):
+        data, plot = diagnose(name, cfg, options)
+    console.print(f"{name}: {data}\nplot: {plot}")
+
+
+def parse_rates(text: str) -> list[float]:
+    """'0,0.5,1' -> [0.0, 0.5, 1.0]."""
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--error-rates must be comma-separated numbers, got {text!r}") from None
 
 
 class EvalBar:
@@ -203,6 +237,20 @@ def _mean_text(values: list[float | None]) -> str:
 
 def _setting(metrics: dict[str, Any], row: dict[str, Any]) -> str:
     return f"{metrics['horizon_knob']}={row['horizon']}" if metrics["horizon_knob"] else "default"
+
+
+@app.command("report")
+@user_errors
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory (eval or training)"),
+    out: Optional[Path] = typer.Option(None, help="HTML file to write (default RUN_DIR/report.html)"),
+    viewer_url: str = typer.Option("http://127.0.0.1:8765", "--viewer-url", help="base URL of `longhorizon view` for the episode links"),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="the runs directory the viewer serves (run names in links are relative to it; default: RUN_DIR's parent)"),
+) -> None:
+    """One self-contained HTML page for a run: numbers, config, curves, diagnostics, episodes."""
+    from longhorizon.eval.report_html import write_report
+
+    console.print(f"report: {write_report(run_dir, out, viewer_url=viewer_url, runs_dir=runs_dir)}")
 
 
 @app.command("compare")

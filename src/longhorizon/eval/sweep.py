@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from longhorizon.eval.config import AUTO, EvalConfig, HorizonEvalConfig, resolve  # noqa: F401  (HorizonEvalConfig: its old home)
+from longhorizon.eval.bootstrap import bootstrap_horizon
 from longhorizon.eval.horizon import horizon_length, horizon_summary
 from longhorizon.rollout.runner import EpisodeSpec, Policy, run_episodes
 from longhorizon.types import Trajectory, Turn
@@ -45,14 +46,24 @@ def summarize(cfg: EvalConfig, trajectories: list[Trajectory]) -> dict[str, Any]
     horizons = [h for h in cfg.horizons if by_h[h]]
     rows = [horizon_summary(by_h[h], h) for h in horizons]
     swept = cfg.horizon_knob is not None and bool(rows)
+    ci = confidence(cfg, horizons, by_h) if swept else None
+    for row, band in zip(rows, ci.pop("success_band") if ci else []):
+        row["success_ci"] = band  # bootstrap percentile band of the success rate (eval/bootstrap.py)
     return {
         "model": cfg.model,
         "env_id": cfg.env_id,
         "horizon_knob": cfg.horizon_knob,
         "horizons": rows,
         "horizon_length": horizon_length(horizons, [r["success_rate"] for r in rows], cfg.s) if swept else None,
+        "horizon_length_ci": ci,
         "prompt_tokens_by_turn": _prompt_lengths(by_h[max(horizons)]) if horizons else [],
     }
+
+
+def confidence(cfg: EvalConfig, horizons: list[int], by_h: dict[int, list[Trajectory]]) -> dict[str, Any]:
+    """Bootstrap intervals for H_s and each horizon's success rate (episodes resampled per horizon, seeded)."""
+    successes = [[bool(t.success) for t in by_h[h]] for h in horizons]
+    return bootstrap_horizon(horizons, successes, cfg.s, seed=cfg.seed)
 
 
 def by_horizon(cfg: EvalConfig, trajectories: list[Trajectory]) -> dict[int, list[Trajectory]]:
