@@ -140,3 +140,10 @@ def test_gradient_checkpointing_needs_the_shared_prefix_off():
     with pytest.raises(ConfigError, match="gradient_checkpointing needs share_prefix=false"):
         load_config(None, ["gradient_checkpointing=true"])
     assert load_config(None, ["gradient_checkpointing=true", "share_prefix=false"]).gradient_checkpointing
+
+
+@pytest.mark.parametrize("option", ["rollout.workers=2", "algorithm.entropy.method=epo", "algorithm.replay.enabled=true",
+                                    "algorithm.rewards.components=[{name: env}]"])
+def test_preference_algorithms_refuse_rl_options_they_would_ignore(option):
+    with pytest.raises(ConfigError, match="does not use"):
+        load_config(None, ["algorithm.name=online_dpo", option])

@@ -258,6 +258,20 @@ class TrainConfig(Section, ContextSettings):
         return self
 
     @model_validator(mode="after")
+    def _preference_loops_take_no_rl_options(self) -> "TrainConfig":
+        """The preference loops (train/offline.py, train/online.py) have no Ray workers, entropy methods, reward
+        shaping or replay: refuse those options rather than ignore them."""
+        if self.algorithm.name not in (*OFFLINE_PREFERENCE, *ONLINE_PREFERENCE):
+            return self
+        ignored = {"rollout.workers": self.rollout.workers != 0,
+                   "algorithm.entropy.method": self.algorithm.entropy.method != "none",
+                   "algorithm.rewards.components": bool(self.algorithm.rewards.components),
+                   "algorithm.replay.enabled": self.algorithm.replay.enabled}
+        if used := [key for key, on in ignored.items() if on]:
+            raise ValueError(f"{self.algorithm.name} does not use {', '.join(used)} (RL options): remove them")
+        return self
+
+    @model_validator(mode="after")
     def _checkpointing_without_shared_prefix(self) -> "TrainConfig":
         """transformers turns the cache off under gradient checkpointing, and a shared prefix runs on a cache."""
         if self.gradient_checkpointing and self.share_prefix:
