@@ -43,7 +43,7 @@ def test_the_listing_names_every_field_of_the_training_config():
     assert not missing, missing
     rows = {r["key"]: r for r in describe(TrainConfig)}
     assert rows["algorithm.kl_coef"]["type"] == "float" and rows["algorithm.kl_coef"]["default"] == "0.0"
-    assert rows["algorithm.name"]["type"] == "grpo | rloo | loop | reinforce++ | ppo"
+    assert rows["algorithm.name"]["type"].startswith("grpo | rloo | loop | reinforce++ | ppo | dpo")
     assert "KL" in rows["algorithm.kl_coef"]["description"]
 
 
