@@ -30,12 +30,11 @@ script that has not happened yet, so a mistake in between does not derail it.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, ClassVar
 
-import bm25s
 import numpy as np
-from bm25s.stopwords import STOPWORDS_EN
 from pydantic import Field
 
 from longhorizon.envs.core.base import clip_text
@@ -46,12 +45,21 @@ from longhorizon.envs.search.verifier import exact_match, f1_score
 
 TOP_K = 5  # ASearcher: top-5 search results
 WORD = re.compile(r"\w+")
-STOP = frozenset(STOPWORDS_EN)
+
+
+@functools.cache
+def stopwords() -> frozenset[str]:
+    """bm25s's English stop words. bm25s is imported only when a Search env is built: it loads numba where numba
+    is installed, and vLLM's kernel scan of every loaded module fails on numba's llvmlite objects."""
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
 
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased word tokens without English stop words (the same for documents and queries)."""
-    return [w for w in WORD.findall(text.lower()) if w not in STOP]
+    stop = stopwords()
+    return [w for w in WORD.findall(text.lower()) if w not in stop]
 
 
 class SearchKnobs(Knobs):
@@ -91,6 +99,8 @@ class SearchEnv(ToolEnv):
     def _reset_task(self) -> str:
         self.world: World = new_world(self.np_random, self.corpus_size, self.hops, self.difficulty)
         self.docs = {d.doc_id: d for d in self.world.documents}
+        import bm25s  # here, not at import time (see `stopwords`)
+
         self.retriever = bm25s.BM25()
         self.retriever.index([tokenize(f"{d.title} {d.text}") for d in self.world.documents], show_progress=False)
         self.searched: set[str] = set()
