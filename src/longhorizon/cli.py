@@ -468,7 +468,7 @@ def train_cmd(
     from longhorizon.train import train
     from longhorizon.train.config import run_config
     from longhorizon.train.checkpoint import checkpoint_step
-    from longhorizon.train.loop import check_setup
+    from longhorizon.train.session import check_setup
 
     cfg = run_config(config, set_, resume, out)
     check_setup(cfg)

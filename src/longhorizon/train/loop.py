@@ -32,49 +32,31 @@ Departures and choices:
 
 from __future__ import annotations
 
-import copy
-import random
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from longhorizon.algorithms import kl_penalty
-from longhorizon.context import make_strategy
-from longhorizon.errors import UserError
-from longhorizon.io import atomic_dir, atomic_write
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
-from longhorizon.rollout.ray_workers import RolloutPool, WorkerSpec, require_ray
-from longhorizon.store import RunDir, first_missing
+from longhorizon.rollout.ray_workers import RolloutPool, WorkerSpec
+from longhorizon.store import first_missing
+from longhorizon.train import exploration
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches, with_credit
-from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
+from longhorizon.train.checkpoint import Resumable, latest_checkpoint
 from longhorizon.train.config import OFFLINE_PREFERENCE, ONLINE_PREFERENCE, TrainConfig
 from longhorizon.train.credit import ALGORITHMS, Algorithm
-from longhorizon.train.evaluate import held_out_eval
-from longhorizon.train import exploration
-from longhorizon.train.memory import release_memory, tune_malloc
-from longhorizon.train.metrics import MetricsLog, peak_memory_mb, plot_curves, read_records
+from longhorizon.train.memory import release_memory
+from longhorizon.train.metrics import peak_memory_mb, read_records
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
 from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
 from longhorizon.train.rewards import RewardNormalizer
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, write_trajectories
 from longhorizon.train.update import minibatch_backward
-from longhorizon.types import Trajectory, save_trajectories
-
-OnLog = Callable[[int, dict[str, float]], None]
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    step: int
-    eval_before: dict[str, float] | None
-    eval_after: dict[str, float] | None
-    plot: Path
+from longhorizon.types import Trajectory
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
@@ -101,14 +83,9 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
         from longhorizon.train.online import train_online
 
         return train_online(cfg, resume=resume, on_log=on_log)
-    run = _prepare_run_dir(cfg, resume)
-    tune_malloc()  # large tensors go back to the system when freed (train/memory.py)
+    session = Session.open(cfg, resume, on_log)
     algo = ALGORITHMS[cfg.algorithm.name]
-    strategy = make_strategy(cfg.context, **cfg.context_options)
-    strategy.attach(run.path)
-    _seed_everything(cfg.seed)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
+    strategy = session.strategy
     models = build_models(cfg, needs_ref=algo.needs_ref(cfg.algorithm), value_head=algo.value_head)
     optimizer, scheduler = build_optimizer(cfg, models)
     params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
@@ -118,34 +95,13 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
     policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
     normalizer = RewardNormalizer(cfg.algorithm.reward_norm, cfg.algorithm.reward_clip)
     credit_state = exploration.CreditState.from_config(cfg)  # EPO history, SIREN anchor, ARPO replay
-    state = Resumable(models, optimizer, scheduler, normalizer, sampler, strategy, credit_state)
-    step, position, resume_step = 0, 0, None
-    if resume:
-        checkpoint = latest_checkpoint(run.path)
-        if checkpoint is not None:
-            restored = load_checkpoint(checkpoint, state)
-            step, position = restored["step"], restored["data_position"]
-        resume_step = step if checkpoint is not None else None
+    step, position = session.start(Resumable(models, optimizer, scheduler, normalizer, sampler, strategy, credit_state))
     sampler.sync_weights(models.model)  # vllm: the engine starts from the trainer's weights (LoRA, a checkpoint)
     pool = RolloutPool(WorkerSpec.from_config(cfg), cfg.rollout) if cfg.rollout.workers else None  # Ray workers
     if pool:
         pool.sync(models.model)
-    log = MetricsLog(run.path, resume_step=resume_step)
 
-    def record(at: int, metrics: dict[str, float]) -> None:
-        log.log(at, metrics)
-        if on_log:
-            on_log(at, metrics)
-
-    def evaluate(at: int) -> None:
-        models.model.eval()
-        with autocast(cfg), strategy.frozen():  # held-out episodes never reach a memory store
-            trajectories, metrics = held_out_eval(cfg, sampler, strategy)
-        _write_trajectories(run.path / "eval" / f"step_{at:06d}.jsonl", trajectories)
-        record(at, metrics)
-
-    if step == 0 and cfg.eval.episodes:
-        evaluate(0)  # before any training
+    session.evaluate_first(step)
     while step < cfg.steps:
         release_memory()  # what the last update, eval or checkpoint freed
         t_start = time.perf_counter()
@@ -194,29 +150,20 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
 
         # 4. Log, evaluate every M steps, checkpoint every N steps.
         if cfg.save_trajectories:
-            _write_trajectories(run.path / "trajectories" / f"step_{step:06d}.jsonl", trajectories)
-        record(step, {
+            write_trajectories(session.path / "trajectories" / f"step_{step:06d}.jsonl", trajectories)
+        session.record(step, {
             **rollout_metrics(trajectories), **{f"credit/{k}": v for k, v in credit.metrics.items()},
-            **score_metrics, **_mean(updates), "charts/updates": float(len(updates)),
+            **score_metrics, **mean_metrics(updates), "charts/updates": float(len(updates)),
             **replay_metrics, **reward_metrics, **entropy_metrics,
             "charts/rows_trained": float(len(rows)), "charts/learning_rate": scheduler.get_last_lr()[0],
             **perf_metrics(trajectories, batch, rows, cfg, t_start, t_rollout, t_end, score_time),
             "perf/sync_time": t_end - t_sync, **(pool.metrics() if pool else {}),
         })
-        if cfg.eval.episodes and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
-            evaluate(step)
-        if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            save_checkpoint(run.path, state, step, position, cfg.keep_checkpoints)
+        session.end_step(step, position)
 
-    if cfg.eval.episodes and _eval_record(run.path, cfg.steps) is None:
-        evaluate(cfg.steps)  # after training
-    log.close()
     if pool:
         pool.close()
-    if cfg.save_final_model:
-        export_model(models, run.path / "model", bf16=cfg.dtype == "bfloat16" or cfg.autocast_bf16)
-    return TrainResult(run_dir=run.path, step=step, eval_before=_eval_record(run.path, 0),
-                       eval_after=_eval_record(run.path, cfg.steps), plot=plot_curves(run.path, run.path / "curves.png"))
+    return session.finish(step)
 
 
 # ------------------------------------------------------------------ helpers of the loop
@@ -275,76 +222,3 @@ def perf_metrics(trajectories: list[Trajectory], batch: Batch, rows: torch.Tenso
             "perf/tokens_per_s": sampled / (t_end - t_start),
             "perf/train_tokens_per_s": trained / max(t_end - t_rollout, 1e-9),
             "perf/peak_memory_mb": peak_memory_mb(cfg.device)}
-
-
-def export_model(models: Models, path: Path, bf16: bool = False) -> Path:
-    """A loadable Hugging Face directory (LoRA merged into a copy; bf16 weights with `bf16`), written atomically.
-
-    Written once, at the end of training: resumable state lives in the checkpoints.
-    """
-    model = copy.deepcopy(models.model).merge_and_unload() if models.lora else models.model
-    if bf16:
-        model = (model if models.lora else copy.deepcopy(model)).to(torch.bfloat16)  # the trainer's copy stays fp32
-    return atomic_dir(path, lambda tmp: (model.save_pretrained(tmp), models.tokenizer.save_pretrained(tmp)))
-
-
-def _prepare_run_dir(cfg: TrainConfig, resume: bool) -> RunDir:
-    check_setup(cfg)
-    run = RunDir(cfg.run_dir)
-    if not resume and latest_checkpoint(run.path) is not None:
-        raise UserError(f"{run.path} already holds a training run: continue it with --resume {run.path}, "
-                        "or choose another run_dir")
-    clean_partial(run.path)
-    run.write_config(cfg.model_dump())
-    return run
-
-
-def check_setup(cfg: TrainConfig) -> None:
-    """Fail fast, before any model loads: unknown env, bad knobs or wrappers, unknown context strategy or model,
-    unreadable preference pairs (dpo, ipo)."""
-    import gymnasium as gym
-
-    from longhorizon.envs.core.knobs import KnobError
-    from longhorizon.envs.core.wrappers import apply_wrappers
-    from longhorizon.models import MODEL_LOADERS
-    from longhorizon.models.settings import require_vllm
-
-    if cfg.env_id not in gym.registry:
-        raise UserError(f"env_id: unknown env {cfg.env_id!r}; `longhorizon envs` lists them")
-    try:
-        apply_wrappers(gym.make(cfg.env_id, **cfg.env_kwargs), cfg.wrappers).close()
-    except KnobError as err:
-        raise UserError(f"env_kwargs: {err}") from None
-    except (TypeError, ValueError, KeyError) as err:
-        raise UserError(f"env_kwargs: bad knobs or wrappers for {cfg.env_id}: {err}") from None
-    make_strategy(cfg.context, **cfg.context_options)
-    require_vllm(cfg.sampler)
-    if cfg.rollout.workers:
-        require_ray()
-    if cfg.algorithm.name in OFFLINE_PREFERENCE:
-        from longhorizon.train.offline import decided_pairs
-
-        decided_pairs(cfg.preferences)  # a missing or malformed pairs file, or only ties
-    if cfg.model not in MODEL_LOADERS and not (Path(cfg.model) / "config.json").exists():
-        raise UserError(f"model: unknown model {cfg.model!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _mean(records: list[dict[str, float]]) -> dict[str, float]:
-    keys = {k for r in records for k in r}
-    return {k: float(np.mean([r[k] for r in records if k in r])) for k in sorted(keys)}
-
-
-def _eval_record(run_dir: Path, step: int) -> dict[str, float] | None:
-    found = [r for r in read_records(run_dir) if r["step"] == step and "eval/reward_mean" in r]
-    return found[-1] if found else None
-
-
-def _write_trajectories(path: Path, trajectories: list[Trajectory]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: save_trajectories(tmp, trajectories))

@@ -34,22 +34,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from longhorizon.algorithms import PREFERENCE_LOSSES, PairLogps
-from longhorizon.context import make_strategy
 from longhorizon.errors import UserError
 from longhorizon.feedback import PreferencePair, read_preferences
 from longhorizon.feedback.tokens import continuation_tokens
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.train.batch import microbatches, minibatches
-from longhorizon.train.checkpoint import Resumable, latest_checkpoint, load_checkpoint, save_checkpoint
+from longhorizon.train.checkpoint import Resumable
 from longhorizon.train.config import TrainConfig
-from longhorizon.train.evaluate import held_out_eval
-from longhorizon.train.loop import (OnLog, TrainResult, _eval_record, _mean, _prepare_run_dir, _seed_everything,
-                                    _write_trajectories, export_model)
-from longhorizon.train.memory import release_memory, tune_malloc
-from longhorizon.train.metrics import MetricsLog, peak_memory_mb, plot_curves
+from longhorizon.train.memory import release_memory
+from longhorizon.train.metrics import peak_memory_mb
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
 from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
 from longhorizon.train.rewards import RewardNormalizer
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics
 
 Metrics = dict[str, float]
 Tokens = tuple[list[int], list[int]]  # ids, loss mask
@@ -57,14 +54,9 @@ Tokens = tuple[list[int], list[int]]  # ids, loss mask
 
 def train_offline(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
     """Train on `cfg.preferences` (or continue from RUN_DIR's latest checkpoint) and return before/after evals."""
-    run = _prepare_run_dir(cfg, resume)
-    tune_malloc()
-    strategy = make_strategy(cfg.context, **cfg.context_options)  # for the held-out evaluation
-    strategy.attach(run.path)
+    session = Session.open(cfg, resume, on_log)
+    strategy = session.strategy  # for the held-out evaluation
     decided = decided_pairs(cfg.preferences)  # a bad path fails before any model loads
-    _seed_everything(cfg.seed)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
     models = build_models(cfg, needs_ref=True, value_head=False)
     pairs = [(continuation_tokens(models.tokenizer, p.context, p.chosen),
               continuation_tokens(models.tokenizer, p.context, p.rejected)) for p in decided]
@@ -72,27 +64,9 @@ def train_offline(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | Non
     params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
     sampler = make_sampler("transformers", cfg.model, params, dtype=cfg.dtype, kv_cache_mb=cfg.kv_cache_mb,
                            loaded=LoadedModel(cfg.model, models.model, models.tokenizer))
-    state = Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, strategy)
-    step, position, resume_step = 0, 0, None
-    if resume and (checkpoint := latest_checkpoint(run.path)) is not None:
-        restored = load_checkpoint(checkpoint, state)
-        step, position, resume_step = restored["step"], restored["data_position"], restored["step"]
-    log = MetricsLog(run.path, resume_step=resume_step)
+    step, position = session.start(Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, strategy))
 
-    def record(at: int, metrics: Metrics) -> None:
-        log.log(at, metrics)
-        if on_log:
-            on_log(at, metrics)
-
-    def evaluate(at: int) -> None:
-        models.model.eval()
-        with autocast(cfg), strategy.frozen():
-            trajectories, metrics = held_out_eval(cfg, sampler, strategy)
-        _write_trajectories(run.path / "eval" / f"step_{at:06d}.jsonl", trajectories)
-        record(at, metrics)
-
-    if step == 0 and cfg.eval.episodes:
-        evaluate(0)
+    session.evaluate_first(step)
     while step < cfg.steps:
         release_memory()
         t_start = time.perf_counter()
@@ -117,21 +91,12 @@ def train_offline(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | Non
         step += 1
 
         # 3. Log, evaluate every M steps, checkpoint every N steps.
-        record(step, {**_mean(updates), "charts/pairs": float(len(rows)), "charts/updates": float(len(updates)),
-                      "charts/learning_rate": scheduler.get_last_lr()[0],
-                      "perf/step_time": time.perf_counter() - t_start, "perf/peak_memory_mb": peak_memory_mb(cfg.device)})
-        if cfg.eval.episodes and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
-            evaluate(step)
-        if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            save_checkpoint(run.path, state, step, position, cfg.keep_checkpoints)
+        session.record(step, {**mean_metrics(updates), "charts/pairs": float(len(rows)), "charts/updates": float(len(updates)),
+                              "charts/learning_rate": scheduler.get_last_lr()[0],
+                              "perf/step_time": time.perf_counter() - t_start, "perf/peak_memory_mb": peak_memory_mb(cfg.device)})
+        session.end_step(step, position)
 
-    if cfg.eval.episodes and _eval_record(run.path, cfg.steps) is None:
-        evaluate(cfg.steps)
-    log.close()
-    if cfg.save_final_model:
-        export_model(models, run.path / "model", bf16=cfg.dtype == "bfloat16" or cfg.autocast_bf16)
-    return TrainResult(run_dir=run.path, step=step, eval_before=_eval_record(run.path, 0),
-                       eval_after=_eval_record(run.path, cfg.steps), plot=plot_curves(run.path, run.path / "curves.png"))
+    return session.finish(step)
 
 
 # ------------------------------------------------------------------ data

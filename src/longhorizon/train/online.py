@@ -31,21 +31,19 @@ import torch
 from torch import Tensor
 
 from longhorizon.algorithms import PREFERENCE_LOSSES, PairLogps, seq_logps
-from longhorizon.context import make_strategy
 from longhorizon.feedback.build import candidate_pairs, verifier_label
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import ModelPolicy, run_episodes
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches
-from longhorizon.train.checkpoint import Resumable, latest_checkpoint, load_checkpoint, save_checkpoint
+from longhorizon.train.checkpoint import Resumable
 from longhorizon.train.config import ONLINE_PREFERENCE, AlgorithmConfig, TrainConfig
-from longhorizon.train.evaluate import held_out_eval
-from longhorizon.train.loop import (OnLog, TrainResult, _eval_record, _mean, _prepare_run_dir, _seed_everything,
-                                    _write_trajectories, export_model, rollout_metrics, task_specs)
-from longhorizon.train.memory import release_memory, tune_malloc
-from longhorizon.train.metrics import MetricsLog, peak_memory_mb, plot_curves
+from longhorizon.train.loop import rollout_metrics, task_specs
+from longhorizon.train.memory import release_memory
+from longhorizon.train.metrics import peak_memory_mb
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
 from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
 from longhorizon.train.rewards import RewardNormalizer
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, write_trajectories
 from longhorizon.types import Trajectory
 
 Metrics = dict[str, float]
@@ -53,13 +51,8 @@ Metrics = dict[str, float]
 
 def train_online(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
     """Train from verifier-labelled pairs of the policy's own episodes; return before/after evals."""
-    run = _prepare_run_dir(cfg, resume)
-    tune_malloc()
-    strategy = make_strategy(cfg.context, **cfg.context_options)
-    strategy.attach(run.path)
-    _seed_everything(cfg.seed)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
+    session = Session.open(cfg, resume, on_log)
+    strategy = session.strategy
     models = build_models(cfg, needs_ref=True, value_head=False)
     optimizer, scheduler = build_optimizer(cfg, models)
     params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, stop=tuple(cfg.stop),
@@ -67,27 +60,9 @@ def train_online(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None
     sampler = make_sampler("transformers", cfg.model, params, dtype=cfg.dtype, kv_cache_mb=cfg.kv_cache_mb,
                            loaded=LoadedModel(cfg.model, models.model, models.tokenizer))
     policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
-    state = Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, strategy)
-    step, position, resume_step = 0, 0, None
-    if resume and (checkpoint := latest_checkpoint(run.path)) is not None:
-        restored = load_checkpoint(checkpoint, state)
-        step, position, resume_step = restored["step"], restored["data_position"], restored["step"]
-    log = MetricsLog(run.path, resume_step=resume_step)
+    step, position = session.start(Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, strategy))
 
-    def record(at: int, metrics: Metrics) -> None:
-        log.log(at, metrics)
-        if on_log:
-            on_log(at, metrics)
-
-    def evaluate(at: int) -> None:
-        models.model.eval()
-        with autocast(cfg), strategy.frozen():
-            trajectories, metrics = held_out_eval(cfg, sampler, strategy)
-        _write_trajectories(run.path / "eval" / f"step_{at:06d}.jsonl", trajectories)
-        record(at, metrics)
-
-    if step == 0 and cfg.eval.episodes:
-        evaluate(0)
+    session.evaluate_first(step)
     while step < cfg.steps:
         release_memory()
         t_start = time.perf_counter()
@@ -117,22 +92,13 @@ def train_online(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None
 
         # 3. Log, evaluate every M steps, checkpoint every N steps.
         if cfg.save_trajectories:
-            _write_trajectories(run.path / "trajectories" / f"step_{step:06d}.jsonl", trajectories)
-        record(step, {**rollout_metrics(trajectories), **_mean(updates), "charts/pairs": float(len(pairs)),
-                      "charts/updates": float(len(updates)), "charts/learning_rate": scheduler.get_last_lr()[0],
-                      "perf/step_time": time.perf_counter() - t_start, "perf/peak_memory_mb": peak_memory_mb(cfg.device)})
-        if cfg.eval.episodes and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
-            evaluate(step)
-        if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            save_checkpoint(run.path, state, step, position, cfg.keep_checkpoints)
+            write_trajectories(session.path / "trajectories" / f"step_{step:06d}.jsonl", trajectories)
+        session.record(step, {**rollout_metrics(trajectories), **mean_metrics(updates), "charts/pairs": float(len(pairs)),
+                              "charts/updates": float(len(updates)), "charts/learning_rate": scheduler.get_last_lr()[0],
+                              "perf/step_time": time.perf_counter() - t_start, "perf/peak_memory_mb": peak_memory_mb(cfg.device)})
+        session.end_step(step, position)
 
-    if cfg.eval.episodes and _eval_record(run.path, cfg.steps) is None:
-        evaluate(cfg.steps)
-    log.close()
-    if cfg.save_final_model:
-        export_model(models, run.path / "model", bf16=cfg.dtype == "bfloat16" or cfg.autocast_bf16)
-    return TrainResult(run_dir=run.path, step=step, eval_before=_eval_record(run.path, 0),
-                       eval_after=_eval_record(run.path, cfg.steps), plot=plot_curves(run.path, run.path / "curves.png"))
+    return session.finish(step)
 
 
 # ------------------------------------------------------------------ pairs

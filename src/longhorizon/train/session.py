@@ -1,0 +1,203 @@
+"""What every trainer does around its steps: the run directory, resume, logging, held-out evals, checkpoints, the end.
+
+The RL loop (`train/loop.py`), offline preference training (`train/offline.py`)
+and online preference training (`train/online.py`) differ only in what one
+step does. Each one:
+
+    session = Session.open(cfg, resume, on_log)        # run dir, malloc tuning, context strategy, seeds, threads
+    models = build_models(cfg, ...); ...               # its own models, optimizer, sampler
+    step, position = session.start(Resumable(...))    # restore the latest checkpoint (with resume), open the log
+    session.evaluate(0) if step == 0 ...               # before any training
+    while step < cfg.steps:
+        ...; step += 1
+        session.record(step, metrics)
+        session.end_step(step, position)               # eval every M steps, checkpoint every N
+    return session.finish()                             # final eval, export, curves
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from longhorizon.context import ContextStrategy, make_strategy
+from longhorizon.errors import UserError
+from longhorizon.io import atomic_dir, atomic_write
+from longhorizon.store import RunDir
+from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
+from longhorizon.train.config import OFFLINE_PREFERENCE, TrainConfig
+from longhorizon.train.evaluate import held_out_eval
+from longhorizon.train.memory import tune_malloc
+from longhorizon.train.metrics import MetricsLog, plot_curves, read_records
+from longhorizon.train.model import Models, autocast
+from longhorizon.types import Trajectory, save_trajectories
+
+OnLog = Callable[[int, dict[str, float]], None]
+Metrics = dict[str, float]
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    eval_before: dict[str, float] | None
+    eval_after: dict[str, float] | None
+    plot: Path
+
+
+@dataclass
+class Session:
+    """One training run's directory, log and checkpoints; `start` binds the trainer's resumable state."""
+
+    cfg: TrainConfig
+    run: RunDir
+    strategy: ContextStrategy
+    on_log: OnLog | None = None
+    resume: bool = False
+    state: Resumable | None = None
+    log: MetricsLog | None = field(default=None, repr=False)
+
+    @classmethod
+    def open(cls, cfg: TrainConfig, resume: bool, on_log: OnLog | None = None) -> "Session":
+        """Check the set-up, write the run's config, and make the context strategy; then seed every RNG (before
+        any model is built, so LoRA and value-head initialisations are seeded)."""
+        run = prepare_run_dir(cfg, resume)
+        tune_malloc()  # large tensors go back to the system when freed (train/memory.py)
+        strategy = make_strategy(cfg.context, **cfg.context_options)
+        strategy.attach(run.path)
+        seed_everything(cfg.seed)
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        return cls(cfg, run, strategy, on_log, resume)
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    def start(self, state: Resumable) -> tuple[int, int]:
+        """Restore the latest checkpoint into `state` (when resuming and there is one) and open the metrics log,
+        cut back to that step; return (step, data position)."""
+        self.state = state
+        step, position, resume_step = 0, 0, None
+        if self.resume and (checkpoint := latest_checkpoint(self.path)) is not None:
+            restored = load_checkpoint(checkpoint, state)
+            step, position, resume_step = restored["step"], restored["data_position"], restored["step"]
+        self.log = MetricsLog(self.path, resume_step=resume_step)
+        return step, position
+
+    def record(self, at: int, metrics: Metrics) -> None:
+        self.log.log(at, metrics)
+        if self.on_log:
+            self.on_log(at, metrics)
+
+    def evaluate(self, at: int) -> None:
+        """The held-out episodes with the current weights, saved under eval/ and logged at step `at`."""
+        self.state.models.model.eval()
+        with autocast(self.cfg), self.strategy.frozen():  # held-out episodes never reach a memory store
+            trajectories, metrics = held_out_eval(self.cfg, self.state.sampler, self.strategy)
+        write_trajectories(self.path / "eval" / f"step_{at:06d}.jsonl", trajectories)
+        self.record(at, metrics)
+
+    def evaluate_first(self, step: int) -> None:
+        if step == 0 and self.cfg.eval.episodes:
+            self.evaluate(0)  # before any training
+
+    def end_step(self, step: int, position: int) -> None:
+        """Evaluate every `eval.every` steps (the last step's eval is `finish`'s), checkpoint every N steps."""
+        cfg = self.cfg
+        if cfg.eval.episodes and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
+            self.evaluate(step)
+        if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            save_checkpoint(self.path, self.state, step, position, cfg.keep_checkpoints)
+
+    def finish(self, step: int) -> TrainResult:
+        """The after-training eval (unless a resumed run already has it), the exported model, the curves."""
+        cfg = self.cfg
+        if cfg.eval.episodes and eval_record(self.path, cfg.steps) is None:
+            self.evaluate(cfg.steps)
+        self.log.close()
+        if cfg.save_final_model:
+            export_model(self.state.models, self.path / "model", bf16=cfg.dtype == "bfloat16" or cfg.autocast_bf16)
+        return TrainResult(run_dir=self.path, step=step, eval_before=eval_record(self.path, 0),
+                           eval_after=eval_record(self.path, cfg.steps), plot=plot_curves(self.path, self.path / "curves.png"))
+
+
+def export_model(models: Models, path: Path, bf16: bool = False) -> Path:
+    """A loadable Hugging Face directory (LoRA merged into a copy; bf16 weights with `bf16`), written atomically.
+
+    Written once, at the end of training: resumable state lives in the checkpoints.
+    """
+    model = copy.deepcopy(models.model).merge_and_unload() if models.lora else models.model
+    if bf16:
+        model = (model if models.lora else copy.deepcopy(model)).to(torch.bfloat16)  # the trainer's copy stays fp32
+    return atomic_dir(path, lambda tmp: (model.save_pretrained(tmp), models.tokenizer.save_pretrained(tmp)))
+
+
+def prepare_run_dir(cfg: TrainConfig, resume: bool) -> RunDir:
+    check_setup(cfg)
+    run = RunDir(cfg.run_dir)
+    if not resume and latest_checkpoint(run.path) is not None:
+        raise UserError(f"{run.path} already holds a training run: continue it with --resume {run.path}, "
+                        "or choose another run_dir")
+    clean_partial(run.path)
+    run.write_config(cfg.model_dump())
+    return run
+
+
+def check_setup(cfg: TrainConfig) -> None:
+    """Fail fast, before any model loads: unknown env, bad knobs or wrappers, unknown context strategy or model,
+    unreadable preference pairs (dpo, ipo)."""
+    import gymnasium as gym
+
+    from longhorizon.envs.core.knobs import KnobError
+    from longhorizon.envs.core.wrappers import apply_wrappers
+    from longhorizon.models import MODEL_LOADERS
+    from longhorizon.models.settings import require_vllm
+    from longhorizon.rollout.ray_workers import require_ray
+
+    if cfg.env_id not in gym.registry:
+        raise UserError(f"env_id: unknown env {cfg.env_id!r}; `longhorizon envs` lists them")
+    try:
+        apply_wrappers(gym.make(cfg.env_id, **cfg.env_kwargs), cfg.wrappers).close()
+    except KnobError as err:
+        raise UserError(f"env_kwargs: {err}") from None
+    except (TypeError, ValueError, KeyError) as err:
+        raise UserError(f"env_kwargs: bad knobs or wrappers for {cfg.env_id}: {err}") from None
+    make_strategy(cfg.context, **cfg.context_options)
+    require_vllm(cfg.sampler)
+    if cfg.rollout.workers:
+        require_ray()
+    if cfg.algorithm.name in OFFLINE_PREFERENCE:
+        from longhorizon.train.offline import decided_pairs
+
+        decided_pairs(cfg.preferences)  # a missing or malformed pairs file, or only ties
+    if cfg.model not in MODEL_LOADERS and not (Path(cfg.model) / "config.json").exists():
+        raise UserError(f"model: unknown model {cfg.model!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def mean_metrics(records: list[Metrics]) -> Metrics:
+    """Each key's mean over the records that have it (a step's minibatch updates)."""
+    keys = {k for r in records for k in r}
+    return {k: float(np.mean([r[k] for r in records if k in r])) for k in sorted(keys)}
+
+
+def eval_record(run_dir: Path, step: int) -> dict[str, Any] | None:
+    found = [r for r in read_records(run_dir) if r["step"] == step and "eval/reward_mean" in r]
+    return found[-1] if found else None
+
+
+def write_trajectories(path: Path, trajectories: list[Trajectory]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: save_trajectories(tmp, trajectories))
