@@ -25,7 +25,10 @@ gating (G-RA) differ from the outcome. Check the untrained per-step accuracy
 first (`longhorizon eval --model smollm2-135m --horizons 2,4,8 --temperature 1
 ...`) and move `--horizon` to where it is low but not zero.
 
-Writes, under --out: `results.json` (every run), `table.md` (per arm: held-out
+Every finished run is saved as `--out`/runs/ARM-seedS.json and skipped when the
+script runs again (so an interrupted ablation resumes, and two processes with
+different `--seeds` can share one `--out`, e.g. one per core). Writes, under
+--out: `results.json` (every saved run of the requested arms), `table.md` (per arm: held-out
 success and reward, mean over seeds ± the standard error across seeds, and
 ± the pooled per-episode standard error; wall time per run) and
 `ablation.png`. A method that does not help is a finding: the table says so.
@@ -42,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from longhorizon.train import load_config, train
+from longhorizon.train.metrics import read_records
 
 SHAPED = ["algorithm.credit=per_turn", "algorithm.turn_gamma=0.9",
           "algorithm.rewards.components=[{name: success}, {name: correct, weight: 0.25}]"]
@@ -67,10 +71,16 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     result = train(cfg)
     wall = time.perf_counter() - start
-    lines = (result.run_dir / "eval" / f"step_{cfg.steps:06d}.jsonl").read_text(encoding="utf-8").splitlines()
+    before, after = (held_out(result.run_dir, step) for step in (0, cfg.steps))
+    curve = [r["charts/reward_mean"] for r in read_records(result.run_dir) if "charts/reward_mean" in r]
+    return {"arm": arm, "seed": seed, "wall_s": wall, **after, "before": before, "train_reward": curve}
+
+
+def held_out(run_dir: Path, step: int) -> dict[str, list[float]]:
+    """Per-episode held-out returns and successes of the evaluation at `step`."""
+    lines = (run_dir / "eval" / f"step_{step:06d}.jsonl").read_text(encoding="utf-8").splitlines()
     episodes = [json.loads(line) for line in lines if line.strip()]
-    return {"arm": arm, "seed": seed, "wall_s": wall,
-            "reward": [sum(t["reward"] for t in e["turns"]) for e in episodes],
+    return {"reward": [sum(t["reward"] for t in e["turns"]) for e in episodes],
             "success": [float(bool(e["success"])) for e in episodes]}
 
 
@@ -85,6 +95,8 @@ def summary(runs: list[dict], key: str) -> tuple[float, float, float]:
 
 def write_table(by_arm: dict[str, list[dict]], args: argparse.Namespace, out: Path) -> Path:
     rows = ["| arm | held-out success | held-out reward | seeds | wall time per run (s) |", "|---|---|---|---|---|"]
+    first = next(iter(by_arm.values()))[0]["before"]  # the same untrained model and held-out seeds in every run
+    rows.append(f"| untrained (step 0) | {np.mean(first['success']):.3f} | {np.mean(first['reward']):.3f} | - | - |")
     for arm, runs in by_arm.items():
         s, r = summary(runs, "success"), summary(runs, "reward")
         walls = ", ".join(f"{x['wall_s']:.0f}" for x in runs)
@@ -104,13 +116,19 @@ def write_plot(by_arm: dict[str, list[dict]], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     arms = list(by_arm)
     for ax, key in zip(axes, ("success", "reward")):
         stats = [summary(by_arm[a], key) for a in arms]
         ax.bar(arms, [s[0] for s in stats], yerr=[max(s[1], s[2]) for s in stats], capsize=3, color="tab:blue")
-        ax.set_title(f"held-out {key} (± se)")
+        ax.set_title(f"held-out {key} after training (± se)")
         ax.tick_params(axis="x", rotation=45)
+    for arm in arms:  # training reward per step, mean over seeds
+        curves = [r["train_reward"] for r in by_arm[arm]]
+        n = min(len(c) for c in curves)
+        axes[2].plot(range(1, n + 1), np.mean([c[:n] for c in curves], axis=0), label=arm)
+    axes[2].set(title="training reward (mean over seeds)", xlabel="step")
+    axes[2].legend(fontsize=7)
     fig.tight_layout()
     path = out / "ablation.png"
     fig.savefig(path, dpi=120)
@@ -131,15 +149,25 @@ def main() -> None:
     args = ap.parse_args()
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    by_arm: dict[str, list[dict]] = {}
-    for arm in args.arms.split(","):
-        for seed in (int(s) for s in args.seeds.split(",")):
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    arms, seeds = args.arms.split(","), [int(s) for s in args.seeds.split(",")]
+    if unknown := [a for a in arms if a not in ARMS]:
+        ap.error(f"unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    for arm in arms:
+        for seed in seeds:
+            saved = out / "runs" / f"{arm}-seed{seed}.json"
+            if saved.exists():
+                print(f"{arm} seed {seed}: done already ({saved})", flush=True)
+                continue
             run = run_arm(arm, seed, args)
-            by_arm.setdefault(arm, []).append(run)
+            saved.write_text(json.dumps(run), encoding="utf-8")
             print(f"{arm} seed {seed}: success {np.mean(run['success']):.3f} reward {np.mean(run['reward']):.3f} "
                   f"({run['wall_s']:.0f} s)", flush=True)
-            (out / "results.json").write_text(json.dumps(by_arm, indent=1), encoding="utf-8")
+    by_arm: dict[str, list[dict]] = {}  # every saved run of the requested arms, in arm order (another process's too)
+    for arm in arms:
+        for path in sorted((out / "runs").glob(f"{arm}-seed*.json")):
+            by_arm.setdefault(arm, []).append(json.loads(path.read_text(encoding="utf-8")))
+    (out / "results.json").write_text(json.dumps(by_arm, indent=1), encoding="utf-8")
     print(write_table(by_arm, args, out).read_text(encoding="utf-8"))
     print(f"plot: {write_plot(by_arm, out)}")
 
