@@ -86,7 +86,8 @@ def test_gra_with_open_gates_is_plain_grpo(tmp_path):
     gated = tiny_cfg(tmp_path, *BASE, "algorithm.rewards.components=[{name: correct, weight: 0.0}, {name: env}]",
                      "algorithm.rewards.gates=[-1e9]")
     models, trajectories, _, batch = rollout(plain)
-    rewards, metrics = exploration.shaped_turn_rewards(trajectories, batch, gated.algorithm.rewards)
+    rewards, spans, metrics = exploration.shaped_turn_rewards(trajectories, batch, gated.algorithm.rewards)
+    assert spans is None
     assert torch.equal(rewards, batch.turn_rewards) and metrics["rewards/gated_frac"] == 0.0
     assert_same(loss_and_grads(models, batch, plain),
                 loss_and_grads(models, with_credit(batch, turn_rewards=rewards), gated))
@@ -151,6 +152,7 @@ REPLAY = ["algorithm.replay.enabled=true", "algorithm.replay.task_pool=2", "algo
 GRA = ["algorithm.rewards.components=[{name: success}, {name: env}]", "algorithm.rewards.gates=[0.5]",
        "algorithm.credit=per_turn"]
 EPO = ["algorithm.entropy.epo_coef=0.1", "algorithm.entropy.epo_smooth_from_turn=1"]
+SPANS = ["algorithm.rewards.components=[{name: env}, {name: repeated_line, weight: 0.5}]"]
 CASES = {
     "grpo_empg_gra_replay": ["algorithm.name=grpo", "algorithm.entropy.method=empg", *GRA, *REPLAY],
     "grpo_epo_eapo": ["algorithm.name=grpo", "algorithm.entropy.method=epo", *EPO, "algorithm.entropy.epo_phase_weights=true",
@@ -162,6 +164,12 @@ CASES = {
     "ppo_epo_gra": ["algorithm.name=ppo", "algorithm.entropy.method=epo", *EPO, *GRA],
     "ppo_siren": ["algorithm.name=ppo", "algorithm.entropy.method=siren", "algorithm.entropy.siren_coef=0.5"],
     "ppo_steer": ["algorithm.name=ppo", "algorithm.entropy.method=steer"],
+    # the other algorithms the methods compose with, and span-level rewards (token-level for reinforce++)
+    # (tiny-random's returns are all 0, so these use a method with its own loss term for a gradient; LOOP,
+    # which then filters every group out, is composed on hand-made returns in test_span_rewards.py)
+    "rloo_epo_spans": ["algorithm.name=rloo", "algorithm.entropy.method=epo", *EPO, *SPANS],
+    "reinforce_pp_siren_spans": ["algorithm.name=reinforce++", "algorithm.entropy.method=siren",
+                                 "algorithm.entropy.siren_coef=0.5", *SPANS],
 }
 EXPECTED = {"empg": "credit/empg_modulation_mean", "epo": "entropy/epo_entropy_bonus",
             "siren": "entropy/siren_selected_entropy", "steer": "entropy/steer_weight_mean"}
@@ -183,6 +191,8 @@ def test_each_method_trains_moves_weights_and_resumes_exactly(tmp_path, case):
         assert records[-1]["entropy/epo_history_mean"] > 0
     if "algorithm.rewards.gates=[0.5]" in sets:
         assert "rewards/gated_frac" in records[-1] and "rewards/return_success" in records[-1]
+    if SPANS[0] in sets:
+        assert "rewards/return_repeated_line" in records[-1]
 
     cfg = tiny_cfg(tmp_path / "broken", *sets)
     start = dict(build_models(cfg, needs_ref=False, value_head=False).model.named_parameters())
@@ -240,6 +250,6 @@ def test_segment_rewards_score_each_turn_and_mix_with_weights():
     cfg = AlgorithmConfig.model_validate({"rewards": {"components": [{"name": "success"}, {"name": "format", "weight": 0.5}],
                                                       "gates": [1.0]}})
     batch = collate([won, lost], make_strategy("full"), pad_id=0)
-    rewards, metrics = exploration.shaped_turn_rewards([won, lost], batch, cfg.rewards)
+    rewards, _, metrics = exploration.shaped_turn_rewards([won, lost], batch, cfg.rewards)
     torch.testing.assert_close(rewards, torch.tensor([[0.0, 0.5], [0.0, 0.0]]))  # success + 0.5 * format, gated
     assert metrics["rewards/return_success"] == 0.5 and metrics["rewards/return_format"] == -0.25

@@ -41,6 +41,7 @@ from longhorizon.algorithms.turn_credit import (
     TURN_CREDIT_FUNCTIONS,
     eapo_round_rewards,
     gated_reward_accumulation,
+    gate_open,
     mix_segment_rewards,
 )
 from longhorizon.algorithms.losses import (
@@ -85,6 +86,7 @@ __all__ = [
     "epo_loss",
     "epo_phase_weight",
     "gated_reward_accumulation",
+    "gate_open",
     "mix_segment_rewards",
     "peak_entropy_mask",
     "selected_entropy",

@@ -43,19 +43,24 @@ def gated_reward_accumulation(
     fraction of nonzero lower-priority turn rewards that a closed gate
     dropped; `gate_open_frac`, the fraction of (episode, level) gates open.
     """
-    if len(gates) != components.shape[0] - 1:
-        raise ValueError(f"G-RA needs one gate per component but the last: {components.shape[0]} components, {len(gates)} gates")
     valid = turn_mask.bool()
     comps = torch.where(valid, components, torch.zeros_like(components))
-    totals = comps.sum(-1)  # (C, N)
-    passed = totals[:-1] >= torch.tensor(list(gates), dtype=totals.dtype)[:, None]  # (C-1, N)
-    open_ = torch.cat([torch.ones_like(passed[:1]), passed.long().cumprod(0).bool()], dim=0)  # (C, N) G-RA gate
+    open_ = gate_open(components, turn_mask, gates)  # (C, N)
     gated = torch.where(open_[..., None], comps, torch.zeros_like(comps))
     lower = (comps[1:] != 0) & valid
     dropped = lower & ~open_[1:, :, None]
     n_lower = lower.sum().item()
     return gated, {"gated_frac": dropped.sum().item() / n_lower if n_lower else 0.0,
                    "gate_open_frac": open_[1:].float().mean().item() if len(gates) else 1.0}
+
+
+def gate_open(components: Tensor, turn_mask: Tensor, gates: Sequence[float]) -> Tensor:
+    """(C, N) bool: component c of episode n counts (G-RA): every j < c has episode total >= gates[j]."""
+    if len(gates) != components.shape[0] - 1:
+        raise ValueError(f"G-RA needs one gate per component but the last: {components.shape[0]} components, {len(gates)} gates")
+    totals = torch.where(turn_mask.bool(), components, torch.zeros_like(components)).sum(-1)  # (C, N)
+    passed = totals[:-1] >= torch.tensor(list(gates), dtype=totals.dtype)[:, None]  # (C-1, N)
+    return torch.cat([torch.ones_like(passed[:1]), passed.long().cumprod(0).bool()], dim=0)  # G-RA gate
 
 
 def mix_segment_rewards(

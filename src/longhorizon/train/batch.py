@@ -39,6 +39,7 @@ class Batch:
     old_values: Tensor | None = None  # (B, T) value-head predictions at collection time
     advantages: Tensor | None = None  # (B, T)
     returns: Tensor | None = None  # (B, T) value targets (ppo)
+    span_rewards: Tensor | None = None  # (B, T) span rewards on their spans' last tokens (already in turn_rewards' sums)
 
     @property
     def rows(self) -> int:
@@ -55,7 +56,7 @@ class Batch:
 
 
 ROW_FIELDS = ("input_ids", "attention_mask", "loss_mask", "old_logprobs", "token_turn", "row_episode",
-              "ref_logprobs", "old_values", "advantages", "returns")
+              "ref_logprobs", "old_values", "advantages", "returns", "span_rewards")
 
 
 def collate(trajectories: list[Trajectory], strategy: ContextStrategy, pad_id: int) -> Batch:

@@ -102,6 +102,13 @@ class AlgorithmConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _span_rewards_unnormalised(self) -> "AlgorithmConfig":
+        if self.rewards.has_spans and self.reward_norm != "none":
+            raise ValueError("span rewards (rewards.components) sit on tokens and are not normalised: "
+                             "set reward_norm: none, or use turn components only")
+        return self
+
+    @model_validator(mode="after")
     def _inpo_mixture(self) -> "AlgorithmConfig":
         if self.name == "inpo" and self.eta * self.tau > 1:
             raise ValueError(f"inpo needs eta * tau <= 1, got {self.eta * self.tau:g}")

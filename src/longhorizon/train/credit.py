@@ -20,6 +20,12 @@ the last sampled token of turn k they place G_k - G_{k+1}, so that the
 undiscounted token return-to-go inside turn k is G_k (for outcome credit
 that is R on the final token, as in PPO-max / REINFORCE++), plus the KL
 penalty -kl_coef * KL_t on every sampled token (`kl_penalized_rewards`).
+Span rewards (`algorithm.rewards` span components, `Batch.span_rewards`) sit on
+their spans' last tokens instead of at turn ends, as in Fine-Grained RLHF: the
+credit rule runs on the turn rewards without them, and they are added per
+token, so token-level discounting (gae_gamma) is what applies to them. Group
+methods compare per-turn scores, so for them a span's reward counts in its
+turn's reward.
 
 RLOO (Ahmadian et al. 2024, arXiv 2402.14740) folds the KL into the
 sequence reward, R - beta * sum_t k1_t. Here the per-token KL of each
@@ -184,10 +190,15 @@ def group_credit(estimate: GroupEstimate, kl_in_reward: bool = False) -> Callabl
 
 
 def token_rewards(batch: Batch, cfg: AlgorithmConfig) -> Tensor:
-    """(B, T) rewards: credit increments at turn ends, minus the KL penalty on every sampled token."""
-    credit = turn_credit(batch, cfg)  # (N, K)
+    """(B, T) rewards: credit increments at turn ends, span rewards at their spans' last tokens, minus the KL
+    penalty on every sampled token."""
+    spans = batch.span_rewards
+    turn_part = batch.turn_rewards if spans is None else batch.turn_rewards - turn_sums(spans, batch)
+    credit = turn_credit(batch, cfg, turn_part)  # (N, K)
     increments = credit - torch.cat([credit[:, 1:], credit.new_zeros(credit.shape[0], 1)], dim=1)
     rewards = to_tokens(increments, batch) * turn_ends(batch)
+    if spans is not None:  # Fine-Grained RLHF (Wu et al. 2023): a segment's reward on its last token
+        rewards = rewards + spans
     if cfg.kl_coef > 0:  # PPO-max (Zheng et al. 2023, arXiv 2307.04964) token-level KL in the reward
         no_outcome = batch.old_logprobs.new_zeros(batch.rows)
         rewards = rewards + kl_penalized_rewards(no_outcome, batch.old_logprobs, batch.ref_logprobs,

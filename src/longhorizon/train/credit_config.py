@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from longhorizon.train.segment_rewards import SEGMENT_REWARDS
+from longhorizon.train.segment_rewards import SEGMENT_REWARDS, SPAN_REWARDS
 
 EntropyMethodName = Literal["none", "empg", "epo", "siren", "steer"]
 
@@ -49,14 +49,14 @@ class EntropyConfig(_Section):
 class RewardComponent(_Section):
     """One named per-turn reward function and its weight in the mix."""
 
-    name: str = Field(description="a segment reward function: env, success, correct or format")
+    name: str = Field(description="a per-turn reward function (env, success, correct, format) or a span reward function (repeated_sentence, repeated_line)")
     weight: float = Field(1.0, description="its weight in the dense per-turn reward")
 
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in SEGMENT_REWARDS:
-            raise ValueError(f"unknown segment reward {v!r}: use one of {', '.join(SEGMENT_REWARDS)}")
+        if v not in SEGMENT_REWARDS and v not in SPAN_REWARDS:
+            raise ValueError(f"unknown segment reward {v!r}: use one of {', '.join([*SEGMENT_REWARDS, *SPAN_REWARDS])}")
         return v
 
 
@@ -65,6 +65,10 @@ class RewardsConfig(_Section):
 
     components: list[RewardComponent] = Field(default_factory=list, description="per-turn reward functions, highest priority first; empty = the env's turn rewards as they are")
     gates: list[float] | None = Field(None, description="G-RA: component c counts only if every component j < c has an episode total >= gates[j] (one gate per component but the last); None = no gating")
+
+    @property
+    def has_spans(self) -> bool:
+        return any(c.name in SPAN_REWARDS for c in self.components)
 
     @model_validator(mode="after")
     def _one_gate_per_level(self) -> "RewardsConfig":

@@ -47,6 +47,7 @@ from longhorizon.algorithms import (
     epo_band_penalty,
     epo_loss,
     epo_phase_weight,
+    gate_open,
     gated_reward_accumulation,
     mix_segment_rewards,
     peak_entropy_mask,
@@ -141,18 +142,47 @@ def replay(trajectories: list[Trajectory], state: CreditState) -> tuple[list[Tra
     return trajectories, metrics
 
 
-def shaped_turn_rewards(trajectories: list[Trajectory], batch: Batch, cfg: RewardsConfig) -> tuple[Tensor, Metrics]:
-    """Per-turn rewards (N, K) from the named components, gated (G-RA) then mixed; the env's when none are set."""
+def shaped_turn_rewards(trajectories: list[Trajectory], batch: Batch, cfg: RewardsConfig,
+                        decode: Callable[[list[int]], str] | None = None) -> tuple[Tensor, Tensor | None, Metrics]:
+    """Per-turn rewards (N, K) from the named components, gated (G-RA) then mixed; the env's when none are set.
+
+    Also the span components' weighted, gated scores on their spans' last tokens `(B, T)` (None without span
+    components); the turn rewards already hold their per-turn sums.
+    """
     if not cfg.components:
-        return batch.turn_rewards, {}
+        return batch.turn_rewards, None, {}
     names = [c.name for c in cfg.components]
-    comps = segment_rewards.components(trajectories, names, batch.turn_rewards.shape[1])  # (C, N, K)
+    weights = [c.weight for c in cfg.components]
+    comps = segment_rewards.components(trajectories, names, batch.turn_rewards.shape[1], decode)  # (C, N, K)
     metrics: Metrics = {}
+    open_ = torch.ones(comps.shape[:2], dtype=torch.bool)  # (C, N)
     if cfg.gates is not None:
+        open_ = gate_open(comps, batch.turn_mask, cfg.gates)
         comps, gate_metrics = gated_reward_accumulation(comps, batch.turn_mask, cfg.gates)  # G-RA, arXiv 2508.10548
         metrics.update(gate_metrics)
-    rewards, mix_metrics = mix_segment_rewards(comps, [c.weight for c in cfg.components], batch.turn_mask, names)
-    return rewards, {f"rewards/{k}": v for k, v in {**metrics, **mix_metrics}.items()}
+    rewards, mix_metrics = mix_segment_rewards(comps, weights, batch.turn_mask, names)
+    spans = span_token_rewards(trajectories, batch, names, weights, open_, decode)
+    return rewards, spans, {f"rewards/{k}": v for k, v in {**metrics, **mix_metrics}.items()}
+
+
+def span_token_rewards(trajectories: list[Trajectory], batch: Batch, names: list[str], weights: list[float],
+                       open_: Tensor, decode: Callable[[list[int]], str] | None) -> Tensor | None:
+    """(B, T): weight * score of every span on the span's last sampled token, where its G-RA gate is open."""
+    span = [c for c, name in enumerate(names) if name in segment_rewards.SPAN_REWARDS]
+    if not span:
+        return None
+    placed = {(n, c): segment_rewards.span_token_scores(traj, names[c], decode)  # per turn {token index: score}
+              for n, traj in enumerate(trajectories) for c in span if open_[c, n]}
+    out = torch.zeros_like(batch.old_logprobs)
+    for r in range(batch.rows):
+        n = int(batch.row_episode[r])
+        turns = batch.token_turn[r]
+        for k in turns[turns >= 0].unique().tolist():
+            positions = (turns == k).nonzero().squeeze(1)  # the turn's sampled tokens, in order
+            for c in span:
+                for j, value in (placed[(n, c)][k] if (n, c) in placed else {}).items():
+                    out[r, positions[min(j, len(positions) - 1)]] += weights[c] * value
+    return out
 
 
 # ------------------------------------------------------------------ entropy methods

@@ -116,7 +116,9 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
 
         # 2. Rewards, then advantages: reference log-probs and values first (no grad), then the credit rule.
         batch = collate(trajectories, strategy, models.tokenizer.pad_token_id)
-        batch.turn_rewards, reward_metrics = exploration.shaped_turn_rewards(trajectories, batch, cfg.algorithm.rewards)
+        decode = lambda ids: models.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731 (span rewards' text)
+        batch.turn_rewards, batch.span_rewards, reward_metrics = exploration.shaped_turn_rewards(
+            trajectories, batch, cfg.algorithm.rewards, decode)
         batch.turn_rewards = normalizer(batch.turn_rewards, batch.turn_mask)
         t_score = time.perf_counter()
         batch, score_metrics = score(models, batch, cfg, algo)
