@@ -29,7 +29,7 @@ draws the same random numbers for the same seed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -61,6 +61,9 @@ class SamplingParams:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
 
+ProcessorFactory = Callable[[torch.Tensor], list[Any]]  # a batch's (B, L) prompt attention mask -> logits processors
+
+
 @dataclass
 class Generation:
     """One sampled completion."""
@@ -76,12 +79,13 @@ class TransformersSampler:
     """Samples completions for many prompts at once from a transformers causal LM."""
 
     def __init__(self, model: Any, tokenizer: Any, params: SamplingParams | None = None, batch_size: int = 64,
-                 kv_cache_bytes: int = 1 << 30):
+                 kv_cache_bytes: int = 1 << 30, processors: ProcessorFactory | None = None):
         self.model, self.tokenizer = model, tokenizer
         self.params = params or SamplingParams()
         self.batch_size = batch_size
         self.calls = 0
         self.kv_cache = PrefixCache(kv_cache_bytes) if kv_cache_bytes > 0 and supports_kv_reuse(model) else None
+        self.processors = processors  # logits processors run before temperature / top-p (e.g. a geometric mixture)
 
     @property
     def max_length(self) -> int:
@@ -90,7 +94,7 @@ class TransformersSampler:
     def with_params(self, params: SamplingParams) -> "TransformersSampler":
         """A sampler on the same model with other settings and its own call counter (from 0)."""
         return TransformersSampler(self.model, self.tokenizer, params, self.batch_size,
-                                   self.kv_cache.max_bytes if self.kv_cache is not None else 0)
+                                   self.kv_cache.max_bytes if self.kv_cache is not None else 0, self.processors)
 
     @torch.no_grad()
     def generate(self, prompts: list[list[int]], params: SamplingParams | None = None) -> list[Generation]:
@@ -128,7 +132,8 @@ class TransformersSampler:
             out = self.model.generate(
                 input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
                 generation_config=self._generation_config(params, reuse), stopping_criteria=[stopper],
-                logits_processor=[recorder], **cache,
+                logits_processor=[*(self.processors(attention_mask.to(device)) if self.processors else []), recorder],
+                **cache,
             )
         sequences = out.sequences if reuse else out
         new_ids = sequences[:, input_ids.shape[1] :].cpu()

@@ -39,7 +39,7 @@ from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_fiel
 from longhorizon.train.credit_config import EntropyConfig, ReplayConfig, RewardsConfig
 
 AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo", "online_dpo", "dno", "inpo",
-                        "p3o_v1", "p3o_v2"]
+                        "p3o_v1", "p3o_v2", "nash_md", "nash_mp"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
 
 # Per-algorithm defaults for the fields left as None (see `resolved_*`).
@@ -55,6 +55,9 @@ OFFLINE_PREFERENCE = ("dpo", "ipo")
 # Online preference optimisation on verifier-labelled pairs of the policy's own episodes (`train/online.py`):
 # algorithm name -> its loss in `algorithms.PREFERENCE_LOSSES`.
 ONLINE_PREFERENCE = {"online_dpo": "dpo", "dno": "dno", "inpo": "inpo", "p3o_v1": "p3o_v1", "p3o_v2": "p3o_v2"}
+# The Nash games, policy episodes against opponent episodes (`train/nash.py`): Nash-MD's opponents come from the
+# geometric mixture of policy and reference, Nash-MP's from the policy before and after a mirror-prox half-step.
+NASH = ("nash_md", "nash_mp")
 # Contexts whose episodes split into several rows (chunks / turns) that the paper normalises per trace
 # (Delethink, seq-mean-token-norm-trace-length); they default to "trace-length" whatever the algorithm.
 TRACE_CONTEXTS = ("markovian",)
@@ -67,7 +70,7 @@ class Section(BaseModel):
 class AlgorithmConfig(Section):
     """Which RL algorithm, its credit assignment and its regularisers."""
 
-    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo (RL on the env); dpo or ipo (offline, on `preferences`); online_dpo, dno, inpo, p3o_v1 or p3o_v2 (on verifier-labelled pairs of the policy's episodes)")
+    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo (RL on the env); dpo or ipo (offline, on `preferences`); online_dpo, dno, inpo, p3o_v1 or p3o_v2 (on verifier-labelled pairs of the policy's episodes); nash_md or nash_mp (the policy's episodes against opponents')")
     group_size: int = Field(4, ge=1, description="G: episodes sampled per task (group methods compare them)")
     scale_by_std: bool = Field(True, description="grpo: divide by the group std (false = Dr.GRPO)")
     clip_eps: float | None = Field(None, gt=0, description="PPO clip epsilon; None = 0.1 for loop, 0.2 otherwise (resolved at validation)")
@@ -86,11 +89,13 @@ class AlgorithmConfig(Section):
     value_clip: float | None = Field(0.2, gt=0, description="ppo: value clipping range (None = off)")
     reward_norm: Literal["none", "scale", "normalize"] = Field("none", description="turn rewards divided by the running std (scale) or standardised (normalize)")
     reward_clip: float | None = Field(None, gt=0, description="clip turn rewards to [-c, c] after normalisation (None = off)")
-    beta: float = Field(0.1, gt=0, description="dpo, ipo, online_dpo, dno: beta of the preference loss (strength of the implicit KL to the reference)")
+    beta: float = Field(0.1, gt=0, description="dpo, ipo, online_dpo, dno: beta of the preference loss (strength of the implicit KL to the reference); nash_md, nash_mp: the KL-to-reference coefficient")
     pairing: Literal["best_worst", "all"] = Field("best_worst", description="online preference methods: pair each task's best and worst episode, or every two")
     min_margin: float = Field(0.0, ge=0, description="online preference methods: drop pairs whose return gap is below this (DNO's large-margin filter)")
     eta: float = Field(10.0, gt=0, description="inpo: the no-regret step size eta (target eta/2)")
     tau: float = Field(0.01, ge=0, description="inpo: the KL-to-reference weight tau (eta * tau <= 1)")
+    mixture_coef: float = Field(0.5, ge=0, le=1, description="nash_md: m of the opponents' geometric mixture pi^(1-m) pi_ref^m (TRL's default 0.5)")
+    prox_eta: float = Field(1.0, gt=0, description="nash_mp: the mirror-prox step size eta (the proximal term is KL(pi || pi_k) / eta)")
     entropy: EntropyConfig = Field(default_factory=EntropyConfig, description="entropy-aware method: empg, epo, siren or steer (none = off)")
     rewards: RewardsConfig = Field(default_factory=RewardsConfig, description="fine-grained per-turn reward functions and G-RA gates (empty = the env's rewards)")
     replay: ReplayConfig = Field(default_factory=ReplayConfig, description="ARPO replay of successes into all-negative groups, task pool and task filter (off by default)")
@@ -268,7 +273,7 @@ class TrainConfig(Section, ContextSettings):
     def _preference_loops_take_no_rl_options(self) -> "TrainConfig":
         """The preference loops (train/offline.py, train/online.py) have no Ray workers, entropy methods, reward
         shaping or replay: refuse those options rather than ignore them."""
-        if self.algorithm.name not in (*OFFLINE_PREFERENCE, *ONLINE_PREFERENCE):
+        if self.algorithm.name not in (*OFFLINE_PREFERENCE, *ONLINE_PREFERENCE, *NASH):
             return self
         ignored = {"rollout.workers": self.rollout.workers != 0,
                    "algorithm.entropy.method": self.algorithm.entropy.method != "none",
