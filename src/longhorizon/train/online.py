@@ -18,8 +18,8 @@ temperature), the sampling distribution, as in the RL loop. What each method rea
 - inpo: INPO's square loss with pi_t = the behaviour log-probs and the reference (`algorithm.eta`, `tau`).
 - p3o_v1 / p3o_v2: y1 the winner, y2 the loser, rewards = episode returns, pi_old = behaviour;
   `algorithm.clip_eps` clips the ratio, `algorithm.kl_coef` puts the KL to the reference in the rewards.
-Nash-MD and Nash-MP are not trained here: they need the opponent sampled from the geometric mixture
-of policy and reference (or from a second policy), which the sampler does not do yet.
+Nash-MD and Nash-MP play the policy's episodes against opponent episodes instead of pairing them among
+themselves: `train/nash.py`.
 """
 
 from __future__ import annotations
