@@ -172,3 +172,13 @@ def test_dataset_pair_with_identical_sides_is_a_one_line_error():
 def test_records_dump_as_plain_json():
     line = json.loads(pair(metadata={"returns": [1.0, 0.0]}).model_dump_json())
     assert line["context"] == [USER] and line["metadata"] == {"returns": [1.0, 0.0]}
+
+
+def test_a_rows_own_source_column_names_its_labeller():
+    rows = [{"prompt": "p", "chosen": "a", "rejected": "b", "source": "verifier"},
+            {"prompt": "p", "chosen": "a", "rejected": "c", "source": None}]
+    first, second = from_dataset(datasets.Dataset.from_list(rows), source="judge")
+    assert first.source == "verifier" and second.source == "judge"  # a missing value takes the default
+    assert "source" not in first.metadata
+    (origin,) = from_dataset(datasets.Dataset.from_list([{**rows[0], "source": "evol"}]))  # a dataset's origin
+    assert origin.source == "human" and origin.metadata["source"] == "evol"

@@ -39,7 +39,7 @@ import fcntl
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -51,6 +51,7 @@ PREFERENCES_FILE = "feedback/preferences.jsonl"  # where a run directory keeps i
 TRL_COLUMNS = ("prompt", "chosen", "rejected")
 EXTRAS_COLUMN = "longhorizon"
 Source = Literal["verifier", "judge", "human", "model"]
+SOURCES = get_args(Source)
 
 
 class Message(BaseModel):
@@ -178,7 +179,10 @@ def from_dataset(dataset: Any, source: Source = "human") -> list[PreferencePair]
     """Pairs from a `datasets.Dataset` in TRL's preference format (explicit or implicit prompt).
 
     `chosen` becomes `a` (preferred), `rejected` becomes `b`; other columns go to `metadata`.
-    A `longhorizon` column (written by `to_dataset(..., extras=True)`) restores our own fields.
+    A `longhorizon` column (written by `to_dataset(..., extras=True)`) restores our own fields. A row's own
+    `source` column (the web app's export writes one) names its labeller when it holds a labeller kind
+    (verifier, judge, human, model); `source` is the default, and any other value (a dataset's origin) stays
+    in `metadata`.
     """
     missing = [c for c in ("chosen", "rejected") if c not in dataset.column_names]
     if missing:
@@ -193,7 +197,8 @@ def _row_pair(row: dict[str, Any], index: int, source: str) -> PreferencePair:
     if "prompt" not in row:
         row.update(extract_prompt(row["chosen"], row["rejected"]))
     prompt, chosen, rejected = (row.pop(c) for c in TRL_COLUMNS)
-    fields = {"preferred": "a", "source": source, **extras, "metadata": row}
+    labeller = row.pop("source") if row.get("source") in SOURCES else source  # other values stay metadata
+    fields = {"preferred": "a", "source": labeller, **extras, "metadata": row}
     if fields.pop("swapped", False):  # written by `to_rows` with chosen = b
         chosen, rejected = rejected, chosen
     try:
