@@ -216,6 +216,14 @@ def test_hostile_text_gets_a_defined_score_and_never_raises(mode, action):
     assert all(np.isfinite(v) for v in info["metrics"].values())
 
 
+def test_a_paragraph_that_copies_a_plan_line_earns_no_progress():
+    env = gym.make(ENV_ID, horizon=1, n_constraints=0)
+    env.reset(seed=0)
+    env.step(env.unwrapped.oracle_action())
+    _, _, _, _, info = env.step("Paragraph 1 - Main Point: part 1 of the text - Word Count: 30 words\nMore words.")
+    assert info["format"] == 0.0 and "copies a plan line" in info["error"]
+
+
 def test_empty_and_repeated_paragraphs_earn_no_progress():
     env = gym.make(ENV_ID, horizon=3, n_constraints=0)
     env.reset(seed=0)
@@ -238,7 +246,7 @@ def test_single_mode_scores_the_whole_text_in_one_turn():
 
 def test_each_writing_observation_is_self_contained_for_bounded_contexts():
     """workspace / markovian show only the request, the agent's own state and the latest observation: each
-    writing prompt restates the paragraph's plan line and the words so far."""
+    writing prompt restates the paragraph's main point, its planned words and the words so far."""
     env = gym.make(ENV_ID, horizon=3)
     first, _ = env.reset(seed=4)
     turns, obs = [], first
@@ -247,10 +255,10 @@ def test_each_writing_observation_is_self_contained_for_bounded_contexts():
         turns.append(Turn(observation=obs, action=action))
         obs, *_ = env.step(action)
         step = env.unwrapped.plan[k]
-        assert step.line() in obs and f"paragraph {k + 1} of 3" in obs
+        assert f"paragraph {k + 1} of 3 now" in obs and f"{step.point} ({step.words} words)" in obs
         assert f"{env.unwrapped.words_so_far} of the {env.unwrapped.request.words} words" in obs
         text = workspace_text(EpisodeView(turns=list(turns), observation=obs))
-        assert text.startswith(f"Question:\n{first}") and step.line() in text
+        assert text.startswith(f"Question:\n{first}") and f"{step.point} ({step.words} words)" in text
 
 
 def test_the_checklist_hook_rescored_from_info_agrees_with_the_env():
@@ -263,3 +271,16 @@ def test_the_checklist_hook_rescored_from_info_agrees_with_the_env():
     assert meta["metrics"]["checklist/r_len"] == pytest.approx(info["reward_components"]["length"], abs=1e-12)
     assert r == pytest.approx(info["reward_components"]["checklist"] * info["reward_components"]["length"])
     assert [row["score"] for row in meta["items"]] == [row["score"] for row in info["checklist"]]
+
+
+def test_only_the_plan_turn_has_a_response_prefix():
+    env = gym.make(ENV_ID, horizon=2)
+    env.reset(seed=0)
+    spec = env.unwrapped.agent_spec
+    assert spec.response_prefix == "Paragraph 1 - Main Point:" and env.unwrapped.oracle_action().startswith(
+        spec.response_prefix)
+    env.step(env.unwrapped.oracle_action())
+    assert env.unwrapped.agent_spec.response_prefix == ""
+    single = gym.make(ENV_ID, mode="single")
+    single.reset(seed=0)
+    assert single.unwrapped.agent_spec.response_prefix == ""

@@ -14,14 +14,17 @@ Modes (knob `mode`):
   each turn's observation restates what is needed now (the plan line, the words so far, the text's last
   characters), so the bounded contexts (`workspace`, `markovian`), which show only the request and the latest
   observation, have what they need. A plan that cannot be used is replaced by an even split of l (the
-  observation shows it) and the episode goes on: it always has P + 1 turns. The horizon is P.
+  observation shows it) and the episode goes on: it always has P + 1 turns. The horizon is P. The plan
+  turn's `response_prefix` is "Paragraph 1 - Main Point:" (a model policy with `prefill` starts the plan with
+  it; small models otherwise skip the plan and start writing); the paragraph turns have none.
 - `single`: one turn, the whole text.
 
 Reward (weights are knobs; W = their sum; an episode's reward is in [0, 1] and the oracle's is 1):
 - format/progress f_t per turn, paid w_f · f_t / (W · T) on turn t of T:
   plan turn: S_l(l, Σ planned words) / 100 if the plan is valid, else 0;
-  paragraph k: S_l(planned_k, words written) / 100, 0 if it is empty or repeats an earlier paragraph word for
-  word (LongWriter-Zero's format RM also penalises repeated content);
+  paragraph k: S_l(planned_k, words written) / 100, 0 if it is empty, repeats an earlier paragraph word for
+  word (LongWriter-Zero's format RM also penalises repeated content) or copies a plan line ("Paragraph k -
+  Main Point: ..."; the bundled model, untrained, copied its prompt's plan line and was paid for its words);
   single mode: the fraction of distinct paragraphs (0 for an empty text);
 - on the last step, (w_l · S_l(l, words of the document) / 100 + w_c · r_con) / W, where S_l is
   LongBench-Write's length score (`text.length_score`) and r_con the ACE-RL checklist score: the mean of the
@@ -52,13 +55,14 @@ from longhorizon.envs.core.base import TextEnv, clip_text
 from longhorizon.envs.core.knobs import Int, Knobs, Real, set_knobs
 from longhorizon.envs.longwrite.generator import MAX_CONSTRAINTS, Request, generate_request
 from longhorizon.envs.longwrite.oracle import oracle_paragraph
-from longhorizon.envs.longwrite.plan import FORMAT, PlanStep, even_plan, format_plan, parse_plan
+from longhorizon.envs.longwrite.plan import FORMAT, PLAN_LINE_RE, PlanStep, even_plan, format_plan, parse_plan
 from longhorizon.envs.longwrite.text import count_words, length_score, normalise, paragraphs
 from longhorizon.feedback.checklist import checklist_items, normalise as checklist_score, verify
 
 SUCCESS_LENGTH_SCORE = 90.0  # S_l at or above this counts as the right length (0.83 l .. 1.3 l)
 CORRECT_FORMAT = 0.9  # a turn is `correct` when its format/progress term reaches this
 TAIL_CHARS = 200  # characters of the text so far that each writing prompt quotes
+PLAN_PREFIX = "Paragraph 1 - Main Point:"  # the plan turn's response prefix (a model policy may pre-fill it)
 
 
 class LongWriteKnobs(Knobs):
@@ -116,6 +120,7 @@ class LongWriteEnv(TextEnv):
         self.format_scores: list[float] = []
         self.turn, self.done = 0, False
         self.task_statement = self.request.describe()
+        self.response_prefix = PLAN_PREFIX if self.mode == "agentwrite" else None
         self._last_obs = f"{self.task_statement}\n\n{self._protocol()}"
         return self._last_obs, {"turn": 0, "horizon": self.horizon, "required_words": self.request.words}
 
@@ -165,6 +170,7 @@ class LongWriteEnv(TextEnv):
 
     # -- turns --------------------------------------------------------------------
     def _plan_turn(self, text: str) -> tuple[float, dict[str, Any], str]:
+        self.response_prefix = None  # paragraphs start however the agent likes
         steps, error = parse_plan(text, self.horizon)
         if steps is None:
             self.plan = even_plan(self.request.words, self.horizon)
@@ -184,6 +190,8 @@ class LongWriteEnv(TextEnv):
             info["error"] = f"paragraph {step.index} is empty (no word)"
         elif key in self._seen:
             info["error"] = f"paragraph {step.index} repeats an earlier paragraph word for word"
+        elif PLAN_LINE_RE.search(body):
+            info["error"] = f"paragraph {step.index} copies a plan line; write the paragraph itself"
         if body:
             self.parts.append(body)
             self._seen.add(key)
@@ -203,8 +211,8 @@ class LongWriteEnv(TextEnv):
         step = self.plan[self.turn - 1]
         so_far = f"The text so far has {self.words_so_far} of the {self.request.words} words required"
         tail = f"; it ends: ...{self.document[-TAIL_CHARS:]}" if self.parts else "."
-        return (f"Write paragraph {step.index} of {self.horizon} now, and nothing else.\n"
-                f"Plan for it: {step.line()}\n{so_far}{tail}")
+        return (f"Write paragraph {step.index} of {self.horizon} now, and nothing else. Its main point: "
+                f"{step.point} ({step.words} words).\n{so_far}{tail}")
 
     # -- the end ------------------------------------------------------------------
     def _finish(self, info: dict[str, Any]) -> float:

@@ -22,6 +22,7 @@ MAX_STEP_WORDS = 100_000
 MAX_LINE = 2000  # characters; a longer line is not a plan line
 LINE_RE = re.compile(r"paragraph\s+(\d{1,4})\s*[-–—:]\s*main\s+point\s*:\s*(.*?)\s*[-–—]+\s*word\s+count\s*:\s*"
                      r"(\d{1,7})\s*(?:words?)?\s*\.?\s*", re.IGNORECASE)
+PLAN_LINE_RE = re.compile(r"paragraph\s+\d{1,4}\s*[-–—:]\s*main\s+point\s*:", re.IGNORECASE)  # a plan line's start
 FORMAT = "Paragraph <k> - Main Point: <what paragraph k says> - Word Count: <N> words"
 
 
