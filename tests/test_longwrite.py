@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -18,7 +21,7 @@ from longhorizon.envs.longwrite.oracle import ADJECTIVES, DETERMINERS, NOUNS, PR
 from longhorizon.envs.longwrite.plan import even_plan, parse_plan
 from longhorizon.envs.longwrite.text import count_words, length_score, paragraphs
 from longhorizon.feedback.checklist import checklist_reward
-from longhorizon.types import Turn
+from longhorizon.types import Trajectory, Turn
 
 ENV_ID = "longhorizon/LongWrite-v0"
 
@@ -284,3 +287,28 @@ def test_only_the_plan_turn_has_a_response_prefix():
     single = gym.make(ENV_ID, mode="single")
     single.reset(seed=0)
     assert single.unwrapped.agent_spec.response_prefix == ""
+
+
+RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "eval" / "longwrite.yaml"
+
+
+def test_the_eval_recipe_with_the_oracle_scores_one(tmp_path):
+    from longhorizon.eval import load_eval_config
+    from longhorizon.eval.evaluate import run
+
+    metrics, _ = run(load_eval_config(RECIPE, ["model=oracle", "episodes=2", f"run_dir={tmp_path / 'o'}"]))
+    assert [(r["horizon"], r["success_rate"], r["mean_reward"]) for r in metrics["horizons"]] == [
+        (1, 1.0, pytest.approx(1.0)), (2, 1.0, pytest.approx(1.0))]
+
+
+@pytest.mark.parametrize("context", ["workspace", "markovian"])
+def test_a_model_writes_through_bounded_contexts(tmp_path, context):
+    from longhorizon.eval import load_eval_config
+    from longhorizon.eval.evaluate import run
+
+    cfg = load_eval_config(RECIPE, ["model=tiny-random", "dtype=float32", "horizons=[2]", "episodes=1",
+                                    "max_new_tokens=4", f"context={context}", f"run_dir={tmp_path / context}"])
+    metrics, _ = run(cfg)
+    trajectory = Trajectory.from_dict(json.loads((tmp_path / context / "trajectories.jsonl").read_text()))
+    assert len(trajectory.turns) == 3 and 0.0 <= metrics["horizons"][0]["mean_reward"] <= 1.0
+    assert set(trajectory.metadata["metrics"]) >= {"length_score", "checklist", "format"}
