@@ -27,6 +27,7 @@ ENTRY_POINTS: dict[str, str] = {
     "longhorizon/TomTracking-v0": "longhorizon.envs.longproc.tom:TomTrackingEnv",
     "longhorizon/Countdown-v0": "longhorizon.envs.longproc.countdown:CountdownEnv",
     "longhorizon/Search-v0": "longhorizon.envs.search.env:SearchEnv",
+    "longhorizon/LongWrite-v0": "longhorizon.envs.longwrite.env:LongWriteEnv",
 }
 
 
