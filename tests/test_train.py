@@ -314,3 +314,16 @@ def test_resume_with_a_different_model_setup_is_a_user_error(tmp_path):
     changed = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": True})})
     with pytest.raises(UserError, match="does not match"):
         train(changed, resume=True)
+
+
+def test_rollout_metrics_include_the_envs_own_metrics():
+    from longhorizon.train.loop import rollout_metrics
+    from longhorizon.types import Trajectory, Turn
+
+    def episode(reward, metrics):
+        return Trajectory(env_id="e", seed=0, turns=[Turn("o", "a", reward=reward)], success=reward > 0,
+                          metadata={"metrics": metrics})
+
+    m = rollout_metrics([episode(1.0, {"length": 80.0, "ok": True, "note": "x"}), episode(0.0, {"length": 40.0})])
+    assert m["env/length"] == 60.0 and m["env/ok"] == 1.0 and "env/note" not in m
+    assert m["charts/reward_mean"] == 0.5 and m["charts/success_rate"] == 0.5

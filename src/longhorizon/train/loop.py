@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from longhorizon.algorithms import kl_penalty
+from longhorizon.eval.horizon import mean_env_metrics
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
 from longhorizon.rollout.ray_workers import RolloutPool, WorkerSpec
@@ -211,11 +212,14 @@ def score(models: Models, batch: Batch, cfg: TrainConfig, algo: Algorithm) -> tu
 
 
 def rollout_metrics(trajectories: list[Trajectory]) -> dict[str, float]:
+    """The step's returns, successes and lengths, and the mean of every metric the env reported (`env/NAME`,
+    e.g. LongWrite's length and checklist scores, Execution's correct turns)."""
     returns = np.array([t.total_reward for t in trajectories], dtype=float)
     return {"charts/reward_mean": float(returns.mean()), "charts/reward_std": float(returns.std()),
             "charts/success_rate": float(np.mean([bool(t.success) for t in trajectories])),
             "charts/episode_turns": float(np.mean([len(t.turns) for t in trajectories])),
-            "charts/episodes": float(len(trajectories))}
+            "charts/episodes": float(len(trajectories)),
+            **{f"env/{k}": v for k, v in mean_env_metrics(trajectories).items()}}
 
 
 def perf_metrics(trajectories: list[Trajectory], batch: Batch, rows: torch.Tensor, cfg: TrainConfig,
