@@ -143,18 +143,20 @@ def replay(trajectories: list[Trajectory], state: CreditState) -> tuple[list[Tra
 
 
 def shaped_turn_rewards(trajectories: list[Trajectory], batch: Batch, cfg: RewardsConfig,
-                        decode: Callable[[list[int]], str] | None = None) -> tuple[Tensor, Tensor | None, Metrics]:
+                        decode: Callable[[list[int]], str] | None = None,
+                        sources: Any = None) -> tuple[Tensor, Tensor | None, Metrics]:
     """Per-turn rewards (N, K) from the named components, gated (G-RA) then mixed; the env's when none are set.
 
     Also the span components' weighted, gated scores on their spans' last tokens `(B, T)` (None without span
-    components); the turn rewards already hold their per-turn sums.
+    components); the turn rewards already hold their per-turn sums. `sources` (`train/reward_sources.py`)
+    scores the judge components.
     """
     if not cfg.components:
         return batch.turn_rewards, None, {}
     names = [c.name for c in cfg.components]
     weights = [c.weight for c in cfg.components]
-    comps = segment_rewards.components(trajectories, names, batch.turn_rewards.shape[1], decode)  # (C, N, K)
-    metrics: Metrics = {}
+    comps = segment_rewards.components(trajectories, names, batch.turn_rewards.shape[1], decode, sources)  # (C, N, K)
+    metrics: Metrics = sources.metrics() if sources is not None else {}
     open_ = torch.ones(comps.shape[:2], dtype=torch.bool)  # (C, N)
     if cfg.gates is not None:
         open_ = gate_open(comps, batch.turn_mask, cfg.gates)

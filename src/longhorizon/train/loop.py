@@ -54,6 +54,7 @@ from longhorizon.train.memory import release_memory
 from longhorizon.train.metrics import peak_memory_mb, read_records
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
 from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
+from longhorizon.train.reward_sources import RewardSources
 from longhorizon.train.rewards import RewardNormalizer
 from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, write_trajectories
 from longhorizon.train.update import minibatch_backward
@@ -100,6 +101,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
     policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
     normalizer = RewardNormalizer(cfg.algorithm.reward_norm, cfg.algorithm.reward_clip)
     credit_state = exploration.CreditState.from_config(cfg)  # EPO history, SIREN anchor, ARPO replay
+    sources = RewardSources.build(cfg.algorithm.rewards.components, session.path, cfg.dtype)  # judges, if any
     step, position = session.start(Resumable(models, optimizer, scheduler, normalizer, sampler, strategy, credit_state))
     sampler.sync_weights(models.model)  # vllm: the engine starts from the trainer's weights (LoRA, a checkpoint)
     pool = RolloutPool(WorkerSpec.from_config(cfg), cfg.rollout) if cfg.rollout.workers else None  # Ray workers
@@ -123,7 +125,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
         batch = collate(trajectories, strategy, models.tokenizer.pad_token_id)
         decode = lambda ids: models.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731 (span rewards' text)
         batch.turn_rewards, batch.span_rewards, reward_metrics = exploration.shaped_turn_rewards(
-            trajectories, batch, cfg.algorithm.rewards, decode)
+            trajectories, batch, cfg.algorithm.rewards, decode, sources)
         batch.turn_rewards = normalizer(batch.turn_rewards, batch.turn_mask)
         t_score = time.perf_counter()
         batch, score_metrics = score(models, batch, cfg, algo)
@@ -170,6 +172,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
 
     if pool:
         pool.close()
+    sources.close()
     return session.finish(step)
 
 

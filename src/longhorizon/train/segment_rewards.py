@@ -6,7 +6,9 @@ Turn functions (`SEGMENT_REWARDS`) take a `Trajectory` and return one score per 
 - "env": the env's own turn reward;
 - "success": 1 on the last turn of an episode the env calls a success, else 0 (the outcome level for G-RA);
 - "correct": 1 on a turn whose info says `correct`, else 0;
-- "format": -1 on a turn whose info carries an `error` (bad or illegal action), else 0.
+- "format": -1 on a turn whose info carries an `error` (bad or illegal action), else 0;
+- "checklist": ACE-RL's checklist reward (constraints met x length score) on the last turn of an episode whose
+  env reports a checklist (LongWrite-v0; `feedback/checklist.py`), else 0.
 
 Span functions (`SPAN_REWARDS`) score spans inside the agent's turns, found by a
 rule, as Fine-Grained RLHF scores sub-sentences and sentences (Wu et al. 2023,
@@ -18,6 +20,9 @@ character (exclusive) in that turn's text.
   whose text (case and spacing folded) already appeared earlier in the
   episode: the degenerate repetition long generations fall into.
 
+Judges (`train/reward_sources.py`: "judge", "judge_pairwise") score the
+whole batch with a model and put each episode's score on its last turn.
+
 The trainer stacks every component's per-turn totals into `(C, N, K)`
 (`components`), gates them by priority (G-RA) and mixes them with weights into
 dense per-turn rewards (`algorithms.turn_credit`). Span scores are also placed
@@ -27,7 +32,7 @@ on their spans' last tokens (`span_token_rewards`) for the token-level methods.
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -56,11 +61,22 @@ def format_penalty(traj: Trajectory) -> list[float]:
     return [-1.0 if t.info.get("error") else 0.0 for t in traj.turns]
 
 
+def checklist(traj: Trajectory) -> list[float]:
+    """ACE-RL's checklist reward on the last turn, for envs whose last info carries a checklist (LongWrite-v0)."""
+    scores = [0.0] * len(traj.turns)
+    if scores and "checklist" in traj.turns[-1].info:
+        from longhorizon.feedback.checklist import checklist_reward
+
+        scores[-1] = checklist_reward(traj.turns[-1].info)[0]
+    return scores
+
+
 SEGMENT_REWARDS: dict[str, SegmentReward] = {
     "env": env_reward,
     "success": success,
     "correct": correct,
     "format": format_penalty,
+    "checklist": checklist,
 }
 
 
@@ -104,15 +120,19 @@ SPAN_REWARDS: dict[str, SpanReward] = {
 
 
 def components(trajectories: list[Trajectory], names: Sequence[str], turns: int,
-               decode: Callable[[list[int]], str] | None = None) -> Tensor:
+               decode: Callable[[list[int]], str] | None = None, sources: Any = None) -> Tensor:
     """Per-turn scores of each named function `(C, N, K)`, K = `turns` (0 past an episode's end).
 
-    A span function's turn score is the sum of its spans' scores in that turn (`decode` turns ids into text).
+    A span function's turn score is the sum of its spans' scores in that turn (`decode` turns ids into text);
+    a judge's come from `sources` (`train/reward_sources.RewardSources`), which scores the whole batch.
     """
     out = torch.zeros(len(names), len(trajectories), turns)
     for c, name in enumerate(names):
+        batch_scores = sources.scores(name, trajectories) if sources is not None and name in sources.judges else None
         for i, traj in enumerate(trajectories):
-            if name in SPAN_REWARDS:
+            if batch_scores is not None:
+                scores = batch_scores[i]
+            elif name in SPAN_REWARDS:
                 scores = [sum(s for _, s in spans) for spans in SPAN_REWARDS[name](turn_texts(traj, decode))]
             else:
                 scores = SEGMENT_REWARDS[name](traj)

@@ -177,8 +177,10 @@ def check_setup(cfg: TrainConfig) -> None:
         from longhorizon.train.offline import decided_pairs
 
         decided_pairs(cfg.preferences)  # a missing or malformed pairs file, or only ties
-    if cfg.model not in MODEL_LOADERS and not (Path(cfg.model) / "config.json").exists():
-        raise UserError(f"model: unknown model {cfg.model!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
+    for key, spec in [("model", cfg.model)] + [(f"algorithm.rewards.components[{i}].model", c.model)
+                                               for i, c in enumerate(cfg.algorithm.rewards.components) if c.model]:
+        if spec not in MODEL_LOADERS and not (Path(spec) / "config.json").exists():
+            raise UserError(f"{key}: unknown model {spec!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
 
 
 def seed_everything(seed: int) -> None:

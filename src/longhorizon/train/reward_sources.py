@@ -1,0 +1,119 @@
+"""Reward components that need a model or a whole group: generative judges, by name in `algorithm.rewards`.
+
+    algorithm:
+      rewards:
+        components:
+          - {name: env}
+          - {name: checklist, weight: 0.5}                            # a turn function (segment_rewards.py)
+          - {name: judge, model: smollm2-135m, weight: 0.5}           # pointwise judge, 0..1 on the last turn
+          - {name: judge_pairwise, model: runs/judge/model, weight: 1}  # Think-RM over each task's group
+
+Each source returns per-turn scores for every episode (the judgement sits on the
+episode's last turn), so it mixes, gates (G-RA) and logs (`rewards/return_NAME`)
+like every other component:
+
+- "judge": the pointwise rubric judge's score in [0, 1] (`feedback/judges.py`).
+- "judge_pairwise": Think-RM's pairwise RLHF reward over a group (methods-2.md
+  §1): for every two episodes i < j of a task (same group id) the judge gives
+  s_ij (A = y_i, B = y_j, negative when A is better); d_ij = -s_ij, d_ji = s_ij,
+  and episode i's score is (1/(G-1)) sum_{j != i} d_ij / 3, in [-1, 1]. With
+  GRPO on this component alone, the group-normalised advantage is Think-RM's up
+  to its denominator (`algorithms.PAIRWISE_ADVANTAGES["think_rm"]` is the exact
+  form); mixing it with other components is ours. G(G-1)/2 judge calls per task.
+
+The judge model is loaded once (a registered name or a model directory), frozen,
+in the training dtype; it judges greedily by default. Its outputs are cached in
+RUN_DIR/judge_cache.sqlite by content hash, so a resumed run does not pay twice.
+Metrics: `rewards/judge_parsed_frac` (the step's judge outputs that held a
+usable verdict) and `rewards/judge_cache_hits` (the step's verdicts read from the cache).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from longhorizon.feedback.judges import Judge, JudgeCache, Verdict, episode_text
+from longhorizon.models import SamplingParams, TransformersSampler, load_model
+from longhorizon.types import Trajectory
+
+Metrics = dict[str, float]
+
+
+def last_turn(traj: Trajectory, value: float) -> list[float]:
+    scores = [0.0] * len(traj.turns)
+    if scores:
+        scores[-1] = value
+    return scores
+
+
+def pointwise_scores(judge: Judge, trajectories: list[Trajectory]) -> tuple[list[list[float]], list[Verdict]]:
+    verdicts = judge.rate([episode_text(t) for t in trajectories])
+    return [last_turn(t, v.score) for t, v in zip(trajectories, verdicts)], verdicts
+
+
+def pairwise_scores(judge: Judge, trajectories: list[Trajectory]) -> tuple[list[list[float]], list[Verdict]]:
+    """Think-RM over each group: score_i = (1/(G-1)) sum_j d_ij / 3 with d_ij = -s(A = y_i, B = y_j)."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, t in enumerate(trajectories):
+        groups[t.group_id].append(i)
+    pairs = [(i, j) for ids in groups.values() for a, i in enumerate(ids) for j in ids[a + 1:]]
+    texts = [episode_text(t) for t in trajectories]
+    verdicts = judge.compare([(texts[i][0], texts[i][1], texts[j][1]) for i, j in pairs])
+    d = defaultdict(float)
+    for (i, j), v in zip(pairs, verdicts):
+        d[i] -= v.score  # Hong et al. 2025, batch_pref.py: d_ij = -s_ij, d_ji = +s_ij
+        d[j] += v.score
+    size = {i: len(ids) for ids in groups.values() for i in ids}
+    return [last_turn(t, d[i] / max(size[i] - 1, 1) / 3) for i, t in enumerate(trajectories)], verdicts
+
+
+BATCH_REWARDS: dict[str, Callable[[Judge, list[Trajectory]], tuple[list[list[float]], list[Verdict]]]] = {
+    "judge": pointwise_scores,
+    "judge_pairwise": pairwise_scores,
+}
+
+
+@dataclass
+class RewardSources:
+    """The judges of a run's reward components, built once, with their shared cache."""
+
+    judges: dict[str, Judge] = field(default_factory=dict)
+    cache: JudgeCache | None = None
+    last: dict[str, list[Verdict]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, components: list[Any], run_dir: Path | None, dtype: str = "float32") -> "RewardSources":
+        wanted = [c for c in components if c.name in BATCH_REWARDS]
+        if not wanted:
+            return cls()
+        cache = JudgeCache(Path(run_dir) / "judge_cache.sqlite") if run_dir is not None else None
+        loaded: dict[str, Any] = {}
+        judges = {}
+        for c in wanted:
+            lm = loaded.setdefault(c.model, load_model(c.model, dtype))
+            lm.model.eval().requires_grad_(False)
+            params = SamplingParams(temperature=c.temperature, max_new_tokens=c.max_new_tokens, seed=0)
+            sampler = TransformersSampler(lm.model, lm.tokenizer, params, kv_cache_bytes=0)
+            judges[c.name] = Judge(sampler, name=f"{c.model}", cache=cache, max_chars=c.max_chars)
+        return cls(judges, cache)
+
+    def scores(self, name: str, trajectories: list[Trajectory]) -> list[list[float]]:
+        out, self.last[name] = BATCH_REWARDS[name](self.judges[name], trajectories)
+        return out
+
+    def metrics(self) -> Metrics:
+        verdicts = [v for vs in self.last.values() for v in vs]
+        if not verdicts:
+            return {}
+        hits = float(self.cache.hits if self.cache else 0)
+        if self.cache:
+            self.cache.hits = self.cache.misses = 0  # per step
+        self.last = {}
+        return {"judge_parsed_frac": sum(v.parsed for v in verdicts) / len(verdicts), "judge_cache_hits": hits}
+
+    def close(self) -> None:
+        if self.cache:
+            self.cache.close()
