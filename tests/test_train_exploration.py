@@ -238,13 +238,13 @@ def test_eapo_credit_normalises_over_all_rounds_of_a_task():
 
 def test_segment_rewards_score_each_turn_and_mix_with_weights():
     from longhorizon.train.config import AlgorithmConfig
-    from longhorizon.train.segment_rewards import SEGMENT_REWARDS, components
+    from longhorizon.train.segment_rewards import components
     from longhorizon.types import Trajectory, Turn
 
     turns = [Turn("o", "a", reward=0.5, info={"correct": True}), Turn("o", "b", reward=0.0, info={"error": "bad"})]
     won = Trajectory(env_id="e", seed=0, turns=turns, success=True)
     lost = Trajectory(env_id="e", seed=1, turns=turns[:1], success=False)
-    comps = components([won, lost], list(SEGMENT_REWARDS), 2)  # env, success, correct, format
+    comps = components([won, lost], ["env", "success", "correct", "format"], 2)
     expected = [[[0.5, 0.0], [0.5, 0.0]], [[0.0, 1.0], [0.0, 0.0]], [[1.0, 0.0], [1.0, 0.0]], [[0.0, -1.0], [0.0, 0.0]]]
     torch.testing.assert_close(comps, torch.tensor(expected))
     cfg = AlgorithmConfig.model_validate({"rewards": {"components": [{"name": "success"}, {"name": "format", "weight": 0.5}],
