@@ -280,6 +280,11 @@ def test_config_refuses_sft_without_demonstrations_and_rl_options(tmp_path, demo
             sft_cfg(tmp_path, demos_file, bad)
 
 
+def test_demonstrations_of_held_out_seeds_are_refused(tmp_path, demos_file):
+    with pytest.raises(UserError, match="held-out eval seeds"):
+        train(sft_cfg(tmp_path, demos_file, "eval.episodes=4", "eval.seed=4"))
+
+
 def test_tokens_of_another_tokenizer_are_refused(tiny, tmp_path):
     traj = hand_trajectory(tiny.tokenizer)
     traj.turns[1].action_ids = [len(tiny.tokenizer) + 5]  # not in this vocabulary

@@ -77,6 +77,15 @@ def _demonstration(row: Any, path: Path, i: int) -> Demonstration:
     return {"messages": messages, "tools": row.get("tools")}
 
 
+def check_held_out(demos: list[Demonstration], env_id: str, seeds: range, path: str) -> None:
+    """Demonstrations of the held-out tasks (same env, a held-out seed) would leak the eval's answers."""
+    leaked = sorted({d.seed for d in demos if isinstance(d, Trajectory) and d.env_id == env_id and d.seed in seeds})
+    if leaked:
+        raise UserError(f"demonstrations: {path} holds episodes of held-out eval seeds ({', '.join(map(str, leaked[:3]))}"
+                        f"{', ...' if len(leaked) > 3 else ''}); write demonstrations with other seeds (`longhorizon demos"
+                        " --seed`) or move eval.seed")
+
+
 # ------------------------------------------------------------------ rows
 
 

@@ -178,9 +178,10 @@ def check_setup(cfg: TrainConfig) -> None:
 
         decided_pairs(cfg.preferences)  # a missing or malformed pairs file, or only ties
     if cfg.algorithm.name in SUPERVISED:
-        from longhorizon.train.demonstrations import read_demonstrations
+        from longhorizon.train.demonstrations import check_held_out, read_demonstrations
 
-        read_demonstrations(cfg.demonstrations)  # a missing or malformed demonstrations file
+        held_out = range(cfg.eval.seed, cfg.eval.seed + cfg.eval.episodes)  # a missing or malformed file, a leak
+        check_held_out(read_demonstrations(cfg.demonstrations), cfg.eval.env_id, held_out, cfg.demonstrations)
     if cfg.model not in MODEL_LOADERS and not (Path(cfg.model) / "config.json").exists():
         raise UserError(f"model: unknown model {cfg.model!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
 
