@@ -521,7 +521,8 @@ def print_train_summary(result: Any, cfg: Any = None) -> None:
 
 def horizon_command(cfg: Any, model: Path) -> str:
     """The `longhorizon eval` that measures the trained model's horizon curve on the training task family:
-    the training knobs, with the horizon knob swept over powers of 2 up to 4x the training horizon."""
+    the training knobs, with the horizon knob swept over powers of 2 up to 4x the training horizon, on the
+    held-out seeds (training tasks and demonstrations use seeds from 0)."""
     from longhorizon.eval.config import horizon_knob
 
     knob = horizon_knob(cfg.env_id)
@@ -533,7 +534,7 @@ def horizon_command(cfg: Any, model: Path) -> str:
     parts = [f"longhorizon eval --model {model} --env {cfg.env_id}", knobs, f"--horizons {horizons}" if knob else "",
              f"--context {cfg.context}" if cfg.context != "full" else "", f"--max-new-tokens {cfg.max_new_tokens}",
              f"--dtype {'bfloat16' if cfg.dtype == 'bfloat16' or cfg.autocast_bf16 else 'float32'}",
-             f"--out {Path(cfg.run_dir) / 'horizon'}"]
+             f"--seed {cfg.eval.seed}", f"--out {Path(cfg.run_dir) / 'horizon'}"]  # held-out seeds, as the run's eval
     return " ".join(p for p in parts if p)
 
 
