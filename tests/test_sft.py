@@ -182,6 +182,16 @@ def test_messages_dataset_directory_and_jsonl(tiny, tmp_path):
         assert learned == [f"{k}<|im_end|>" for k in range(3)]
 
 
+def test_training_on_a_messages_file(tmp_path):
+    rows = [{"messages": [{"role": "user", "content": f"say {k}"}, {"role": "assistant", "content": str(k)}]}
+            for k in range(4)]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = train(sft_cfg(tmp_path, tmp_path / "c.jsonl", "steps=1", "tasks_per_step=4"))
+    (step,) = [r for r in read_records(result.run_dir) if "losses/sft_loss" in r]
+    assert step["charts/rows_trained"] == 4 and step["losses/tokens"] == 8  # "k<|im_end|>" each
+    assert math.isfinite(step["losses/sft_loss"]) and step["losses/sft_loss"] > 0
+
+
 # ------------------------------------------------------------------ the loss
 
 
