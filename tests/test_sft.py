@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from longhorizon.algorithms.supervised import sft_loss
 from longhorizon.cli import app
 from longhorizon.context import make_strategy
+from longhorizon.envs import list_envs
 from longhorizon.errors import UserError
 from longhorizon.models import load_model
 from longhorizon.models.sampler import Generation, SamplingParams
@@ -148,6 +149,16 @@ def test_tool_env_demonstrations_use_the_env_call_format(tiny, tmp_path):
     (rows,) = demonstration_samples(demos, strategy("window"), tiny.tokenizer, "vending")
     learned = tiny.tokenizer.decode([i for r in rows for i, m in zip(r.input_ids, r.loss_mask) if m])
     assert learned.startswith("<tool_call>") and '"name"' in learned
+
+
+@pytest.mark.parametrize("env", list_envs())
+def test_every_env_oracle_demonstration_replays_into_full_rows(tiny, env):
+    (demo,) = oracle_demonstrations(env, 1, {})
+    (rows,) = demonstration_samples([demo], strategy("full"), tiny.tokenizer, env)
+    (row,) = rows
+    learned = [tiny.tokenizer.decode([i for i, m, t in zip(row.input_ids, row.loss_mask, row.token_turns) if m and t == k],
+                                     skip_special_tokens=True) for k in range(len(demo.turns))]
+    assert demo.success and all(turn.action.endswith(text) and text for turn, text in zip(demo.turns, learned))
 
 
 # ------------------------------------------------------------------ conversations
