@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from longhorizon.cli import app
 from longhorizon.errors import UserError
 from longhorizon.train import ALGORITHMS, TrainConfig, load_config
-from longhorizon.train.config import (NASH, OFFLINE_PREFERENCE, ONLINE_PREFERENCE, resolved_aggregation, resolved_clip_eps,
+from longhorizon.train.config import (NASH, OFFLINE_PREFERENCE, ONLINE_PREFERENCE, SUPERVISED, resolved_aggregation, resolved_clip_eps,
                                       run_config)
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -69,7 +69,7 @@ def test_algorithm_defaults_resolve_in_one_place():
 
 def test_every_recipe_loads_and_every_algorithm_has_one():
     names = {load_config(path).algorithm.name for path in RECIPES.glob("*.yaml")}
-    preference = set(OFFLINE_PREFERENCE) | set(ONLINE_PREFERENCE) | set(NASH)
+    preference = set(OFFLINE_PREFERENCE) | set(ONLINE_PREFERENCE) | set(NASH) | set(SUPERVISED)
     assert (RECIPES / "quickstart.yaml").exists() and names == set(ALGORITHMS) | preference
 
 

@@ -1,4 +1,4 @@
-"""The `longhorizon` command: envs, play, eval, train, view, feedback, prefs.
+"""The `longhorizon` command: envs, play, eval, train, view, feedback, prefs, demos.
 
 Every user mistake (unknown env or model, bad option value, missing package,
 unwritable output directory) prints one line `error: ...` and exits with
@@ -521,7 +521,8 @@ def print_train_summary(result: Any, cfg: Any = None) -> None:
 
 def horizon_command(cfg: Any, model: Path) -> str:
     """The `longhorizon eval` that measures the trained model's horizon curve on the training task family:
-    the training knobs, with the horizon knob swept over powers of 2 up to 4x the training horizon."""
+    the training knobs, with the horizon knob swept over powers of 2 up to 4x the training horizon, on the
+    held-out seeds (training tasks and demonstrations use seeds from 0)."""
     from longhorizon.eval.config import horizon_knob
 
     knob = horizon_knob(cfg.env_id)
@@ -533,7 +534,7 @@ def horizon_command(cfg: Any, model: Path) -> str:
     parts = [f"longhorizon eval --model {model} --env {cfg.env_id}", knobs, f"--horizons {horizons}" if knob else "",
              f"--context {cfg.context}" if cfg.context != "full" else "", f"--max-new-tokens {cfg.max_new_tokens}",
              f"--dtype {'bfloat16' if cfg.dtype == 'bfloat16' or cfg.autocast_bf16 else 'float32'}",
-             f"--out {Path(cfg.run_dir) / 'horizon'}"]
+             f"--seed {cfg.eval.seed}", f"--out {Path(cfg.run_dir) / 'horizon'}"]  # held-out seeds, as the run's eval
     return " ".join(p for p in parts if p)
 
 
@@ -657,6 +658,32 @@ def prefs_build_cmd(
                   f"{summary.get('identical', 0)} identical skipped) from {summary['episodes']} episodes, "
                   f"mean return {summary['mean_return']:.3f}", highlight=False)
     console.print(f"pairs: {Path(cfg.out) / 'feedback' / 'preferences.jsonl'}")
+
+
+# --------------------------------------------------------------------- demos
+@app.command("demos")
+@user_errors
+def demos_cmd(
+    env_id: str = typer.Argument(..., help="registered env id, e.g. longhorizon/Execution-v0 (see `longhorizon envs`)"),
+    episodes: int = typer.Option(..., "--episodes", min=1, help="oracle episodes (env seeds SEED .. SEED + N - 1)"),
+    out: Path = typer.Option(..., "--out", help="trajectories JSONL file to write"),
+    set_: list[str] = typer.Option([], "--set", help="env knob KEY=VALUE (repeatable), e.g. dict_size=10"),
+    seed: int = typer.Option(0, "--seed", help="env seed of the first episode (keep clear of the held-out eval seeds, 1000000 on)"),
+    wrap: list[str] = typer.Option([], "--wrap", help="feedback wrapper NAME[:k=v,...] (repeatable)"),
+) -> None:
+    """Write the env's oracle episodes as demonstrations for `algorithm: {name: sft}` (`demonstrations: OUT`)."""
+    from longhorizon.rollout.demos import oracle_demonstrations
+    from longhorizon.rollout.runner import make_env
+    from longhorizon.train.session import write_trajectories
+
+    knobs, wrappers = parse_assignments(set_, "--set"), parse_wrappers(wrap)
+    make_env(env_id, knobs, wrappers).close()  # unknown env, bad knobs or wrappers: one line
+    trajectories = oracle_demonstrations(env_id, episodes, knobs, seed, wrappers)
+    write_trajectories(out, trajectories)
+    turns = sum(len(t.turns) for t in trajectories)
+    success = sum(bool(t.success) for t in trajectories)
+    console.print(f"{len(trajectories)} oracle episodes ({turns} turns, {success} solved) of {env_id}: {out}",
+                  highlight=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover

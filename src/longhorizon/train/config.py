@@ -39,7 +39,7 @@ from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_fiel
 from longhorizon.train.credit_config import EntropyConfig, ReplayConfig, RewardsConfig
 
 AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo", "online_dpo", "dno", "inpo",
-                        "p3o_v1", "p3o_v2", "nash_md", "nash_mp"]
+                        "p3o_v1", "p3o_v2", "nash_md", "nash_mp", "sft"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
 
 # Per-algorithm defaults for the fields left as None (see `resolved_*`).
@@ -58,6 +58,8 @@ ONLINE_PREFERENCE = {"online_dpo": "dpo", "dno": "dno", "inpo": "inpo", "p3o_v1"
 # The Nash games, policy episodes against opponent episodes (`train/nash.py`): Nash-MD's opponents come from the
 # geometric mixture of policy and reference, Nash-MP's from the policy before and after a mirror-prox half-step.
 NASH = ("nash_md", "nash_mp")
+# Supervised fine-tuning on a fixed set of demonstrations (`demonstrations`), trained by `train/sft.py`.
+SUPERVISED = ("sft",)
 # Contexts whose episodes split into several rows (chunks / turns) that the paper normalises per trace
 # (Delethink, seq-mean-token-norm-trace-length); they default to "trace-length" whatever the algorithm.
 TRACE_CONTEXTS = ("markovian",)
@@ -70,7 +72,7 @@ class Section(BaseModel):
 class AlgorithmConfig(Section):
     """Which RL algorithm, its credit assignment and its regularisers."""
 
-    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo (RL on the env); dpo or ipo (offline, on `preferences`); online_dpo, dno, inpo, p3o_v1 or p3o_v2 (on verifier-labelled pairs of the policy's episodes); nash_md or nash_mp (the policy's episodes against opponents')")
+    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo (RL on the env); dpo or ipo (offline, on `preferences`); online_dpo, dno, inpo, p3o_v1 or p3o_v2 (on verifier-labelled pairs of the policy's episodes); nash_md or nash_mp (the policy's episodes against opponents'); sft (supervised, on `demonstrations`)")
     group_size: int = Field(4, ge=1, description="G: episodes sampled per task (group methods compare them)")
     scale_by_std: bool = Field(True, description="grpo: divide by the group std (false = Dr.GRPO)")
     clip_eps: float | None = Field(None, gt=0, description="PPO clip epsilon; None = 0.1 for loop, 0.2 otherwise (resolved at validation)")
@@ -209,6 +211,7 @@ class TrainConfig(Section, ContextSettings):
     save_final_model: bool = Field(True, description="at the end, write a loadable HF model directory to RUN_DIR/model (LoRA merged; in bf16 when trained with dtype bfloat16 or autocast_bf16)")
     run_dir: str = Field("runs/train", description="the run directory")
     preferences: str | None = Field(None, description="dpo, ipo: the preference pairs: a JSONL file, a `longhorizon prefs build` directory, or a datasets directory in TRL's format (save_to_disk)")
+    demonstrations: str | None = Field(None, description="sft: the demonstrations: a trajectories JSONL file (`longhorizon demos`), or a JSONL file / datasets directory (save_to_disk) of conversations in TRL's `messages` format")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="algorithm and credit assignment")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA adapters (off = full fine-tune)")
@@ -270,10 +273,19 @@ class TrainConfig(Section, ContextSettings):
         return self
 
     @model_validator(mode="after")
+    def _sft_needs_demonstrations(self) -> "TrainConfig":
+        if self.algorithm.name in SUPERVISED and not self.demonstrations:
+            raise ValueError("sft trains on demonstrations: set demonstrations to a trajectories file "
+                             "(e.g. `longhorizon demos ENV --episodes N --out FILE`) or a `messages` dataset")
+        if self.algorithm.name in SUPERVISED and self.algorithm.kl_coef > 0:
+            raise ValueError("sft does not use algorithm.kl_coef (an RL option): remove it")
+        return self
+
+    @model_validator(mode="after")
     def _preference_loops_take_no_rl_options(self) -> "TrainConfig":
         """The preference loops (train/offline.py, train/online.py) have no Ray workers, entropy methods, reward
         shaping or replay: refuse those options rather than ignore them."""
-        if self.algorithm.name not in (*OFFLINE_PREFERENCE, *ONLINE_PREFERENCE, *NASH):
+        if self.algorithm.name not in (*OFFLINE_PREFERENCE, *ONLINE_PREFERENCE, *NASH, *SUPERVISED):
             return self
         ignored = {"rollout.workers": self.rollout.workers != 0,
                    "algorithm.entropy.method": self.algorithm.entropy.method != "none",

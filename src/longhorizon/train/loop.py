@@ -48,7 +48,7 @@ from longhorizon.store import first_missing
 from longhorizon.train import exploration
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches, with_credit
 from longhorizon.train.checkpoint import Resumable, latest_checkpoint
-from longhorizon.train.config import NASH, OFFLINE_PREFERENCE, ONLINE_PREFERENCE, TrainConfig
+from longhorizon.train.config import NASH, OFFLINE_PREFERENCE, ONLINE_PREFERENCE, SUPERVISED, TrainConfig
 from longhorizon.train.credit import ALGORITHMS, Algorithm
 from longhorizon.train.memory import release_memory
 from longhorizon.train.metrics import peak_memory_mb, read_records
@@ -89,6 +89,10 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
         from longhorizon.train.nash import train_nash
 
         return train_nash(cfg, resume=resume, on_log=on_log)
+    if cfg.algorithm.name in SUPERVISED:  # sft: a fixed set of demonstrations
+        from longhorizon.train.sft import train_sft
+
+        return train_sft(cfg, resume=resume, on_log=on_log)
     session = Session.open(cfg, resume, on_log)
     algo = ALGORITHMS[cfg.algorithm.name]
     strategy = session.strategy

@@ -31,7 +31,7 @@ from longhorizon.errors import UserError
 from longhorizon.io import atomic_dir, atomic_write
 from longhorizon.store import RunDir
 from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
-from longhorizon.train.config import OFFLINE_PREFERENCE, TrainConfig
+from longhorizon.train.config import OFFLINE_PREFERENCE, SUPERVISED, TrainConfig
 from longhorizon.train.evaluate import held_out_eval
 from longhorizon.train.memory import tune_malloc
 from longhorizon.train.metrics import MetricsLog, plot_curves, read_records
@@ -152,7 +152,7 @@ def prepare_run_dir(cfg: TrainConfig, resume: bool) -> RunDir:
 
 def check_setup(cfg: TrainConfig) -> None:
     """Fail fast, before any model loads: unknown env, bad knobs or wrappers, unknown context strategy or model,
-    unreadable preference pairs (dpo, ipo)."""
+    unreadable preference pairs (dpo, ipo) or demonstrations (sft)."""
     import gymnasium as gym
 
     from longhorizon.envs.core.knobs import KnobError
@@ -177,6 +177,11 @@ def check_setup(cfg: TrainConfig) -> None:
         from longhorizon.train.offline import decided_pairs
 
         decided_pairs(cfg.preferences)  # a missing or malformed pairs file, or only ties
+    if cfg.algorithm.name in SUPERVISED:
+        from longhorizon.train.demonstrations import check_held_out, read_demonstrations
+
+        held_out = range(cfg.eval.seed, cfg.eval.seed + cfg.eval.episodes)  # a missing or malformed file, a leak
+        check_held_out(read_demonstrations(cfg.demonstrations), cfg.eval.env_id, held_out, cfg.demonstrations)
     for key, spec in [("model", cfg.model)] + [(f"algorithm.rewards.components[{i}].model", c.model)
                                                for i, c in enumerate(cfg.algorithm.rewards.components) if c.model]:
         if spec not in MODEL_LOADERS and not (Path(spec) / "config.json").exists():
