@@ -16,13 +16,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from longhorizon.config_io import apply_overrides, read_yaml, set_key, validate
 from longhorizon.context.settings import ContextSettings, context_field, context_options_field
 from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_field, sampler_field, vllm_field
 
 AUTO = "auto"
+
+
+class BestOfSettings(BaseModel):
+    """Reward-guided best-of-N at every turn (`rollout/best_of_n.py`): N candidates, the scorer's favourite runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(4, ge=1, description="candidate actions sampled per episode and turn")
+    scorer: Literal["judge", "trlm", "implicit"] = Field(description="judge (pointwise rubric judge), trlm (time-reversal score of the observation given the candidate), implicit (beta * (log pi_model - log pi_policy), e.g. a DPO-trained model)")
+    model: str | None = Field(None, description="the scorer's model (a registered name or a model directory); None = the policy's own model (judge, trlm); implicit needs one")
+    beta: float = Field(1.0, gt=0, description="implicit: beta of the implicit reward")
+    max_new_tokens: int = Field(256, ge=1, description="judge: tokens the judge may write")
+
+    @model_validator(mode="after")
+    def _implicit_needs_a_model(self) -> "BestOfSettings":
+        if self.scorer == "implicit" and not self.model:
+            raise ValueError("best_of.scorer implicit needs best_of.model (e.g. a DPO-trained model directory)")
+        return self
 
 
 class EvalConfig(ContextSettings):
@@ -50,8 +68,15 @@ class EvalConfig(ContextSettings):
     prefill: bool = Field(True, description="pre-fill the env's response prefix (e.g. <answer>) in each model turn")
     s: float = Field(0.5, gt=0, lt=1, description="success threshold for the horizon length H_s")
     seed: int = Field(0, ge=0, description="episode i of every horizon uses env seed `seed + i`; also the sampling seed")
+    best_of: BestOfSettings | None = Field(None, description="reward-guided best-of-N at every turn: {n, scorer, model} (None = one sample)")
     every: int = Field(0, ge=0, description="training only: evaluate every this many steps (0 = only before and after training)")
     run_dir: str = Field("runs/eval", description="longhorizon eval only: the run directory to write")
+
+    @model_validator(mode="after")
+    def _best_of_with_transformers(self) -> "EvalConfig":
+        if self.best_of is not None and self.sampler != "transformers":
+            raise ValueError("best_of scores candidates with transformers models: use sampler: transformers")
+        return self
 
     @field_validator("horizons")
     @classmethod

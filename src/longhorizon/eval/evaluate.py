@@ -149,13 +149,20 @@ def make_policy(cfg: EvalConfig) -> Any:
     from longhorizon.rollout import model_policy
 
     scripted = scripted_policy(cfg.model, cfg.seed)
+    if scripted is not None and cfg.best_of is not None:
+        raise UserError(f"best_of needs a model policy, not {cfg.model!r}")
     if scripted is not None:
         return scripted
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                             stop=tuple(cfg.stop), seed=cfg.seed)
     strategy = make_strategy(cfg.context, **cfg.context_options)
-    return model_policy(cfg.model, strategy, params, dtype=cfg.dtype, prefill=cfg.prefill, sampler=cfg.sampler,
-                        vllm=cfg.vllm, kv_cache_mb=cfg.kv_cache_mb)
+    policy = model_policy(cfg.model, strategy, params, dtype=cfg.dtype, prefill=cfg.prefill, sampler=cfg.sampler,
+                          vllm=cfg.vllm, kv_cache_mb=cfg.kv_cache_mb)
+    if cfg.best_of is not None:  # reward-guided best-of-N at every turn
+        from longhorizon.rollout.best_of_n import best_of
+
+        return best_of(policy, cfg.best_of, cfg.dtype)
+    return policy
 
 
 # ------------------------------------------------------------------ the run directory: partial runs, resume

@@ -33,6 +33,10 @@ def held_out_eval(cfg: TrainConfig, sampler: Any, strategy: ContextStrategy) -> 
     params = SamplingParams(temperature=ecfg.temperature, top_p=ecfg.top_p, max_new_tokens=ecfg.max_new_tokens,
                             stop=tuple(ecfg.stop), seed=ecfg.seed)
     policy = ModelPolicy(sampler.with_params(params), strategy, prefill=ecfg.prefill)
+    if ecfg.best_of is not None:  # reward-guided best-of-N at every turn
+        from longhorizon.rollout.best_of_n import best_of
+
+        policy = best_of(policy, ecfg.best_of, ecfg.dtype)
     trajectories, summary = run_horizon_eval(ecfg, policy)
     return trajectories, eval_metrics(trajectories, summary)
 
