@@ -4,7 +4,7 @@
     rm.score_episodes(trajectories, systems)        # [r(episode)], no grad, batched
     rm.score_turns(trajectories, systems)           # [[r(prefix through turn k's action)] per episode]
     pm = load_preference_model("runs/pm-quickstart/model")
-    pm.prob(context, a, b)                          # P(a > b | context); 1 - pm.prob(context, b, a) exactly
+    pm.prob(context, a, b)                          # P(a > b | context) = 1 - pm.prob(context, b, a)
 
 Both are Hugging Face `AutoModelForSequenceClassification` models with `num_labels=1`
 (for llama-family models `LlamaForSequenceClassification`: the LM's trunk and a bias-free
@@ -38,8 +38,8 @@ can represent intransitive or context-dependent preferences, which the Nash game
 about; (2) an LM judge has a position bias, so one order alone would give
 P(A > B) + P(B > A) != 1; averaging the two orders' logits makes the
 probability antisymmetric by construction, P(A > B) = 1 - P(B > A) and P(A > A) = 1/2,
-for any weights, at twice the forward passes of one order; (3) it trains with binary
-cross-entropy on that averaged logit (equivalently on both orders at once:
+for any weights (up to float rounding between forward passes, ~1e-9), at twice the
+forward passes of one order; (3) it trains with binary cross-entropy on that averaged logit (equivalently on both orders at once:
 `algorithms.reward_losses.pairwise_preference_loss`), so one label teaches both orders.
 Averaging logits rather than probabilities keeps the loss a plain log-sigmoid and the
 probability a sigmoid of a difference, exactly as the Bradley-Terry model's.
