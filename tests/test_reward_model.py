@@ -149,6 +149,23 @@ def test_pooling_matches_transformers_forward_and_ignores_padding(tiny, saved):
     torch.testing.assert_close(ours, alone, atol=1e-5, rtol=0)
 
 
+def test_shared_prefix_gives_the_plain_scores_and_gradients(tiny, saved):
+    model, _ = saved["reward_model"]
+    rows = [reward_tokens(tiny.tokenizer, CONTEXT, side) for side in (SIDE_A, SIDE_B, SIDE_A[:1])]
+    rows.append(reward_tokens(tiny.tokenizer, "unrelated plain text", " and more"))
+    ids, attn = pad_right(rows, tiny.tokenizer.pad_token_id)
+    grads = {}
+    for share in (False, True):
+        model.zero_grad()
+        scores = pooled_scores(model, ids, attn, share_prefix=share)
+        (scores * torch.tensor([1.0, -2.0, 0.5, 3.0])).sum().backward()
+        grads[share] = (scores.detach(), [p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(grads[True][0], grads[False][0], atol=1e-5, rtol=0)
+    for shared, plain in zip(grads[True][1], grads[False][1]):
+        torch.testing.assert_close(shared, plain, atol=1e-5, rtol=0)
+    model.zero_grad()
+
+
 def test_score_turns_ends_with_the_episode_score(tiny, saved):
     rm = RewardModel.load(saved["reward_model"][1], batch_size=3)
     trajs = [episode(1, ["<answer>1</answer>", "<answer>4</answer>", "<answer>9</answer>"]), episode(2, ["no"])]
@@ -173,7 +190,7 @@ def test_preference_model_prob_is_antisymmetric(tiny, saved):
     pm = load_preference_model(saved["preference_model"][1])
     p_ab, p_ba = pm.prob(CONTEXT, SIDE_A, SIDE_B), pm.prob(CONTEXT, SIDE_B, SIDE_A)
     assert p_ab + p_ba == pytest.approx(1.0, abs=1e-6) and p_ab != pytest.approx(0.5, abs=1e-9)
-    assert pm.prob(CONTEXT, SIDE_A, SIDE_A) == 0.5
+    assert pm.prob(CONTEXT, SIDE_A, SIDE_A) == pytest.approx(0.5, abs=1e-6)
     assert pm.probs([("x", "a", "b"), ("x", "b", "a")]) == pytest.approx([1 - pm.prob("x", "b", "a"), pm.prob("x", "b", "a")], abs=1e-6)
     ab = tiny.tokenizer.decode(comparison_tokens(tiny.tokenizer, CONTEXT, SIDE_A, SIDE_B))
     assert ab.index("<answer>3</answer>") < ab.index("[Continuation B]") < ab.index("<answer>5</answer>")

@@ -22,7 +22,8 @@ action. A preference model scores f(x, A, B): one user message that frames the c
 and both continuations between markers (as Think-RM's judge prompt does, methods-2.md §1),
 rendered with the chat template and its generation prompt.
 
-Pooling. The head reads the hidden state of each row's last attended token. Rows are
+Pooling. The head reads the hidden state of each row's last attended token (with
+`share_prefix`, a context that rows share runs once and the rows' ends run on its cache). Rows are
 right-padded and the position comes from the attention mask, not from the pad token: the
 bundled tokenizer's pad token is its end-of-turn token `<|im_end|>`, so transformers' own
 pooling (the last token that is not the pad id) would skip a sequence's own final
@@ -141,24 +142,58 @@ def pad_right(rows: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     return ids, attn
 
 
-def pooled_scores(model: Any, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-    """(B, T) → (B,) float32: the head on each row's last attended token (module docstring: Pooling)."""
+def pooled_scores(model: Any, input_ids: Tensor, attention_mask: Tensor, share_prefix: bool = False) -> Tensor:
+    """(B, T) → (B,) float32: the head on each row's last attended token (module docstring: Pooling).
+
+    With `share_prefix`, a token prefix that rows share (a pair's context) runs once (`train/prefix.py`'s plan);
+    the scores equal the plain forward's up to float rounding."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft: LoRA layers stay active
     trunk = getattr(base, base.base_model_prefix)
-    hidden = trunk(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state  # (B, T, H)
     positions = torch.arange(input_ids.shape[1], device=input_ids.device)
     last = (positions * attention_mask).argmax(-1)  # (B,) rightmost attended position
-    return base.score(hidden[torch.arange(len(input_ids), device=hidden.device), last])[:, 0].float()
+    plan = _plan(input_ids, attention_mask, last) if share_prefix else None
+    hidden = _last_hidden(trunk, input_ids, attention_mask, last) if plan is None else _shared_last_hidden(trunk, plan)
+    return base.score(hidden)[:, 0].float()
+
+
+def _last_hidden(trunk: Any, input_ids: Tensor, attention_mask: Tensor, last: Tensor) -> Tensor:
+    hidden = trunk(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state  # (B, T, H)
+    return hidden[torch.arange(len(input_ids), device=hidden.device), last]  # (B, H)
+
+
+def _plan(input_ids: Tensor, attention_mask: Tensor, last: Tensor) -> Any:
+    """A shared-prefix plan whose suffixes hold each row's last position (the only one the head reads)."""
+    from longhorizon.train.prefix import plan_prefixes
+
+    wanted = torch.zeros_like(attention_mask)
+    wanted[torch.arange(len(last)), last] = 1  # as a loss mask: the prefix ends before position last - 1
+    return plan_prefixes(input_ids, attention_mask, wanted)
+
+
+def _shared_last_hidden(trunk: Any, plan: Any) -> Tensor:
+    """(B, H): the U prefixes run once with a cache, copied to their rows (backward sums them), suffixes on top."""
+    from longhorizon.models.kv_cache import CACHE_KW
+
+    prefix_positions = (plan.prefix_mask.cumsum(1) - 1).clamp(min=0)  # (U, P); right padding repeats the last
+    out = trunk(input_ids=plan.prefix_ids, attention_mask=plan.prefix_mask, position_ids=prefix_positions,
+                use_cache=True)
+    cache = getattr(out, CACHE_KW)
+    cache.batch_select_indices(plan.source)
+    mask = torch.cat([plan.prefix_mask[plan.source], plan.suffix_mask], dim=1)  # (B, P + S)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)[:, plan.prefix_ids.shape[1]:]  # (B, S)
+    hidden = trunk(input_ids=plan.suffix_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                   **{CACHE_KW: cache}).last_hidden_state  # (B, S, H)
+    return hidden[torch.arange(len(hidden), device=hidden.device), plan.suffix_mask.sum(1) - 1]
 
 
 @torch.no_grad()
-def score_rows(model: Any, rows: list[list[int]], pad_id: int, batch_size: int) -> Tensor:
+def score_rows(model: Any, rows: list[list[int]], pad_id: int, batch_size: int, share_prefix: bool = True) -> Tensor:
     """(N,) scores of token-id rows, `batch_size` rows per forward pass, in eval mode, on CPU."""
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(rows), batch_size):
         ids, attn = pad_right(rows[start:start + batch_size], pad_id)
-        out.append(pooled_scores(model, ids.to(device), attn.to(device)).cpu())
+        out.append(pooled_scores(model, ids.to(device), attn.to(device), share_prefix).cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 

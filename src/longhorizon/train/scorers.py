@@ -27,8 +27,9 @@ Choices:
 5. Data order as in offline DPO: pass e over the training pairs is the permutation drawn from
    `seed + e`; the data position alone fixes the data, so a resumed run reads the same pairs.
 6. Each forward pass scores both members of a micro-batch's pairs (2 * micro_batch_size rows,
-   right-padded); `share_prefix` does not apply (the head reads one position of each row).
-   The loss of a minibatch is the mean over its pairs, accumulated exactly over micro-batches.
+   right-padded); with `share_prefix` (the default) the context they share is computed once, as
+   offline DPO does (equal up to float rounding). The loss of a minibatch is the mean over its
+   pairs, accumulated exactly over micro-batches.
 """
 
 from __future__ import annotations
@@ -186,11 +187,12 @@ def split_pairs(pairs: list[PreferencePair], fraction: float, seed: int) -> tupl
 # ------------------------------------------------------------------ the loss and the held-out eval
 
 
-def pair_scores(model: Any, rows: list[PairRow], pad_id: int) -> tuple[Tensor, Tensor]:
-    """Scores of both members of each pair, (P,) and (P,), in one forward pass of 2P right-padded rows."""
+def pair_scores(model: Any, rows: list[PairRow], pad_id: int, share_prefix: bool) -> tuple[Tensor, Tensor]:
+    """Scores of both members of each pair, (P,) and (P,), in one forward pass of 2P right-padded rows
+    (with `share_prefix`, the context the rows share runs once)."""
     ids, attn = pad_right([r.first for r in rows] + [r.second for r in rows], pad_id)
     device = next(model.parameters()).device
-    scores = pooled_scores(model, ids.to(device), attn.to(device))
+    scores = pooled_scores(model, ids.to(device), attn.to(device), share_prefix)
     return scores[:len(rows)], scores[len(rows):]
 
 
@@ -202,7 +204,7 @@ def scorer_backward(models: Models, batch: list[PairRow], rows: Tensor, cfg: Tra
         share = len(micro) / len(rows)
         pairs = [batch[i] for i in micro.tolist()]
         with autocast(cfg):
-            first, second = pair_scores(models.model, pairs, models.tokenizer.pad_token_id)
+            first, second = pair_scores(models.model, pairs, models.tokenizer.pad_token_id, cfg.share_prefix)
         margin = torch.tensor([p.margin for p in pairs], device=first.device)
         loss, m = loss_fn(first, second, margin=margin, center_coef=cfg.algorithm.center_rewards_coef)
         (loss * share).backward()
@@ -216,7 +218,7 @@ def heldout_log_odds(models: Models, rows: list[PairRow], cfg: TrainConfig) -> T
     models.model.eval()
     with autocast(cfg):
         scores = score_rows(models.model, [r.first for r in rows] + [r.second for r in rows],
-                            models.tokenizer.pad_token_id, 2 * cfg.micro_batch_size)
+                            models.tokenizer.pad_token_id, 2 * cfg.micro_batch_size, cfg.share_prefix)
     return PAIR_LOG_ODDS[cfg.algorithm.name](scores[:len(rows)], scores[len(rows):])
 
 
