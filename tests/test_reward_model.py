@@ -216,3 +216,24 @@ def test_load_refuses_what_is_not_a_reward_model(tiny, saved, tmp_path):
         load_preference_model(saved["reward_model"][1])
     for err in (UserError("x"),):
         assert len(str(err).splitlines()) == 1
+
+
+def test_a_one_output_model_without_our_key_loads_as_a_reward_model(tiny, saved, tmp_path):
+    """A reward model trained elsewhere (TRL's RewardTrainer: num_labels 1, no `longhorizon_scorer`) loads."""
+    import json
+    import shutil
+
+    model, path = saved["reward_model"]
+    shutil.copytree(path, tmp_path / "trl")
+    config = json.loads((tmp_path / "trl" / "config.json").read_text())
+    del config["longhorizon_scorer"]
+    (tmp_path / "trl" / "config.json").write_text(json.dumps(config))
+    assert load_reward_model(tmp_path / "trl").score([(CONTEXT, SIDE_A)]) == load_reward_model(path).score([(CONTEXT, SIDE_A)])
+
+
+def test_system_prompts_come_from_the_env():
+    from longhorizon.feedback.reward_model import system_prompts
+
+    trajs = [episode(3, ["x"]), episode(3, ["y"])]
+    prompts = system_prompts(trajs, {"horizon": 2})
+    assert len(prompts) == 2 and prompts[0] == prompts[1]
