@@ -237,3 +237,21 @@ def test_system_prompts_come_from_the_env():
     trajs = [episode(3, ["x"]), episode(3, ["y"])]
     prompts = system_prompts(trajs, {"horizon": 2})
     assert len(prompts) == 2 and prompts[0] == prompts[1]
+
+
+def test_cli_prefs_eval(tiny, saved, tmp_path):
+    from typer.testing import CliRunner
+
+    from longhorizon.cli import app
+    from longhorizon.feedback import make_pair, write_pairs
+
+    pairs = [make_pair(CONTEXT, SIDE_A, SIDE_B, "a", "verifier"), make_pair("x", "good", "bad", "b", "human")]
+    write_pairs(tmp_path / "pairs.jsonl", pairs)
+    runner = CliRunner()
+    for kind in ("reward_model", "preference_model"):
+        result = runner.invoke(app, ["prefs", "eval", str(saved[kind][1]), str(tmp_path / "pairs.jsonl")])
+        assert result.exit_code == 0 and f"{kind.replace('_', ' ')} on" in result.output and "(n=2)" in result.output
+    tiny.model.save_pretrained(tmp_path / "causal")
+    for model, match in ((tmp_path / "causal", "is not a reward model"), (tmp_path / "none", "not a model directory")):
+        result = runner.invoke(app, ["prefs", "eval", str(model), str(tmp_path / "pairs.jsonl")])
+        assert result.exit_code == 2 and match in result.output and len(result.output.strip().splitlines()) == 1

@@ -676,6 +676,25 @@ def prefs_build_cmd(
     console.print(f"pairs: {Path(cfg.out) / 'feedback' / 'preferences.jsonl'}")
 
 
+@prefs_app.command("eval")
+@user_errors
+def prefs_eval_cmd(
+    model: Path = typer.Argument(..., help="a reward or preference model directory (RUN_DIR/model of its training run)"),
+    preferences: Path = typer.Argument(..., help="pairs: a JSONL file, a `prefs build` directory, or a TRL datasets directory"),
+    dtype: str = typer.Option("float32", help="float32 | bfloat16"),
+    batch_size: int = typer.Option(16, "--batch-size", help="rows per forward pass"),
+) -> None:
+    """Pair accuracy, calibration (ECE, 10 bins) and log-loss of a reward or preference model on pairs (ties dropped)."""
+    from longhorizon.feedback.pair_metrics import pair_metrics
+    from longhorizon.feedback.reward_model import load_pair_model
+    from longhorizon.train.offline import decided_pairs
+
+    pairs = decided_pairs(str(preferences))
+    scorer = load_pair_model(model, dtype=dtype, batch_size=batch_size)
+    m = {f"eval/{k}": v for k, v in pair_metrics(scorer.pair_log_odds(pairs)).items()}
+    console.print(f"{scorer.kind.replace('_', ' ')} on {preferences}: {_pair_eval_text(m)}", highlight=False)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -288,6 +288,11 @@ class RewardModel:
         """r(x, y) of each (context, continuation)."""
         return self._scores([reward_tokens(self.tokenizer, x, y) for x, y in items])
 
+    def pair_log_odds(self, pairs: Sequence[PreferencePair]) -> Tensor:
+        """(N,) r(x, chosen) - r(x, rejected) of each pair: the log-odds that its labelled winner wins."""
+        scores = torch.tensor(self.score([(p.context, side) for p in pairs for side in (p.chosen, p.rejected)]))
+        return PAIR_LOG_ODDS[self.kind](scores[0::2], scores[1::2])
+
     def prob(self, context: TextLike, a: TextLike, b: TextLike) -> float:
         """P(a > b | context) = sigmoid(r(x, a) - r(x, b)) (Bradley-Terry)."""
         r_a, r_b = self.score([(context, a), (context, b)])
@@ -332,6 +337,10 @@ class PreferenceModel:
         scores = score_rows(self.model, rows, self.tokenizer.pad_token_id, self.batch_size)
         return PAIR_LOG_ODDS[self.kind](scores[:len(items)], scores[len(items):]).tolist()
 
+    def pair_log_odds(self, pairs: Sequence[PreferencePair]) -> Tensor:
+        """(N,) the log-odds that each pair's labelled winner wins."""
+        return torch.tensor(self.log_odds([(p.context, p.chosen, p.rejected) for p in pairs]))
+
     def probs(self, items: Sequence[tuple[TextLike, TextLike, TextLike]]) -> list[float]:
         """P(a > b | context) of each (context, a, b)."""
         return torch.sigmoid(torch.tensor(self.log_odds(items), dtype=torch.float64)).tolist()
@@ -348,3 +357,11 @@ def load_reward_model(path: str | Path, **kwargs: Any) -> RewardModel:
 def load_preference_model(path: str | Path, **kwargs: Any) -> PreferenceModel:
     """A saved preference model (`algorithm.name: preference_model`); UserError if `path` is not one."""
     return PreferenceModel.load(path, **kwargs)
+
+
+def load_pair_model(path: str | Path, **kwargs: Any) -> RewardModel | PreferenceModel:
+    """A saved reward or preference model, whichever `path` holds; UserError if it holds neither."""
+    from transformers import AutoConfig
+
+    kind = getattr(_scorer_config(Path(path), AutoConfig), CONFIG_KEY, "reward_model")
+    return {"reward_model": RewardModel, "preference_model": PreferenceModel}[kind].load(path, **kwargs)
