@@ -112,7 +112,8 @@ def decided_pairs(path: str) -> list[PreferencePair]:
     """The pairs at `path` that have a preferred side (dpo, ipo and the reward / preference models drop ties)."""
     decided = [p for p in read_preferences(path) if p.preferred != "tie"]
     if not decided:
-        raise UserError(f"preferences: {path} holds no pair with a preferred side (ties are not used by dpo / ipo)")
+        raise UserError(f"preferences: {path} holds no pair with a preferred side (ties are not used by dpo, ipo, "
+                        "reward_model or preference_model)")
     return decided
 
 
