@@ -68,7 +68,8 @@ def test_algorithm_defaults_resolve_in_one_place():
 
 
 def test_every_recipe_loads_and_every_algorithm_has_one():
-    names = {load_config(path).algorithm.name for path in RECIPES.glob("*.yaml")}
+    scorers = [RECIPES / "prefs" / "reward-model.yaml", RECIPES / "prefs" / "preference-model.yaml"]
+    names = {load_config(path).algorithm.name for path in [*RECIPES.glob("*.yaml"), *scorers]}
     preference = set(OFFLINE_PREFERENCE) | set(ONLINE_PREFERENCE) | set(NASH) | set(SUPERVISED)
     assert (RECIPES / "quickstart.yaml").exists() and names == set(ALGORITHMS) | preference
 

@@ -460,7 +460,8 @@ def train_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default: the config's run_dir)"),
 ) -> None:
     """Train with RL (grpo, rloo, loop, reinforce++, ppo, ...) or on preference pairs (dpo, ipo offline;
-    online_dpo, dno, inpo, p3o_v1, p3o_v2 online); print the held-out eval before and after.
+    online_dpo, dno, inpo, p3o_v1, p3o_v2 online; reward_model, preference_model); print the held-out eval
+    before and after.
 
     Every recipe key, with its type, default and description: `longhorizon config` (with a RECIPE, the value
     each key takes; `longhorizon config RECIPE --resolved` prints the resolved recipe as the run writes it).
@@ -483,10 +484,12 @@ def train_cmd(
         def on_log(step: int, metrics: dict[str, float]) -> None:
             if "eval/reward_mean" in metrics:
                 bar.console.print(f"held-out eval at step {step}: {_eval_text(metrics)}", highlight=False)
+            elif "eval/pair_accuracy" in metrics:  # reward_model, preference_model
+                bar.console.print(f"held-out pairs at step {step}: {_pair_eval_text(metrics)}", highlight=False)
             elif "charts/reward_mean" in metrics:
                 bar.update(task, completed=step,
                            description=f"train {cfg.algorithm.name} (reward {metrics['charts/reward_mean']:.3g})")
-            else:  # dpo, ipo: no rollouts while training
+            else:  # dpo, ipo, reward_model, preference_model: no rollouts while training
                 bar.update(task, completed=step, description=f"train {cfg.algorithm.name} "
                            f"(pair accuracy {metrics.get('losses/pref_accuracy', float('nan')):.2f})")
 
@@ -499,8 +502,22 @@ def _eval_text(m: dict[str, float]) -> str:
             f"success {m['eval/success_rate']:.3f} ± {m['eval/success_se']:.3f} (n={m['eval/episodes']:.0f})")
 
 
+def _pair_eval_text(m: dict[str, float]) -> str:
+    return (f"accuracy {m['eval/pair_accuracy']:.3f}, ECE {m['eval/pair_ece']:.3f}, "
+            f"log-loss {m['eval/pair_log_loss']:.3f} (n={m['eval/pairs']:.0f})")
+
+
 def print_train_summary(result: Any, cfg: Any = None) -> None:
     before, after = result.eval_before, result.eval_after
+    if after and "eval/pair_accuracy" in after:  # reward_model, preference_model: held-out pairs
+        for name, m in (("before", before), ("after", after)):
+            if m:
+                console.print(f"held-out pairs {name} (step {m['step']}): {_pair_eval_text(m)}", highlight=False)
+        console.print(f"run: {result.run_dir} ({disk_use(result.run_dir)})", highlight=False)
+        if (Path(result.run_dir) / "model").is_dir():
+            console.print(f"trained model: {Path(result.run_dir) / 'model'} (feedback.reward_model."
+                          f"load_{cfg.algorithm.name if cfg is not None else 'reward_model'})", highlight=False)
+        return
     if before and after:
         table = Table(title="held-out evaluation (± standard error)")
         for col in ("", "step", "reward", "± se", "success", "± se"):
@@ -684,6 +701,25 @@ def demos_cmd(
     success = sum(bool(t.success) for t in trajectories)
     console.print(f"{len(trajectories)} oracle episodes ({turns} turns, {success} solved) of {env_id}: {out}",
                   highlight=False, soft_wrap=True)
+
+
+@prefs_app.command("eval")
+@user_errors
+def prefs_eval_cmd(
+    model: Path = typer.Argument(..., help="a reward or preference model directory (RUN_DIR/model of its training run)"),
+    preferences: Path = typer.Argument(..., help="pairs: a JSONL file, a `prefs build` directory, or a TRL datasets directory"),
+    dtype: str = typer.Option("float32", help="float32 | bfloat16"),
+    batch_size: int = typer.Option(16, "--batch-size", help="rows per forward pass"),
+) -> None:
+    """Pair accuracy, calibration (ECE, 10 bins) and log-loss of a reward or preference model on pairs (ties dropped)."""
+    from longhorizon.feedback.pair_metrics import pair_metrics
+    from longhorizon.feedback.reward_model import load_pair_model
+    from longhorizon.train.offline import decided_pairs
+
+    pairs = decided_pairs(str(preferences))
+    scorer = load_pair_model(model, dtype=dtype, batch_size=batch_size)
+    m = {f"eval/{k}": v for k, v in pair_metrics(scorer.pair_log_odds(pairs)).items()}
+    console.print(f"{scorer.kind.replace('_', ' ')} on {preferences}: {_pair_eval_text(m)}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover

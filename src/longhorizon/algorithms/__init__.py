@@ -8,6 +8,8 @@
 - `KL_ESTIMATORS`: "k1", "k2", "k3".
 - `PREFERENCE_LOSSES`: "dpo", "ipo", "dno", "nash_md", "nash_mp", "inpo", "p3o_v1", "p3o_v2"
   (shared signature `fn(batch: PairLogps, **hyper)`); `PAIRWISE_ADVANTAGES`: "think_rm".
+- `REWARD_MODEL_LOSSES` (reward_losses.py): "reward_model" (Bradley-Terry), "preference_model" (pairwise),
+  `fn(first, second, margin=None, center_coef=0.0)` on two scores per pair; `PAIR_LOG_ODDS`.
 - `ENTROPY_FUNCTIONS` (entropy.py): EMPG, EPO, SIREN, STEER building blocks.
 - `TURN_CREDIT_FUNCTIONS` (turn_credit.py): G-RA gating, EAPO discounting, fine-grained reward mixes.
 """
@@ -68,8 +70,11 @@ from longhorizon.algorithms.preference import (
     pairwise_difference_advantages,
     seq_logps,
 )
+from longhorizon.algorithms.reward_losses import PAIR_LOG_ODDS, REWARD_MODEL_LOSSES
 
 __all__ = [
+    "PAIR_LOG_ODDS",
+    "REWARD_MODEL_LOSSES",
     "PAIRWISE_ADVANTAGES",
     "PREFERENCE_LOSSES",
     "PairLogps",

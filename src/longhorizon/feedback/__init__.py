@@ -6,6 +6,9 @@
 - `from_dataset` / `to_dataset`: `datasets.Dataset` in TRL's `prompt` / `chosen` / `rejected` format;
   `read_preferences(path)`: any of these from disk.
 - `feedback.build`: `longhorizon prefs build`; `feedback.tokens`: pairs as token ids and loss masks.
+- `feedback.reward_model`: Bradley-Terry reward models and pairwise preference models (a scalar head on a causal
+  LM), `load_reward_model(path).score_episodes(...)` / `.score_turns(...)`, `load_preference_model(path).prob(x, a, b)`;
+  `feedback.pair_metrics`: held-out pair accuracy, calibration (ECE) and log-loss.
 """
 
 from longhorizon.feedback.preferences import (PREFERENCES_FILE, Message, PreferencePair, append_pairs,

@@ -39,7 +39,8 @@ from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_fiel
 from longhorizon.train.credit_config import EntropyConfig, ReplayConfig, RewardsConfig
 
 AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo", "online_dpo", "dno", "inpo",
-                        "p3o_v1", "p3o_v2", "nash_md", "nash_mp", "sft"]
+                        "p3o_v1", "p3o_v2", "nash_md", "nash_mp", "sft",
+                        "reward_model", "preference_model"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
 
 # Per-algorithm defaults for the fields left as None (see `resolved_*`).
@@ -50,8 +51,11 @@ DEFAULT_AGGREGATION = {"loop": "seq-mean-token-mean", "rloo": "seq-mean-token-su
 KL_IN_REWARD = ("rloo", "reinforce++", "ppo")
 # On-policy REINFORCE: one gradient step per batch of samples (no ratio, no clipping).
 ON_POLICY = ("rloo",)
-# Offline preference optimisation on a fixed set of pairs (`preferences`), trained by `train/offline.py`.
-OFFLINE_PREFERENCE = ("dpo", "ipo")
+# Models that learn from preference pairs (a Bradley-Terry reward model, a pairwise preference model), trained by
+# `train/scorers.py` on `preferences` and evaluated on held-out pairs (`pairs_heldout`), not on env episodes.
+PREFERENCE_MODELS = ("reward_model", "preference_model")
+# Offline training on a fixed set of pairs (`preferences`), by `train/offline.py` (which hands PREFERENCE_MODELS on).
+OFFLINE_PREFERENCE = ("dpo", "ipo", *PREFERENCE_MODELS)
 # Online preference optimisation on verifier-labelled pairs of the policy's own episodes (`train/online.py`):
 # algorithm name -> its loss in `algorithms.PREFERENCE_LOSSES`.
 ONLINE_PREFERENCE = {"online_dpo": "dpo", "dno": "dno", "inpo": "inpo", "p3o_v1": "p3o_v1", "p3o_v2": "p3o_v2"}
@@ -72,7 +76,7 @@ class Section(BaseModel):
 class AlgorithmConfig(Section):
     """Which RL algorithm, its credit assignment and its regularisers."""
 
-    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo (RL on the env); dpo or ipo (offline, on `preferences`); online_dpo, dno, inpo, p3o_v1 or p3o_v2 (on verifier-labelled pairs of the policy's episodes); nash_md or nash_mp (the policy's episodes against opponents'); sft (supervised, on `demonstrations`)")
+    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo (RL on the env); dpo or ipo (offline, on `preferences`); reward_model or preference_model (a Bradley-Terry reward model or a pairwise preference model, on `preferences`); online_dpo, dno, inpo, p3o_v1 or p3o_v2 (on verifier-labelled pairs of the policy's episodes); nash_md or nash_mp (the policy's episodes against opponents'); sft (supervised, on `demonstrations`)")
     group_size: int = Field(4, ge=1, description="G: episodes sampled per task (group methods compare them)")
     scale_by_std: bool = Field(True, description="grpo: divide by the group std (false = Dr.GRPO)")
     clip_eps: float | None = Field(None, gt=0, description="PPO clip epsilon; None = 0.1 for loop, 0.2 otherwise (resolved at validation)")
@@ -94,6 +98,7 @@ class AlgorithmConfig(Section):
     beta: float = Field(0.1, gt=0, description="dpo, ipo, online_dpo, dno: beta of the preference loss (strength of the implicit KL to the reference); nash_md, nash_mp: the KL-to-reference coefficient")
     pairing: Literal["best_worst", "all"] = Field("best_worst", description="online preference methods: pair each task's best and worst episode, or every two")
     min_margin: float = Field(0.0, ge=0, description="online preference methods: drop pairs whose return gap is below this (DNO's large-margin filter)")
+    center_rewards_coef: float = Field(0.0, ge=0, description="reward_model: adds coef * mean((r_chosen + r_rejected)^2), TRL's center_rewards_coefficient (0 = off); preference_model: coef * mean((f(x,a,b) + f(x,b,a))^2), a penalty on position bias")
     eta: float = Field(10.0, gt=0, description="inpo: the no-regret step size eta (target eta/2)")
     tau: float = Field(0.01, ge=0, description="inpo: the KL-to-reference weight tau (eta * tau <= 1)")
     mixture_coef: float = Field(0.5, ge=0, le=1, description="nash_md: m of the opponents' geometric mixture pi^(1-m) pi_ref^m (TRL's default 0.5)")
@@ -199,7 +204,7 @@ class TrainConfig(Section, ContextSettings):
     max_new_tokens: int = Field(16, ge=1, description="token cap per model turn")
     seed: int = Field(0, ge=0, description="seed of everything; training task k uses env seed seed + k")
     steps: int = Field(10, ge=1, description="training steps (collect, credit, update)")
-    tasks_per_step: int = Field(8, ge=1, description="distinct tasks per step; each is sampled group_size times (dpo, ipo: preference pairs per step)")
+    tasks_per_step: int = Field(8, ge=1, description="distinct tasks per step; each is sampled group_size times (dpo, ipo, reward_model, preference_model: preference pairs per step)")
     epochs: int = Field(1, ge=1, description="K: passes over each step's episodes")
     num_minibatches: int = Field(1, ge=1, description="optimizer updates per epoch (the episodes are split evenly)")
     micro_batch_size: int = Field(4, ge=1, description="rows per forward/backward; a minibatch accumulates gradients over micro-batches")
@@ -210,8 +215,10 @@ class TrainConfig(Section, ContextSettings):
     save_trajectories: bool = Field(True, description="write each step's training episodes to RUN_DIR/trajectories/")
     save_final_model: bool = Field(True, description="at the end, write a loadable HF model directory to RUN_DIR/model (LoRA merged; in bf16 when trained with dtype bfloat16 or autocast_bf16)")
     run_dir: str = Field("runs/train", description="the run directory")
-    preferences: str | None = Field(None, description="dpo, ipo: the preference pairs: a JSONL file, a `longhorizon prefs build` directory, or a datasets directory in TRL's format (save_to_disk)")
+    preferences: str | None = Field(None, description="dpo, ipo, reward_model, preference_model: the preference pairs: a JSONL file, a `longhorizon prefs build` directory, or a datasets directory in TRL's format (save_to_disk)")
     demonstrations: str | None = Field(None, description="sft: the demonstrations: a trajectories JSONL file (`longhorizon demos`), or a JSONL file / datasets directory (save_to_disk) of conversations in TRL's `messages` format")
+    pairs_heldout: float = Field(0.2, ge=0, lt=1, description="reward_model, preference_model: fraction of the pairs held out for eval/ pair accuracy and calibration, whole contexts (tasks) at a time (0 = no held-out eval)")
+    pairs_heldout_seed: int = Field(0, ge=0, description="reward_model, preference_model: seed of the held-out split (not `seed`: runs with different training seeds keep the same held-out pairs)")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="algorithm and credit assignment")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="LoRA adapters (off = full fine-tune)")
@@ -227,7 +234,8 @@ class TrainConfig(Section, ContextSettings):
             return data
         inherited = {k: data[k] if k in data else cls.model_fields[k].get_default(call_default_factory=True)
                      for k in EVAL_INHERITS}
-        return {**data, "eval": {**EVAL_DEFAULTS, **inherited, **section}}
+        defaults = {**EVAL_DEFAULTS, "episodes": 0} if _algorithm_name(data) in PREFERENCE_MODELS else EVAL_DEFAULTS
+        return {**data, "eval": {**defaults, **inherited, **section}}
 
     @model_validator(mode="after")
     def _eval_runs_the_trained_policy(self) -> "TrainConfig":
@@ -282,6 +290,14 @@ class TrainConfig(Section, ContextSettings):
         return self
 
     @model_validator(mode="after")
+    def _preference_models_eval_on_pairs(self) -> "TrainConfig":
+        """A reward or preference model has no policy to run in the env: its eval is on held-out pairs."""
+        if self.algorithm.name in PREFERENCE_MODELS and self.eval.episodes:
+            raise ValueError(f"{self.algorithm.name} is evaluated on held-out pairs (pairs_heldout), not on env "
+                             "episodes: set eval.episodes to 0 or drop it")
+        return self
+
+    @model_validator(mode="after")
     def _preference_loops_take_no_rl_options(self) -> "TrainConfig":
         """The preference loops (train/offline.py, train/online.py) have no Ray workers, entropy methods, reward
         shaping or replay: refuse those options rather than ignore them."""
@@ -320,6 +336,12 @@ class TrainConfig(Section, ContextSettings):
     @property
     def total_updates(self) -> int:
         return self.steps * self.epochs * self.num_minibatches
+
+
+def _algorithm_name(data: dict[str, Any]) -> Any:
+    """algorithm.name of a raw config dict (before validation), or None."""
+    section = data.get("algorithm")
+    return section.get("name") if isinstance(section, dict) else None
 
 
 def resolved_clip_eps(cfg: AlgorithmConfig) -> tuple[float, float]:

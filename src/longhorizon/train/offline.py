@@ -1,5 +1,7 @@
 """Offline preference optimisation (`algorithm.name: dpo | ipo`): the training loop over a fixed set of pairs.
 
+(`reward_model` / `preference_model` come here too and go on to `train/scorers.py`.)
+
     longhorizon train recipes/dpo-quickstart.yaml      # preferences: runs/prefs-quickstart
 
 Each step, top to bottom: the next `tasks_per_step` pairs → their reference log-probs (no grad)
@@ -40,7 +42,7 @@ from longhorizon.feedback.tokens import continuation_tokens
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.train.batch import microbatches, minibatches
 from longhorizon.train.checkpoint import Resumable
-from longhorizon.train.config import TrainConfig
+from longhorizon.train.config import PREFERENCE_MODELS, TrainConfig
 from longhorizon.train.memory import release_memory
 from longhorizon.train.metrics import peak_memory_mb
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
@@ -54,6 +56,10 @@ Tokens = tuple[list[int], list[int]]  # ids, loss mask
 
 def train_offline(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
     """Train on `cfg.preferences` (or continue from RUN_DIR's latest checkpoint) and return before/after evals."""
+    if cfg.algorithm.name in PREFERENCE_MODELS:  # reward_model, preference_model: a scalar head, not a policy
+        from longhorizon.train.scorers import train_scorer
+
+        return train_scorer(cfg, resume=resume, on_log=on_log)
     session = Session.open(cfg, resume, on_log)
     strategy = session.strategy  # for the held-out evaluation
     decided = decided_pairs(cfg.preferences)  # a bad path fails before any model loads
@@ -103,10 +109,11 @@ def train_offline(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | Non
 
 
 def decided_pairs(path: str) -> list[PreferencePair]:
-    """The pairs at `path` that have a preferred side (dpo and ipo have no use for ties)."""
+    """The pairs at `path` that have a preferred side (dpo, ipo and the reward / preference models drop ties)."""
     decided = [p for p in read_preferences(path) if p.preferred != "tie"]
     if not decided:
-        raise UserError(f"preferences: {path} holds no pair with a preferred side (ties are not used by dpo / ipo)")
+        raise UserError(f"preferences: {path} holds no pair with a preferred side (ties are not used by dpo, ipo, "
+                        "reward_model or preference_model)")
     return decided
 
 
