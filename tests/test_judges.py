@@ -159,7 +159,7 @@ def test_mixed_reward_run_logs_every_component_and_resumes_with_the_judge_cache(
 def test_judge_components_need_a_real_model(tmp_path):
     from longhorizon.errors import ConfigError, UserError
 
-    with pytest.raises(ConfigError, match="judge needs a judge model"):
+    with pytest.raises(ConfigError, match="judge needs a model"):
         tiny_cfg(tmp_path, "algorithm.rewards.components=[{name: judge}]")
     with pytest.raises(ConfigError, match="env takes no model"):
         tiny_cfg(tmp_path, "algorithm.rewards.components=[{name: env, model: tiny-random}]")
@@ -182,3 +182,39 @@ def test_checklist_component_pays_acerl_reward_on_the_last_turn():
     short = SEGMENT_REWARDS["checklist"](oracle)[-1]
     assert short == pytest.approx(checklist_reward(oracle.turns[-1].info)[0]) and short < 0.5
     assert SEGMENT_REWARDS["checklist"](_episode(0, ["a"])) == [0.0]  # an env without a checklist
+
+
+class FixedRewardModel:
+    """Stands in for a reward model: an episode scores its number of turns; prefix k scores 10 * (k + 1)."""
+
+    def score_episodes(self, trajectories, systems):
+        return [float(len(t.turns)) for t in trajectories]
+
+    def score_turns(self, trajectories, systems):
+        return [[10.0 * (k + 1) + (k == 1) for k in range(len(t.turns))] for t in trajectories]
+
+
+def test_reward_model_scores_the_episode_or_each_turns_increase():
+    from longhorizon.train.reward_sources import reward_model_scores
+
+    episodes = [_episode(0, ["a", "b", "c"]), _episode(0, ["a"])]
+    systems = lambda trajectories: [None] * len(trajectories)  # noqa: E731
+    assert reward_model_scores(FixedRewardModel(), "episode", systems, episodes) == [[0.0, 0.0, 3.0], [1.0]]
+    per_turn = reward_model_scores(FixedRewardModel(), "turn", systems, episodes)
+    assert per_turn == [[10.0, 11.0, 9.0], [10.0]]  # prefix scores 10, 21, 30: increments that sum to 30
+
+
+def test_a_trained_reward_model_is_a_reward_component(tiny, tmp_path):
+    from longhorizon.feedback.reward_model import attach_score_head
+
+    torch.manual_seed(0)
+    attach_score_head(tiny.model, tiny.tokenizer, "reward_model").save_pretrained(tmp_path / "rm")
+    tiny.tokenizer.save_pretrained(tmp_path / "rm")
+    component = f"{{name: reward_model, model: {tmp_path / 'rm'}, per: turn}}"
+    result = train(tiny_cfg(tmp_path, f"algorithm.rewards.components=[{component}]", f"env_id={PREF_CHARS}",
+                            "algorithm.group_size=3"))
+    records = [r for r in read_records(result.run_dir) if "charts/reward_mean" in r]
+    assert [r["step"] for r in records] == [1, 2]
+    assert all(r["rewards/return_reward_model"] != 0.0 and math.isfinite(r["rewards/return_reward_model"]) for r in records)
+    with pytest.raises(Exception, match="reward_model needs a model"):
+        tiny_cfg(tmp_path, "algorithm.rewards.components=[{name: reward_model}]")

@@ -107,7 +107,7 @@ def make_env(env_id: str, env_kwargs: dict[str, Any], wrappers: list[dict[str, A
     """Build an env (wrapped), turning unknown ids and bad knobs or wrappers into user errors."""
     from longhorizon.envs import list_envs
 
-    if env_id not in list_envs():
+    if env_id not in list_envs() and env_id not in gym.registry:  # ours, or any registered Gymnasium env
         raise UserError(f"unknown env {env_id!r}; known envs: {', '.join(list_envs())}")
     try:
         return apply_wrappers(gym.make(env_id, **env_kwargs), wrappers)

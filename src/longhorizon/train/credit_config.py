@@ -46,15 +46,17 @@ class EntropyConfig(_Section):
     steer_lambda_min: float = Field(0.8, gt=0, le=1, description="steer: smallest token weight lambda_min")
 
 
-JUDGES = ("judge", "judge_pairwise")  # components scored by a model (train/reward_sources.py)
+JUDGES = ("judge", "judge_pairwise")  # components scored by a generative judge (train/reward_sources.py)
+MODEL_SCORED = (*JUDGES, "reward_model")  # components that need a `model`
 
 
 class RewardComponent(_Section):
     """One named reward function (per turn, per span, or a judge) and its weight in the mix."""
 
-    name: str = Field(description="a per-turn reward function (env, success, correct, format, checklist), a span reward function (repeated_sentence, repeated_line) or a judge (judge: pointwise 0..1; judge_pairwise: Think-RM over each task's group)")
+    name: str = Field(description="a per-turn reward function (env, success, correct, format, checklist), a span reward function (repeated_sentence, repeated_line), a judge (judge: pointwise 0..1; judge_pairwise: Think-RM over each task's group) or reward_model (a trained Bradley-Terry reward model)")
     weight: float = Field(1.0, description="its weight in the dense per-turn reward")
-    model: str | None = Field(None, description="judges: the judge model (a registered name such as smollm2-135m, or a model directory); frozen")
+    model: str | None = Field(None, description="judges: the judge model (a registered name such as smollm2-135m, or a model directory); reward_model: the reward model's directory; frozen")
+    per: Literal["episode", "turn"] = Field("episode", description="reward_model: score the whole episode (on its last turn), or each turn (the increase of the score of the episode's prefix)")
     max_new_tokens: int = Field(512, ge=1, description="judges: tokens the judge may write (its reasoning and verdict)")
     temperature: float = Field(0.0, ge=0, description="judges: sampling temperature (0 = greedy, deterministic)")
     max_chars: int = Field(4000, ge=100, description="judges: longer contexts and answers are cut in the middle to this many characters")
@@ -62,16 +64,17 @@ class RewardComponent(_Section):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in SEGMENT_REWARDS and v not in SPAN_REWARDS and v not in JUDGES:
-            raise ValueError(f"unknown segment reward {v!r}: use one of {', '.join([*SEGMENT_REWARDS, *SPAN_REWARDS, *JUDGES])}")
+        if v not in SEGMENT_REWARDS and v not in SPAN_REWARDS and v not in MODEL_SCORED:
+            raise ValueError(f"unknown segment reward {v!r}: use one of {', '.join([*SEGMENT_REWARDS, *SPAN_REWARDS, *MODEL_SCORED])}")
         return v
 
     @model_validator(mode="after")
     def _judges_need_a_model(self) -> "RewardComponent":
-        if self.name in JUDGES and not self.model:
-            raise ValueError(f"{self.name} needs a judge model: add model: smollm2-135m (or a model directory)")
-        if self.name not in JUDGES and self.model:
-            raise ValueError(f"{self.name} takes no model (only the judges do: {', '.join(JUDGES)})")
+        if self.name in MODEL_SCORED and not self.model:
+            example = "RUN_DIR/model of a reward_model run" if self.name == "reward_model" else "smollm2-135m (or a model directory)"
+            raise ValueError(f"{self.name} needs a model: add model: {example}")
+        if self.name not in MODEL_SCORED and self.model:
+            raise ValueError(f"{self.name} takes no model (only {', '.join(MODEL_SCORED)} do)")
         return self
 
 

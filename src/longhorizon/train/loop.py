@@ -105,7 +105,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
     policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
     normalizer = RewardNormalizer(cfg.algorithm.reward_norm, cfg.algorithm.reward_clip)
     credit_state = exploration.CreditState.from_config(cfg)  # EPO history, SIREN anchor, ARPO replay
-    sources = RewardSources.build(cfg.algorithm.rewards.components, session.path, cfg.dtype)  # judges, if any
+    sources = RewardSources.build(cfg.algorithm.rewards.components, session.path, cfg.dtype, cfg.env_kwargs,
+                                  cfg.wrappers)  # judges and reward models, if any
     step, position = session.start(Resumable(models, optimizer, scheduler, normalizer, sampler, strategy, credit_state))
     sampler.sync_weights(models.model)  # vllm: the engine starts from the trainer's weights (LoRA, a checkpoint)
     pool = RolloutPool(WorkerSpec.from_config(cfg), cfg.rollout) if cfg.rollout.workers else None  # Ray workers

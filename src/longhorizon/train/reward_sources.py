@@ -1,4 +1,4 @@
-"""Reward components that need a model or a whole group: generative judges, by name in `algorithm.rewards`.
+"""Reward components that need a model or a whole group: judges and reward models, by name in `algorithm.rewards`.
 
     algorithm:
       rewards:
@@ -7,6 +7,7 @@
           - {name: checklist, weight: 0.5}                            # a turn function (segment_rewards.py)
           - {name: judge, model: smollm2-135m, weight: 0.5}           # pointwise judge, 0..1 on the last turn
           - {name: judge_pairwise, model: runs/judge/model, weight: 1}  # Think-RM over each task's group
+          - {name: reward_model, model: runs/rm/model, per: episode}  # a Bradley-Terry reward model
 
 Each source returns per-turn scores for every episode (the judgement sits on the
 episode's last turn), so it mixes, gates (G-RA) and logs (`rewards/return_NAME`)
@@ -20,6 +21,13 @@ like every other component:
   GRPO on this component alone, the group-normalised advantage is Think-RM's up
   to its denominator (`algorithms.PAIRWISE_ADVANTAGES["think_rm"]` is the exact
   form); mixing it with other components is ours. G(G-1)/2 judge calls per task.
+- "reward_model": a Bradley-Terry reward model (`longhorizon train` with
+  `algorithm.name: reward_model`, `feedback/reward_model.py`) scores the whole
+  episode on its last turn (`per: episode`), or each turn with the increment
+  r_k - r_{k-1} of the scores of the episode's prefixes up to turn k (`per:
+  turn`; they sum to the episode's score, so per-turn credit sees where the
+  reward model's opinion rose or fell). It reads each episode as the pairs it
+  was trained on (the env's system prompt, the first observation, the turns).
 
 The judge model is loaded once (a registered name or a model directory), frozen,
 in the training dtype; it judges greedily by default. Its outputs are cached in
@@ -30,6 +38,7 @@ usable verdict) and `rewards/judge_cache_hits` (the step's verdicts read from th
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,31 +85,55 @@ BATCH_REWARDS: dict[str, Callable[[Judge, list[Trajectory]], tuple[list[list[flo
 }
 
 
+def reward_model_scores(model: Any, per: str, systems: Callable[[list[Trajectory]], list[str | None]],
+                        trajectories: list[Trajectory]) -> list[list[float]]:
+    """A Bradley-Terry reward model's scores: the episode's on its last turn, or per turn the increments
+    r_k - r_{k-1} of the scores of the episode's prefixes (they sum to the whole episode's score)."""
+    prompts = systems(trajectories)
+    if per == "episode":
+        return [last_turn(t, r) for t, r in zip(trajectories, model.score_episodes(trajectories, prompts))]
+    return [[r - prev for r, prev in zip(rs, [0.0, *rs[:-1]])] for rs in model.score_turns(trajectories, prompts)]
+
+
 @dataclass
 class RewardSources:
-    """The judges of a run's reward components, built once, with their shared cache."""
+    """The model-scored components of a run (judges, reward models), built once; judges share one cache."""
 
+    scorers: dict[str, Callable[[list[Trajectory]], list[list[float]]]] = field(default_factory=dict)
     judges: dict[str, Judge] = field(default_factory=dict)
     cache: JudgeCache | None = None
     last: dict[str, list[Verdict]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, components: list[Any], run_dir: Path | None, dtype: str = "float32") -> "RewardSources":
-        wanted = [c for c in components if c.name in BATCH_REWARDS]
-        if not wanted:
-            return cls()
-        cache = JudgeCache(Path(run_dir) / "judge_cache.sqlite") if run_dir is not None else None
+    def build(cls, components: list[Any], run_dir: Path | None, dtype: str = "float32",
+              env_kwargs: dict[str, Any] | None = None, wrappers: list[dict[str, Any]] | None = None) -> "RewardSources":
+        out = cls()
         loaded: dict[str, Any] = {}
-        judges = {}
-        for c in wanted:
-            lm = loaded.setdefault(c.model, load_model(c.model, dtype))
-            lm.model.eval().requires_grad_(False)
-            params = SamplingParams(temperature=c.temperature, max_new_tokens=c.max_new_tokens, seed=0)
-            sampler = TransformersSampler(lm.model, lm.tokenizer, params, kv_cache_bytes=0)
-            judges[c.name] = Judge(sampler, name=f"{c.model}", cache=cache, max_chars=c.max_chars)
-        return cls(judges, cache)
+        for c in components:
+            if c.name in BATCH_REWARDS:
+                out.cache = out.cache or (JudgeCache(Path(run_dir) / "judge_cache.sqlite") if run_dir is not None else None)
+                lm = loaded.setdefault(c.model, load_model(c.model, dtype))
+                lm.model.eval().requires_grad_(False)
+                params = SamplingParams(temperature=c.temperature, max_new_tokens=c.max_new_tokens, seed=0)
+                sampler = TransformersSampler(lm.model, lm.tokenizer, params, kv_cache_bytes=0)
+                out.judges[c.name] = Judge(sampler, name=f"{c.model}", cache=out.cache, max_chars=c.max_chars)
+                out.scorers[c.name] = functools.partial(out._judged, c.name)
+            elif c.name == "reward_model":
+                from longhorizon.feedback.reward_model import load_reward_model, system_prompts
+
+                model = load_reward_model(c.model, dtype=dtype)
+                model.model.requires_grad_(False)
+                systems = functools.partial(system_prompts, env_kwargs=env_kwargs, wrappers=wrappers)
+                out.scorers[c.name] = functools.partial(reward_model_scores, model, c.per, systems)
+        return out
+
+    def handles(self, name: str) -> bool:
+        return name in self.scorers
 
     def scores(self, name: str, trajectories: list[Trajectory]) -> list[list[float]]:
+        return self.scorers[name](trajectories)
+
+    def _judged(self, name: str, trajectories: list[Trajectory]) -> list[list[float]]:
         out, self.last[name] = BATCH_REWARDS[name](self.judges[name], trajectories)
         return out
 

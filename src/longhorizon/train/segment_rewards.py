@@ -128,7 +128,7 @@ def components(trajectories: list[Trajectory], names: Sequence[str], turns: int,
     """
     out = torch.zeros(len(names), len(trajectories), turns)
     for c, name in enumerate(names):
-        batch_scores = sources.scores(name, trajectories) if sources is not None and name in sources.judges else None
+        batch_scores = sources.scores(name, trajectories) if sources is not None and sources.handles(name) else None
         for i, traj in enumerate(trajectories):
             if batch_scores is not None:
                 scores = batch_scores[i]
