@@ -17,7 +17,7 @@ from longhorizon.train import train
 from longhorizon.train.checkpoint import latest_checkpoint, load_weights
 from longhorizon.train.metrics import read_records
 from longhorizon.train.model import build_models
-from longhorizon.train.nash import Snapshot, episode_tokens, verifier_preferences
+from longhorizon.train.nash import Snapshot, episode_tokens, preferences
 from longhorizon.train.optim import build_optimizer
 from test_train_online import Crash, _traj, online_cfg
 
@@ -61,7 +61,21 @@ def test_mixture_coefficient_out_of_range_is_refused():
 def test_verifier_preferences_count_ties_as_half():
     ours = [_traj(0, 0.5), _traj(0, 0.2), _traj(1, 0.3)]
     theirs = [_traj(0, 0.1), _traj(0, 0.2), _traj(1, 0.9)]
-    assert verifier_preferences(ours, theirs).tolist() == [1.0, 0.5, 0.0]
+    assert preferences(ours, theirs).tolist() == [1.0, 0.5, 0.0]
+
+
+def test_a_model_labeller_gives_soft_preferences_against_the_opponent():
+    from longhorizon.feedback.labellers import Label
+
+    seen = []
+
+    def labeller(candidates):
+        seen.extend(candidates)
+        return [Label(0.25 + 0.5 * (c.return_b > c.return_a)) for c in candidates]
+
+    ours, theirs = [_traj(0, 0.5), _traj(1, 0.3)], [_traj(0, 0.1), _traj(1, 0.9)]
+    assert preferences(ours, theirs, labeller).tolist() == [0.25, 0.75]
+    assert [(c.return_a, c.return_b) for c in seen] == [(0.5, 0.1), (0.3, 0.9)]  # y_i against its own opponent
 
 
 def test_episode_tokens_concatenate_each_episodes_rows_in_order():
@@ -89,6 +103,7 @@ def test_snapshot_restores_weights_optimizer_and_schedule(tmp_path):
 
 
 CASES = {"nash_md": ["algorithm.name=nash_md", "algorithm.mixture_coef=0.5"],
+         "nash_md_judged": ["algorithm.name=nash_md", "algorithm.labeller=judge", "algorithm.labeller_model=tiny-random"],
          "nash_mp": ["algorithm.name=nash_mp", "algorithm.prox_eta=0.5"],
          "nash_md_lora": ["algorithm.name=nash_md", "lora.enabled=true", "lora.r=4"]}
 

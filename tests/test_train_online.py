@@ -99,7 +99,7 @@ def test_dno_first_loss_is_log_2_on_policy(tmp_path):
     assert first["losses/pref_loss"] == pytest.approx(math.log(2), abs=1e-4)  # behaviour log-probs from generate
 
 
-@pytest.mark.parametrize("case", ["online_dpo", "inpo", "p3o_v2", "online_dpo_lora"])
+@pytest.mark.parametrize("case", ["online_dpo", "dno", "inpo", "p3o_v1", "p3o_v2", "online_dpo_lora"])
 def test_two_steps_resume_two_more_equals_four_straight(tmp_path, case):
     sets = [_name(case), "steps=4", "checkpoint_every=2", "epochs=2", "num_minibatches=2", *CASES[case]]
     straight = train(online_cfg(tmp_path / "straight", *sets))
@@ -137,3 +137,21 @@ def test_episode_pairs_by_return():
 def test_inpo_needs_eta_tau_at_most_one():
     with pytest.raises(Exception, match="eta \\* tau"):
         AlgorithmConfig(name="inpo", eta=10.0, tau=0.5)
+
+
+def test_episode_pairs_by_a_model_labeller():
+    from longhorizon.feedback.labellers import Label
+
+    def shorter_action_wins(candidates):  # stands in for a reward model: prefers lower returns here
+        return [Label(0.8 if c.return_a < c.return_b else 0.2 if c.return_a > c.return_b else 0.5) for c in candidates]
+
+    trajs = [_traj(0, 0.2), _traj(0, 0.9), _traj(0, 0.5), _traj(1, 0.3), _traj(1, 0.3)]
+    every = AlgorithmConfig(name="online_dpo", pairing="all", labeller="reward_model", labeller_model="m")
+    assert sorted(episode_pairs(trajs, every, shorter_action_wins).tolist()) == [[0, 1], [0, 2], [2, 1]]
+
+
+def test_a_model_labeller_needs_its_model_and_all_pairs():
+    with pytest.raises(Exception, match="needs labeller_model"):
+        AlgorithmConfig(name="online_dpo", pairing="all", labeller="judge")
+    with pytest.raises(Exception, match="pairing: all"):
+        AlgorithmConfig(name="online_dpo", labeller="judge", labeller_model="tiny-random")

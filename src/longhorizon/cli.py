@@ -652,10 +652,13 @@ def prefs_build_cmd(
     samples: Optional[int] = typer.Option(None, help="(samples) episodes, or branches per turn, per task"),
     level: Optional[str] = typer.Option(None, help="(level) episode | turn (branches from a shared prefix)"),
     ties: Optional[str] = typer.Option(None, help="(ties) drop | keep pairs with equal returns"),
+    label: Optional[str] = typer.Option(None, help="(label) verifier | reward_model | preference_model | judge"),
+    label_model: Optional[str] = typer.Option(None, "--label-model", help="(label_model) the labeller's model: a reward / preference model directory, or a judge model"),
     knob: list[str] = typer.Option([], "--knob", help="(env_kwargs.KEY) env knobs as KEY=VALUE (repeatable)"),
     out: Optional[Path] = typer.Option(None, help="(out) output directory"),
 ) -> None:
-    """Sample episodes from a model on an env and pair them, labelled by the env's verifier (higher return wins).
+    """Sample episodes from a model on an env and pair them, labelled by the env's verifier (higher return wins),
+    a reward model, a preference model or a judge (`--label`, `--label-model`).
 
     Writes OUT/feedback/preferences.jsonl, OUT/trajectories.jsonl, OUT/config.yaml and OUT/summary.json.
     """
@@ -664,7 +667,7 @@ def prefs_build_cmd(
 
     data = read_yaml(config) if config is not None else {}
     flags = {"model": model, "env_id": env, "tasks": tasks, "samples": samples, "level": level, "ties": ties,
-             "out": None if out is None else str(out)}
+             "label": label, "label_model": label_model, "out": None if out is None else str(out)}
     for key, value in {k: v for k, v in flags.items() if v is not None}.items():
         set_key(data, key, value)
     for key, value in parse_assignments(knob, "--knob").items():

@@ -31,6 +31,7 @@ from pydantic import ConfigDict, Field
 
 from longhorizon.context.settings import ContextSettings, context_field, context_options_field
 from longhorizon.errors import UserError
+from longhorizon.feedback.labellers import SOURCES, Candidate, Labeller, make_labeller, verifier
 from longhorizon.feedback.preferences import PREFERENCES_FILE, PreferencePair, write_pairs
 from longhorizon.rollout.runner import Action, EpisodeSpec, LiveEpisode, run_episodes
 from longhorizon.types import Trajectory, Turn
@@ -51,7 +52,8 @@ class PrefsBuildConfig(ContextSettings):
     level: Literal["episode", "turn"] = Field("episode", description="pair whole episodes, or branches from a shared prefix at every turn")
     pairs: Literal["all", "best_worst"] = Field("all", description="every two samples of a task, or only its best and worst")
     ties: Literal["drop", "keep"] = Field("drop", description="pairs with equal returns: drop them, or keep them labelled as ties")
-    label: Literal["verifier"] = Field("verifier", description="who labels: the env's verifier (the higher return wins)")
+    label: Literal["verifier", "reward_model", "preference_model", "judge"] = Field("verifier", description="who labels: the env's verifier (the higher return wins), a reward model, a preference model, or a judge (feedback/labellers.py)")
+    label_model: str | None = Field(None, description="the labeller's model: a reward / preference model directory, or a judge model (a registered name or a directory)")
     context: str = context_field()
     context_options: dict[str, Any] = context_options_field()
     temperature: float = Field(1.0, ge=0, description="sampling temperature (> 0, or all samples of a task agree)")
@@ -105,9 +107,6 @@ def verifier_label(return_a: float, return_b: float) -> str:
     return "a" if return_a > return_b else "b" if return_b > return_a else "tie"
 
 
-LABELLERS: dict[str, Callable[[float, float], str]] = {"verifier": verifier_label}
-
-
 def candidate_pairs(returns: list[float], how: str) -> list[tuple[int, int]]:
     """Index pairs (i, j), i < j, among one task's samples: all of them, or (best, worst)."""
     if how == "best_worst":
@@ -118,20 +117,28 @@ def candidate_pairs(returns: list[float], how: str) -> list[tuple[int, int]]:
 
 
 def group_pairs(cfg: PrefsBuildConfig, trajs: list[Trajectory], ids: list[int], k: int,
-                system: str | None) -> tuple[list[PreferencePair], dict[str, int]]:
+                system: str | None, labeller: Labeller = verifier) -> tuple[list[PreferencePair], dict[str, int]]:
     """Labelled pairs among the samples `trajs` (episode indices `ids`) of one task, branching at turn k."""
     returns = [returns_from(t, k) for t in trajs]
     conts = [continuation_messages(t, k) for t in trajs]
-    kept, counts = [], {"identical": 0, "ties_dropped": 0}
+    context = context_messages(trajs[0], k, system)
+    counts = {"identical": 0, "ties_dropped": 0}
+    distinct = []
     for i, j in candidate_pairs(returns, cfg.pairs):
-        preferred = LABELLERS[cfg.label](returns[i], returns[j])
-        if conts[i] == conts[j] or (preferred == "tie" and cfg.ties == "drop"):
-            counts["identical" if conts[i] == conts[j] else "ties_dropped"] += 1
+        if conts[i] == conts[j]:
+            counts["identical"] += 1
+        else:
+            distinct.append((i, j))
+    labels = labeller([Candidate(context, conts[i], conts[j], returns[i], returns[j]) for i, j in distinct])
+    kept = []
+    for (i, j), label in zip(distinct, labels):
+        if label.preferred == "tie" and cfg.ties == "drop":
+            counts["ties_dropped"] += 1
             continue
         meta = {"env_id": cfg.env_id, "seed": trajs[i].seed, "turn": k, "episodes": [ids[i], ids[j]],
-                "returns": [returns[i], returns[j]]}
-        kept.append(PreferencePair(context=context_messages(trajs[i], k, system), a=conts[i], b=conts[j],
-                                   preferred=preferred, source=cfg.label, metadata=meta))
+                "returns": [returns[i], returns[j]], "prob_a": label.prob}
+        kept.append(PreferencePair(context=context, a=conts[i], b=conts[j], preferred=label.preferred,
+                                   strength=label.strength, source=SOURCES[cfg.label], metadata=meta))
     return kept, counts
 
 
@@ -226,13 +233,17 @@ def build_pairs(cfg: PrefsBuildConfig) -> tuple[list[PreferencePair], dict[str, 
     from longhorizon.store import RunDir
 
     make_env(cfg.env_id, cfg.env_kwargs, cfg.wrappers).close()  # bad env or knobs fail before any model loads
+    if cfg.label != "verifier" and not cfg.label_model:
+        raise UserError(f"label {cfg.label} needs label_model: a {cfg.label.replace('_', ' ')} "
+                        f"{'model (e.g. smollm2-135m)' if cfg.label == 'judge' else 'directory'}")
+    labeller = make_labeller(cfg.label, cfg.label_model, cfg.dtype)  # a bad model fails before any sampling
     run_dir = RunDir(cfg.out)
     trajs, groups = SAMPLERS[cfg.level](cfg, make_policies(cfg))
     pairs, counts = [], defaultdict(int)
     systems = {seed: system_prompt(cfg, seed) for seed in {t.seed for t in trajs}}
     for ids, k in groups:
         group = [trajs[i] for i in ids]
-        kept, dropped = group_pairs(cfg, group, ids, k, systems[group[0].seed])
+        kept, dropped = group_pairs(cfg, group, ids, k, systems[group[0].seed], labeller)
         pairs += kept
         for key, n in dropped.items():
             counts[key] += n

@@ -101,6 +101,8 @@ class AlgorithmConfig(Section):
     center_rewards_coef: float = Field(0.0, ge=0, description="reward_model: adds coef * mean((r_chosen + r_rejected)^2), TRL's center_rewards_coefficient (0 = off); preference_model: coef * mean((f(x,a,b) + f(x,b,a))^2), a penalty on position bias")
     eta: float = Field(10.0, gt=0, description="inpo: the no-regret step size eta (target eta/2)")
     tau: float = Field(0.01, ge=0, description="inpo: the KL-to-reference weight tau (eta * tau <= 1)")
+    labeller: Literal["verifier", "reward_model", "preference_model", "judge"] = Field("verifier", description="online preference and Nash methods: who says which episode of a pair is better: the env's verifier (higher return), a reward model, a preference model or a judge (feedback/labellers.py)")
+    labeller_model: str | None = Field(None, description="the labeller's model: a reward / preference model directory, or a judge model")
     mixture_coef: float = Field(0.5, ge=0, le=1, description="nash_md: m of the opponents' geometric mixture pi^(1-m) pi_ref^m (TRL's default 0.5)")
     prox_eta: float = Field(1.0, gt=0, description="nash_mp: the mirror-prox step size eta (the proximal term is KL(pi || pi_k) / eta)")
     entropy: EntropyConfig = Field(default_factory=EntropyConfig, description="entropy-aware method: empg, epo, siren or steer (none = off)")
@@ -118,6 +120,15 @@ class AlgorithmConfig(Section):
         if self.rewards.has_spans and self.reward_norm != "none":
             raise ValueError("span rewards (rewards.components) sit on tokens and are not normalised: "
                              "set reward_norm: none, or use turn components only")
+        return self
+
+    @model_validator(mode="after")
+    def _labeller_has_a_model(self) -> "AlgorithmConfig":
+        if self.labeller != "verifier" and not self.labeller_model:
+            raise ValueError(f"labeller {self.labeller} needs labeller_model (its model directory or name)")
+        if self.labeller != "verifier" and self.pairing == "best_worst" and self.name in ONLINE_PREFERENCE:
+            raise ValueError("best_worst pairing picks episodes by their returns (the verifier's); with labeller "
+                             f"{self.labeller} use pairing: all")
         return self
 
     @model_validator(mode="after")

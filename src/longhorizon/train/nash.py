@@ -4,9 +4,9 @@
 
 A step samples `group_size` episodes of each of `tasks_per_step` tasks with the
 policy (y) and as many opponent episodes of the same tasks (y'); pair k of a
-task is (y_k, y'_k). The verifier labels each pair: p = P(y ≻ y') is 1 when y's
-return is higher, 1/2 on a tie, 0 otherwise (a reward or preference model can
-give a soft p later). Then `epochs * num_minibatches` updates of the loss
+task is (y_k, y'_k). The labeller gives p = P(y ≻ y'): by default the verifier,
+1 when y's return is higher, 1/2 on a tie, 0 otherwise; a reward model,
+preference model or judge gives a soft p (`algorithm.labeller`, `feedback/labellers.py`). Then `epochs * num_minibatches` updates of the loss
 (`algorithms.PREFERENCE_LOSSES`), which only differentiates through y:
 
 - nash_md (Munos et al. 2024, methods.md §9a, TRL's practical loss): every turn
@@ -40,6 +40,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from longhorizon.algorithms import PREFERENCE_LOSSES, PairLogps
+from longhorizon.feedback.labellers import Labeller, episode_candidates, training_labeller, verifier
 from longhorizon.models import LoadedModel, SamplingParams, TransformersSampler, make_sampler
 from longhorizon.models.mixture import mixture_processors
 from longhorizon.rollout import ModelPolicy, run_episodes
@@ -71,6 +72,8 @@ def train_nash(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None =
     sampler = make_sampler("transformers", cfg.model, params, dtype=cfg.dtype, kv_cache_mb=cfg.kv_cache_mb,
                            loaded=LoadedModel(cfg.model, models.model, models.tokenizer))
     policy = ModelPolicy(sampler, session.strategy, prefill=cfg.prefill)
+    labeller, systems = training_labeller(cfg.algorithm, cfg.dtype, cfg.env_kwargs, cfg.wrappers)
+    prefer = lambda ours, theirs: preferences(ours, theirs, labeller, systems(ours))  # noqa: E731
     step, position = session.start(Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, session.strategy))
 
     session.evaluate_first(step)
@@ -87,7 +90,7 @@ def train_nash(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None =
         ref = reference_tokens(models, batch, cfg)
 
         # 2. K epochs of updates; Nash-MP's second half-step replays them from pi_k against pi_{k+1/2}.
-        prefs = verifier_preferences(trajectories, opponents)
+        prefs = prefer(trajectories, opponents)
         pi_k = Snapshot.take(models, optimizer, scheduler) if cfg.algorithm.name == "nash_mp" else None
         updates = update(models, optimizer, scheduler, batch, ref, prefs, cfg)
         metrics: Metrics = {"charts/opponent_reward_mean": rollout_metrics(opponents)["charts/reward_mean"]}
@@ -95,9 +98,9 @@ def train_nash(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None =
             midpoint = opponent_episodes(cfg, models, session, position, step, mixture=False, half=True)
             pi_k.restore(models, optimizer, scheduler)
             metrics.update({f"half1/{k.split('/', 1)[1]}": v for k, v in mean_metrics(updates).items()},
-                           **{"charts/midpoint_win_rate": float(verifier_preferences(trajectories, midpoint).mean()),
+                           **{"charts/midpoint_win_rate": float(prefer(trajectories, midpoint).mean()),
                               "charts/midpoint_reward_mean": rollout_metrics(midpoint)["charts/reward_mean"]})
-            updates = update(models, optimizer, scheduler, batch, ref, verifier_preferences(trajectories, midpoint), cfg)
+            updates = update(models, optimizer, scheduler, batch, ref, prefer(trajectories, midpoint), cfg)
         position += cfg.tasks_per_step
         step += 1
 
@@ -153,11 +156,12 @@ def opponent_episodes(cfg: TrainConfig, models: Models, session: Session, positi
         return run_episodes(task_specs(cfg, position), ModelPolicy(sampler, session.strategy, prefill=cfg.prefill))
 
 
-def verifier_preferences(episodes: list[Trajectory], opponents: list[Trajectory]) -> Tensor:
-    """(N,) P(y_i ≻ y'_i) by the verifier: 1 if y_i's return is higher, 1/2 on a tie, 0 if lower."""
-    ours = torch.tensor([t.total_reward for t in episodes], dtype=torch.float64)
-    theirs = torch.tensor([t.total_reward for t in opponents], dtype=torch.float64)
-    return ((ours > theirs).double() + 0.5 * (ours == theirs).double()).float()
+def preferences(episodes: list[Trajectory], opponents: list[Trajectory], labeller: Labeller = verifier,
+                systems: list[str | None] | None = None) -> Tensor:
+    """(N,) P(y_i ≻ y'_i) by the labeller; the verifier's is 1 if y_i's return is higher, 1/2 on a tie, 0 if lower."""
+    pairs = [(i, i) for i in range(len(episodes))]
+    return torch.tensor([lab.prob for lab in labeller(episode_candidates(episodes, pairs, systems, opponents))],
+                        dtype=torch.float32)
 
 
 # ------------------------------------------------------------------ log-probs per episode

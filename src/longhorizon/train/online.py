@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from longhorizon.algorithms import PREFERENCE_LOSSES, PairLogps, seq_logps
-from longhorizon.feedback.build import candidate_pairs, verifier_label
+from longhorizon.feedback.build import candidate_pairs
+from longhorizon.feedback.labellers import Labeller, episode_candidates, training_labeller, verifier
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import ModelPolicy, run_episodes
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches
@@ -60,6 +61,7 @@ def train_online(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None
     sampler = make_sampler("transformers", cfg.model, params, dtype=cfg.dtype, kv_cache_mb=cfg.kv_cache_mb,
                            loaded=LoadedModel(cfg.model, models.model, models.tokenizer))
     policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
+    labeller, systems = training_labeller(cfg.algorithm, cfg.dtype, cfg.env_kwargs, cfg.wrappers)
     step, position = session.start(Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, strategy))
 
     session.evaluate_first(step)
@@ -73,7 +75,7 @@ def train_online(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None
             trajectories = run_episodes(task_specs(cfg, position), policy)
         position += cfg.tasks_per_step
         batch = collate(trajectories, strategy, models.tokenizer.pad_token_id)
-        pairs = episode_pairs(trajectories, cfg.algorithm)  # (P, 2): winner, loser
+        pairs = episode_pairs(trajectories, cfg.algorithm, labeller, systems(trajectories))  # (P, 2): winner, loser
 
         # 2. Reference and behaviour log-prob sums of every episode, then K epochs of updates on the pairs.
         sums = {"ref": reference_sums(models, batch, cfg), "old": episode_sums(batch.old_logprobs, batch),
@@ -104,19 +106,21 @@ def train_online(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None
 # ------------------------------------------------------------------ pairs
 
 
-def episode_pairs(trajectories: list[Trajectory], cfg: AlgorithmConfig) -> Tensor:
-    """(P, 2) long: (winner, loser) episode indices among the episodes of each task; ties and return gaps
-    below `min_margin` dropped (DNO's large-margin filter)."""
+def episode_pairs(trajectories: list[Trajectory], cfg: AlgorithmConfig, labeller: Labeller = verifier,
+                  systems: list[str | None] | None = None) -> Tensor:
+    """(P, 2) long: (winner, loser) episode indices among the episodes of each task, as `labeller` says; ties
+    dropped, and with the verifier return gaps below `min_margin` too (DNO's large-margin filter)."""
     groups: dict[int, list[int]] = defaultdict(list)
     for i, traj in enumerate(trajectories):
         groups[traj.group_id].append(i)
-    out = []
+    candidates = []
     for ids in groups.values():
         returns = [trajectories[i].total_reward for i in ids]
-        for i, j in candidate_pairs(returns, cfg.pairing):
-            label = verifier_label(returns[i], returns[j])
-            if label != "tie" and abs(returns[i] - returns[j]) >= cfg.min_margin:
-                out.append((ids[i], ids[j]) if label == "a" else (ids[j], ids[i]))
+        candidates += [(ids[i], ids[j]) for i, j in candidate_pairs(returns, cfg.pairing)
+                       if labeller is not verifier or abs(returns[i] - returns[j]) >= cfg.min_margin]
+    labels = labeller(episode_candidates(trajectories, candidates, systems)) if candidates else []
+    out = [(i, j) if label.preferred == "a" else (j, i) for (i, j), label in zip(candidates, labels)
+           if label.preferred != "tie"]
     return torch.tensor(out, dtype=torch.long).reshape(-1, 2)
 
 

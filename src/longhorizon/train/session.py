@@ -182,8 +182,11 @@ def check_setup(cfg: TrainConfig) -> None:
 
         held_out = range(cfg.eval.seed, cfg.eval.seed + cfg.eval.episodes)  # a missing or malformed file, a leak
         check_held_out(read_demonstrations(cfg.demonstrations), cfg.eval.env_id, held_out, cfg.demonstrations)
-    for key, spec in [("model", cfg.model)] + [(f"algorithm.rewards.components[{i}].model", c.model)
-                                               for i, c in enumerate(cfg.algorithm.rewards.components) if c.model]:
+    models = [("model", cfg.model)] + [(f"algorithm.rewards.components[{i}].model", c.model)
+                                       for i, c in enumerate(cfg.algorithm.rewards.components) if c.model]
+    if cfg.algorithm.labeller_model:
+        models.append(("algorithm.labeller_model", cfg.algorithm.labeller_model))
+    for key, spec in models:
         if spec not in MODEL_LOADERS and not (Path(spec) / "config.json").exists():
             raise UserError(f"{key}: unknown model {spec!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
 
