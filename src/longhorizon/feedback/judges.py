@@ -206,10 +206,16 @@ class Judge:
         prompts = [pointwise_messages(c, r, self.max_chars) for c, r in items]
         return [parse_pointwise(t) for t in self._outputs("pointwise", prompts)]
 
-    def _outputs(self, kind: str, conversations: list[list[dict[str, str]]]) -> list[str]:
-        """The judge's text for each conversation: from the cache, or sampled in one batch (reply pre-filled with
-        `<think>\\n`, which is part of the returned text)."""
-        prefill = "<think>\n"
+    def critique(self, items: Sequence[tuple[str, list[str]]]) -> list[Any]:
+        """DeepCritic step critiques (`feedback/critic.py`) of (problem, steps) items: the first wrong step."""
+        from longhorizon.feedback.critic import critique_messages, parse_critique
+
+        prompts = [critique_messages(problem, steps) for problem, steps in items]
+        return [parse_critique(t, len(steps)) for t, (_, steps) in zip(self._outputs("critic", prompts, ""), items)]
+
+    def _outputs(self, kind: str, conversations: list[list[dict[str, str]]], prefill: str = "<think>\n") -> list[str]:
+        """The judge's text for each conversation: from the cache, or sampled in one batch (the reply pre-filled
+        with `prefill`, which is part of the returned text)."""
         ids = [encode(self.tokenizer, render(self.tokenizer, c, None, True) + prefill) for c in conversations]
         p = self.sampler.params
         keys = [JudgeCache.key(self.name, kind, x, p.temperature, p.top_p, p.max_new_tokens, p.seed) for x in ids]

@@ -46,14 +46,14 @@ class EntropyConfig(_Section):
     steer_lambda_min: float = Field(0.8, gt=0, le=1, description="steer: smallest token weight lambda_min")
 
 
-JUDGES = ("judge", "judge_pairwise")  # components scored by a generative judge (train/reward_sources.py)
+JUDGES = ("judge", "judge_pairwise", "critic")  # components scored by a generative judge (train/reward_sources.py)
 MODEL_SCORED = (*JUDGES, "reward_model")  # components that need a `model`
 
 
 class RewardComponent(_Section):
     """One named reward function (per turn, per span, or a judge) and its weight in the mix."""
 
-    name: str = Field(description="a per-turn reward function (env, success, correct, format, checklist), a span reward function (repeated_sentence, repeated_line), a judge (judge: pointwise 0..1; judge_pairwise: Think-RM over each task's group) or reward_model (a trained Bradley-Terry reward model)")
+    name: str = Field(description="a per-turn reward function (env, success, correct, format, checklist), a span reward function (repeated_sentence, repeated_line), a judge (judge: pointwise 0..1; judge_pairwise: Think-RM over each task's group; critic: DeepCritic's first wrong step, the fraction of steps before it) or reward_model (a trained Bradley-Terry reward model)")
     weight: float = Field(1.0, description="its weight in the dense per-turn reward")
     model: str | None = Field(None, description="judges: the judge model (a registered name such as smollm2-135m, or a model directory); reward_model: the reward model's directory; frozen")
     per: Literal["episode", "turn"] = Field("episode", description="reward_model: score the whole episode (on its last turn), or each turn (the increase of the score of the episode's prefix)")

@@ -21,6 +21,9 @@ like every other component:
   GRPO on this component alone, the group-normalised advantage is Think-RM's up
   to its denominator (`algorithms.PAIRWISE_ADVANTAGES["think_rm"]` is the exact
   form); mixing it with other components is ours. G(G-1)/2 judge calls per task.
+- "critic": a DeepCritic-style step critic (`feedback/critic.py`) finds the
+  first wrong step; the episode scores the fraction of its steps before it
+  ((k - 1) / n, 1 when none is wrong).
 - "reward_model": a Bradley-Terry reward model (`longhorizon train` with
   `algorithm.name: reward_model`, `feedback/reward_model.py`) scores the whole
   episode on its last turn (`per: episode`), or each turn with the increment
@@ -79,9 +82,21 @@ def pairwise_scores(judge: Judge, trajectories: list[Trajectory]) -> tuple[list[
     return [last_turn(t, d[i] / max(size[i] - 1, 1) / 3) for i, t in enumerate(trajectories)], verdicts
 
 
+def critic_scores(judge: Judge, trajectories: list[Trajectory]) -> tuple[list[list[float]], list[Verdict]]:
+    """DeepCritic as a reward: the fraction of the steps before the critic's first wrong step, on the last turn."""
+    from longhorizon.feedback.critic import solution_steps, steps_before_error
+
+    items = [(episode_text(t)[0], solution_steps(t)) for t in trajectories]
+    critiques = judge.critique(items)
+    scores = [last_turn(t, steps_before_error(c.first_error, len(steps)))
+              for t, c, (_, steps) in zip(trajectories, critiques, items)]
+    return scores, [Verdict(float(c.first_error or 0), c.first_error is not None, c.reason, "") for c in critiques]
+
+
 BATCH_REWARDS: dict[str, Callable[[Judge, list[Trajectory]], tuple[list[list[float]], list[Verdict]]]] = {
     "judge": pointwise_scores,
     "judge_pairwise": pairwise_scores,
+    "critic": critic_scores,
 }
 
 
