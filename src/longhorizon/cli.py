@@ -680,6 +680,50 @@ def prefs_build_cmd(
     console.print(f"pairs: {Path(cfg.out) / 'feedback' / 'preferences.jsonl'}")
 
 
+# --------------------------------------------------------------------- rm-eval
+@app.command("rm-eval")
+@user_errors
+def rm_eval_cmd(
+    model: str = typer.Argument(..., help="the scorer: a reward / preference model directory, or a judge model"),
+    kind: str = typer.Option("reward_model", "--kind", help="reward_model | preference_model | judge"),
+    env: str = typer.Option("longhorizon/Execution-v0", "--env", help="env whose oracle episodes make the contexts"),
+    knob: list[str] = typer.Option([], "--knob", help="env knob KEY=VALUE (repeatable); the default horizon is 4096"),
+    lengths: str = typer.Option("4000,8000,16000,32000", "--lengths", help="context lengths in tokens, comma-separated"),
+    items: int = typer.Option(16, "--items", min=1, help="items per length"),
+    n: int = typer.Option(4, "--n", min=2, help="options of a best-of-N item (1 better, N - 1 worse)"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="left-truncate contexts to this many tokens (default: the model's window)"),
+    seed: int = typer.Option(0, "--seed", help="env seed of the first item"),
+    dtype: str = typer.Option("float32", help="float32 | bfloat16"),
+    out: Path = typer.Option(Path("runs/rm-eval"), "--out", help="directory for rm_eval.json and rm_eval.png"),
+) -> None:
+    """Accuracy of a reward model, preference model or judge against context length (Long-RewardBench style)."""
+    import json
+
+    from longhorizon.eval.rm_eval import build_items, plot_rm_eval, run_rm_eval, scorer_for, token_counter
+
+    if kind not in ("reward_model", "preference_model", "judge"):
+        raise UserError(f"--kind must be reward_model, preference_model or judge, got {kind!r}")
+    targets = [int(x) for x in lengths.split(",") if x.strip()]
+    labeller, rank, tokenizer, window = scorer_for(kind, model, dtype)
+    count = token_counter(tokenizer)
+    knobs = {"horizon": 4096, **parse_assignments(knob, "--knob")} if env == "longhorizon/Execution-v0" else parse_assignments(knob, "--knob")
+    try:
+        built = build_items(env, knobs, targets, items, n, count, seed)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    rows = run_rm_eval(built, labeller, rank, count, max_tokens if max_tokens is not None else window, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rm_eval.json").write_text(json.dumps({"model": model, "kind": kind, "env": env, "rows": rows}, indent=1))
+    table = Table(title=f"{kind} {model} on {env}")
+    for col in ("length", "items", "pairwise acc", "best-of-N acc"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["length"]), str(r["items"]), f"{r['pairwise_acc']:.3f} ± {r['pairwise_se']:.3f}",
+                      f"{r['best_of_n_acc']:.3f} ± {r['best_of_n_se']:.3f}")
+    console.print(table)
+    console.print(f"plot: {plot_rm_eval(rows, out / 'rm_eval.png', f'{kind}: {Path(model).name}')}")
+
+
 # --------------------------------------------------------------------- demos
 @app.command("demos")
 @user_errors
