@@ -46,17 +46,17 @@ from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
 from longhorizon.rollout.ray_workers import RolloutPool, WorkerSpec
 from longhorizon.store import first_missing
 from longhorizon.train import exploration
-from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches, with_credit
+from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, with_credit
 from longhorizon.train.checkpoint import Resumable, latest_checkpoint
 from longhorizon.train.config import NASH, OFFLINE_PREFERENCE, ONLINE_PREFERENCE, SUPERVISED, TrainConfig
 from longhorizon.train.credit import ALGORITHMS, Algorithm
 from longhorizon.train.memory import release_memory
 from longhorizon.train.metrics import peak_memory_mb, read_records
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
-from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
+from longhorizon.train.optim import build_optimizer
 from longhorizon.train.reward_sources import RewardSources
 from longhorizon.train.rewards import RewardNormalizer
-from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, write_trajectories
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates, write_trajectories
 from longhorizon.train.update import minibatch_backward
 from longhorizon.types import Trajectory
 
@@ -143,17 +143,9 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
 
         # 3. K epochs of minibatch updates (rows LOOP filtered out carry no mask and are skipped).
         release_memory()  # what generate freed, before the update's peak
-        models.model.train()
         rows = batch.loss_mask.bool().any(1).nonzero().squeeze(1)
-        updates: list[dict[str, float]] = []
-        for _epoch in range(cfg.epochs):
-            for minibatch in minibatches(rows, cfg.num_minibatches):
-                metrics = minibatch_backward(models, batch, minibatch, cfg, algo, credit_state)
-                metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)  # now, not before the next backward: rollouts and evals run without them
-                updates.append(metrics)
+        updates = run_updates(cfg, models, optimizer, scheduler, rows,
+                              lambda mb: minibatch_backward(models, batch, mb, cfg, algo, credit_state))
         t_sync = time.perf_counter()
         sampler.sync_weights(models.model)  # vllm: the engine samples the next step with the new weights
         if pool:

@@ -44,16 +44,16 @@ from longhorizon.feedback.labellers import Labeller, episode_candidates, trainin
 from longhorizon.models import LoadedModel, SamplingParams, TransformersSampler, make_sampler
 from longhorizon.models.mixture import mixture_processors
 from longhorizon.rollout import ModelPolicy, run_episodes
-from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches
+from longhorizon.train.batch import Batch, by_prompt, collate, microbatches
 from longhorizon.train.checkpoint import Resumable
 from longhorizon.train.config import TrainConfig
 from longhorizon.train.loop import rollout_metrics, task_specs
 from longhorizon.train.memory import release_memory
 from longhorizon.train.metrics import peak_memory_mb
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
-from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
+from longhorizon.train.optim import build_optimizer
 from longhorizon.train.rewards import RewardNormalizer
-from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, write_trajectories
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates, write_trajectories
 from longhorizon.types import Trajectory
 
 Metrics = dict[str, float]
@@ -200,17 +200,8 @@ def episode_tokens(values: Tensor, mask: Tensor, row_episode: Tensor, episodes: 
 def update(models: Models, optimizer, scheduler, batch: Batch, ref: Tensor, prefs: Tensor,
            cfg: TrainConfig) -> list[Metrics]:
     """`epochs * num_minibatches` optimizer updates over the step's episodes (pair i: y_i against its opponent)."""
-    models.model.train()
-    updates: list[Metrics] = []
-    for _epoch in range(cfg.epochs):
-        for minibatch in minibatches(torch.arange(len(prefs)), cfg.num_minibatches):
-            metrics = episodes_backward(models, batch, ref, prefs, minibatch, cfg)
-            metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            updates.append(metrics)
-    return updates
+    return run_updates(cfg, models, optimizer, scheduler, torch.arange(len(prefs)),
+                       lambda mb: episodes_backward(models, batch, ref, prefs, mb, cfg))
 
 
 def episodes_backward(models: Models, batch: Batch, ref: Tensor, prefs: Tensor, episodes: Tensor,

@@ -40,15 +40,15 @@ from longhorizon.errors import UserError
 from longhorizon.feedback import PreferencePair, read_preferences
 from longhorizon.feedback.tokens import continuation_tokens
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
-from longhorizon.train.batch import microbatches, minibatches
+from longhorizon.train.batch import microbatches
 from longhorizon.train.checkpoint import Resumable
 from longhorizon.train.config import PREFERENCE_MODELS, TrainConfig
 from longhorizon.train.memory import release_memory
 from longhorizon.train.metrics import peak_memory_mb
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
-from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
+from longhorizon.train.optim import build_optimizer
 from longhorizon.train.rewards import RewardNormalizer
-from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates
 
 Metrics = dict[str, float]
 Tokens = tuple[list[int], list[int]]  # ids, loss mask
@@ -84,16 +84,8 @@ def train_offline(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | Non
         ref_chosen, ref_rejected = reference_logps(models, (chosen, rejected), cfg)
 
         # 2. K epochs of minibatch updates of the preference loss.
-        models.model.train()
-        updates: list[Metrics] = []
-        for _epoch in range(cfg.epochs):
-            for minibatch in minibatches(torch.arange(len(rows)), cfg.num_minibatches):
-                metrics = pairs_backward(models, (chosen, rejected), (ref_chosen, ref_rejected), minibatch, cfg)
-                metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                updates.append(metrics)
+        updates = run_updates(cfg, models, optimizer, scheduler, torch.arange(len(rows)),
+                              lambda mb: pairs_backward(models, (chosen, rejected), (ref_chosen, ref_rejected), mb, cfg))
         step += 1
 
         # 3. Log, evaluate every M steps, checkpoint every N steps.

@@ -35,16 +35,16 @@ from longhorizon.feedback.build import candidate_pairs
 from longhorizon.feedback.labellers import Labeller, episode_candidates, training_labeller, verifier
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import ModelPolicy, run_episodes
-from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, minibatches
+from longhorizon.train.batch import Batch, by_prompt, collate, microbatches
 from longhorizon.train.checkpoint import Resumable
 from longhorizon.train.config import ONLINE_PREFERENCE, AlgorithmConfig, TrainConfig
 from longhorizon.train.loop import rollout_metrics, task_specs
 from longhorizon.train.memory import release_memory
 from longhorizon.train.metrics import peak_memory_mb
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
-from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
+from longhorizon.train.optim import build_optimizer
 from longhorizon.train.rewards import RewardNormalizer
-from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, write_trajectories
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates, write_trajectories
 from longhorizon.types import Trajectory
 
 Metrics = dict[str, float]
@@ -80,16 +80,8 @@ def train_online(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None
         # 2. Reference and behaviour log-prob sums of every episode, then K epochs of updates on the pairs.
         sums = {"ref": reference_sums(models, batch, cfg), "old": episode_sums(batch.old_logprobs, batch),
                 "return": torch.tensor([t.total_reward for t in trajectories])}
-        models.model.train()
-        updates: list[Metrics] = []
-        for _epoch in range(cfg.epochs if len(pairs) else 0):
-            for minibatch in minibatches(torch.arange(len(pairs)), cfg.num_minibatches):
-                metrics = pairs_backward(models, batch, pairs[minibatch], sums, cfg)
-                metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                updates.append(metrics)
+        updates = run_updates(cfg, models, optimizer, scheduler, torch.arange(len(pairs)),
+                              lambda mb: pairs_backward(models, batch, pairs[mb], sums, cfg)) if len(pairs) else []
         step += 1
 
         # 3. Log, evaluate every M steps, checkpoint every N steps.

@@ -49,16 +49,16 @@ from longhorizon.feedback import PreferencePair
 from longhorizon.feedback.pair_metrics import pair_metrics
 from longhorizon.feedback.reward_model import PAIR_TOKENS, attach_score_head, pad_right, pooled_scores, score_rows
 from longhorizon.models import load_model
-from longhorizon.train.batch import microbatches, minibatches
+from longhorizon.train.batch import microbatches
 from longhorizon.train.checkpoint import Resumable
 from longhorizon.train.config import TrainConfig
 from longhorizon.train.memory import release_memory
 from longhorizon.train.metrics import peak_memory_mb, read_records
 from longhorizon.train.model import Models, _checkpoint_activations, autocast
 from longhorizon.train.offline import data_rows, decided_pairs
-from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
+from longhorizon.train.optim import build_optimizer
 from longhorizon.train.rewards import RewardNormalizer
-from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates
 
 Metrics = dict[str, float]
 
@@ -101,16 +101,8 @@ def train_scorer(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None
         batch = [train_rows[i] for i in rows]
 
         # 2. K epochs of minibatch updates of the pair loss.
-        models.model.train()
-        updates: list[Metrics] = []
-        for _epoch in range(cfg.epochs):
-            for minibatch in minibatches(torch.arange(len(batch)), cfg.num_minibatches):
-                metrics = scorer_backward(models, batch, minibatch, cfg)
-                metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                updates.append(metrics)
+        updates = run_updates(cfg, models, optimizer, scheduler, torch.arange(len(batch)),
+                              lambda mb: scorer_backward(models, batch, mb, cfg))
         step += 1
 
         # 3. Log, evaluate on the held-out pairs every M steps, checkpoint every N steps.

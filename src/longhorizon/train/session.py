@@ -128,6 +128,37 @@ class Session:
                            eval_after=eval_record(self.path, cfg.steps), plot=plot_curves(self.path, self.path / "curves.png"))
 
 
+def run_updates(cfg: TrainConfig, models: Models, optimizer: Any, scheduler: Any, rows: torch.Tensor,
+                backward: Callable[[torch.Tensor], Metrics]) -> list[Metrics]:
+    """`epochs * num_minibatches` optimizer updates: each epoch shuffles `rows` (global torch RNG) into
+    minibatches, `backward(minibatch)` accumulates the gradient and returns its metrics, then the gradient is
+    clipped, stepped and freed. Returns every update's metrics."""
+    from longhorizon.train.batch import minibatches
+    from longhorizon.train.optim import clip_gradients, trainable
+
+    models.model.train()
+    updates: list[Metrics] = []
+    for _epoch in range(cfg.epochs):
+        for minibatch in minibatches(rows, cfg.num_minibatches):
+            metrics = backward(minibatch)
+            metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)  # now, not before the next backward: rollouts and evals run without them
+            updates.append(metrics)
+    return updates
+
+
+def transformers_sampler(cfg: TrainConfig, models: Models) -> Any:
+    """The trainer's sampler on its live model (held-out evals; rollouts for the online trainers)."""
+    from longhorizon.models import LoadedModel, SamplingParams, make_sampler
+
+    params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, stop=tuple(cfg.stop),
+                            seed=cfg.seed)
+    return make_sampler("transformers", cfg.model, params, dtype=cfg.dtype, kv_cache_mb=cfg.kv_cache_mb,
+                        loaded=LoadedModel(cfg.model, models.model, models.tokenizer))
+
+
 def export_model(models: Models, path: Path, bf16: bool = False) -> Path:
     """A loadable Hugging Face directory (LoRA merged into a copy; bf16 weights with `bf16`), written atomically.
 

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from longhorizon.algorithms.supervised import SUPERVISED_LOSSES
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
-from longhorizon.train.batch import microbatches, minibatches
+from longhorizon.train.batch import microbatches
 from longhorizon.train.checkpoint import Resumable
 from longhorizon.train.config import TrainConfig
 from longhorizon.train.demonstrations import demonstration_samples, read_demonstrations
@@ -39,9 +39,9 @@ from longhorizon.train.memory import release_memory
 from longhorizon.train.metrics import peak_memory_mb
 from longhorizon.train.model import Models, autocast, build_models, token_forward
 from longhorizon.train.offline import Side, data_rows, pad
-from longhorizon.train.optim import build_optimizer, clip_gradients, trainable
+from longhorizon.train.optim import build_optimizer
 from longhorizon.train.rewards import RewardNormalizer
-from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates
 from longhorizon.types import Sample
 
 Metrics = dict[str, float]
@@ -72,16 +72,8 @@ def train_sft(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = 
         rows = pad_samples([s for i in picked for s in samples[i]], models.tokenizer.pad_token_id)
 
         # 2. K epochs of minibatch updates of the NLL of the agent's tokens.
-        models.model.train()
-        updates: list[Metrics] = []
-        for _epoch in range(cfg.epochs):
-            for minibatch in minibatches(torch.arange(len(rows.input_ids)), cfg.num_minibatches):
-                metrics = sft_backward(models, rows, minibatch, cfg)
-                metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                updates.append(metrics)
+        updates = run_updates(cfg, models, optimizer, scheduler, torch.arange(len(rows.input_ids)),
+                              lambda mb: sft_backward(models, rows, mb, cfg))
         step += 1
 
         # 3. Log, evaluate every M steps, checkpoint every N steps.
