@@ -41,7 +41,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from longhorizon.algorithms import PREFERENCE_LOSSES, PairLogps
 from longhorizon.feedback.labellers import Labeller, episode_candidates, training_labeller, verifier
-from longhorizon.models import LoadedModel, SamplingParams, TransformersSampler, make_sampler
+from longhorizon.models import SamplingParams, TransformersSampler
 from longhorizon.models.mixture import mixture_processors
 from longhorizon.rollout import ModelPolicy, run_episodes
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches
@@ -53,7 +53,7 @@ from longhorizon.train.metrics import peak_memory_mb
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
 from longhorizon.train.optim import build_optimizer
 from longhorizon.train.rewards import RewardNormalizer
-from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates, write_trajectories
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates, transformers_sampler, write_trajectories
 from longhorizon.types import Trajectory
 
 Metrics = dict[str, float]
@@ -67,10 +67,7 @@ def train_nash(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None =
     session = Session.open(cfg, resume, on_log)
     models = build_models(cfg, needs_ref=True, value_head=False)
     optimizer, scheduler = build_optimizer(cfg, models)
-    params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, stop=tuple(cfg.stop),
-                            seed=cfg.seed)
-    sampler = make_sampler("transformers", cfg.model, params, dtype=cfg.dtype, kv_cache_mb=cfg.kv_cache_mb,
-                           loaded=LoadedModel(cfg.model, models.model, models.tokenizer))
+    sampler = transformers_sampler(cfg, models)  # the live model: held-out evals (and rollouts)
     policy = ModelPolicy(sampler, session.strategy, prefill=cfg.prefill)
     labeller, systems = training_labeller(cfg.algorithm, cfg.dtype, cfg.env_kwargs, cfg.wrappers)
     prefer = lambda ours, theirs: preferences(ours, theirs, labeller, systems(ours))  # noqa: E731

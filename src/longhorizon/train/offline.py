@@ -39,7 +39,6 @@ from longhorizon.algorithms import PREFERENCE_LOSSES, PairLogps
 from longhorizon.errors import UserError
 from longhorizon.feedback import PreferencePair, read_preferences
 from longhorizon.feedback.tokens import continuation_tokens
-from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.train.batch import microbatches
 from longhorizon.train.checkpoint import Resumable
 from longhorizon.train.config import PREFERENCE_MODELS, TrainConfig
@@ -48,7 +47,7 @@ from longhorizon.train.metrics import peak_memory_mb
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
 from longhorizon.train.optim import build_optimizer
 from longhorizon.train.rewards import RewardNormalizer
-from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates, transformers_sampler
 
 Metrics = dict[str, float]
 Tokens = tuple[list[int], list[int]]  # ids, loss mask
@@ -67,9 +66,7 @@ def train_offline(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | Non
     pairs = [(continuation_tokens(models.tokenizer, p.context, p.chosen),
               continuation_tokens(models.tokenizer, p.context, p.rejected)) for p in decided]
     optimizer, scheduler = build_optimizer(cfg, models)
-    params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-    sampler = make_sampler("transformers", cfg.model, params, dtype=cfg.dtype, kv_cache_mb=cfg.kv_cache_mb,
-                           loaded=LoadedModel(cfg.model, models.model, models.tokenizer))
+    sampler = transformers_sampler(cfg, models)  # the live model: held-out evals (and rollouts)
     step, position = session.start(Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, strategy))
 
     session.evaluate_first(step)

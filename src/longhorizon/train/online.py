@@ -33,7 +33,6 @@ from torch import Tensor
 from longhorizon.algorithms import PREFERENCE_LOSSES, PairLogps, seq_logps
 from longhorizon.feedback.build import candidate_pairs
 from longhorizon.feedback.labellers import Labeller, episode_candidates, training_labeller, verifier
-from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import ModelPolicy, run_episodes
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches
 from longhorizon.train.checkpoint import Resumable
@@ -44,7 +43,7 @@ from longhorizon.train.metrics import peak_memory_mb
 from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
 from longhorizon.train.optim import build_optimizer
 from longhorizon.train.rewards import RewardNormalizer
-from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates, write_trajectories
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates, transformers_sampler, write_trajectories
 from longhorizon.types import Trajectory
 
 Metrics = dict[str, float]
@@ -56,10 +55,7 @@ def train_online(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None
     strategy = session.strategy
     models = build_models(cfg, needs_ref=True, value_head=False)
     optimizer, scheduler = build_optimizer(cfg, models)
-    params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, stop=tuple(cfg.stop),
-                            seed=cfg.seed)
-    sampler = make_sampler("transformers", cfg.model, params, dtype=cfg.dtype, kv_cache_mb=cfg.kv_cache_mb,
-                           loaded=LoadedModel(cfg.model, models.model, models.tokenizer))
+    sampler = transformers_sampler(cfg, models)  # the live model: held-out evals (and rollouts)
     policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
     labeller, systems = training_labeller(cfg.algorithm, cfg.dtype, cfg.env_kwargs, cfg.wrappers)
     step, position = session.start(Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, strategy))

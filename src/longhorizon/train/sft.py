@@ -30,7 +30,6 @@ import torch
 from torch import Tensor
 
 from longhorizon.algorithms.supervised import SUPERVISED_LOSSES
-from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.train.batch import microbatches
 from longhorizon.train.checkpoint import Resumable
 from longhorizon.train.config import TrainConfig
@@ -41,7 +40,7 @@ from longhorizon.train.model import Models, autocast, build_models, token_forwar
 from longhorizon.train.offline import Side, data_rows, pad
 from longhorizon.train.optim import build_optimizer
 from longhorizon.train.rewards import RewardNormalizer
-from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates, transformers_sampler
 from longhorizon.types import Sample
 
 Metrics = dict[str, float]
@@ -56,9 +55,7 @@ def train_sft(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = 
     samples = demonstration_samples(demos, strategy, models.tokenizer, str(cfg.demonstrations), cfg.prefill,
                                     tuple(cfg.stop))
     optimizer, scheduler = build_optimizer(cfg, models)
-    params = SamplingParams(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-    sampler = make_sampler("transformers", cfg.model, params, dtype=cfg.dtype, kv_cache_mb=cfg.kv_cache_mb,
-                           loaded=LoadedModel(cfg.model, models.model, models.tokenizer))
+    sampler = transformers_sampler(cfg, models)  # the live model: held-out evals (and rollouts)
     step, position = session.start(Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, strategy))
 
     session.evaluate_first(step)
