@@ -36,7 +36,7 @@ from longhorizon.context.settings import ContextSettings, context_field, context
 from longhorizon.errors import UserError
 from longhorizon.eval.config import EvalConfig
 from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_field, sampler_field, vllm_field
-from longhorizon.train.credit_config import EntropyConfig, ReplayConfig, RewardsConfig
+from longhorizon.train.credit_config import CurriculumConfig, EntropyConfig, ReplayConfig, RewardsConfig
 
 AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo", "online_dpo", "dno", "inpo",
                         "p3o_v1", "p3o_v2", "nash_md", "nash_mp", "sft",
@@ -108,6 +108,7 @@ class AlgorithmConfig(Section):
     entropy: EntropyConfig = Field(default_factory=EntropyConfig, description="entropy-aware method: empg, epo, siren or steer (none = off)")
     rewards: RewardsConfig = Field(default_factory=RewardsConfig, description="fine-grained per-turn reward functions and G-RA gates (empty = the env's rewards)")
     replay: ReplayConfig = Field(default_factory=ReplayConfig, description="ARPO replay of successes into all-negative groups, task pool and task filter (off by default)")
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig, description="progressive difficulty on an env knob, and annealed privileged hints (off by default)")
 
     @model_validator(mode="after")
     def _loop_has_no_kl(self) -> "AlgorithmConfig":
@@ -317,7 +318,8 @@ class TrainConfig(Section, ContextSettings):
         ignored = {"rollout.workers": self.rollout.workers != 0,
                    "algorithm.entropy.method": self.algorithm.entropy.method != "none",
                    "algorithm.rewards.components": bool(self.algorithm.rewards.components),
-                   "algorithm.replay.enabled": self.algorithm.replay.enabled}
+                   "algorithm.replay.enabled": self.algorithm.replay.enabled,
+                   "algorithm.curriculum": self.algorithm.curriculum.on}
         if used := [key for key, on in ignored.items() if on]:
             raise ValueError(f"{self.algorithm.name} does not use {', '.join(used)} (RL options): remove them")
         return self

@@ -96,6 +96,31 @@ class RewardsConfig(_Section):
         return self
 
 
+class CurriculumConfig(_Section):
+    """Curricula: the env's difficulty knob follows the rolling success rate; the oracle's action as a hint."""
+
+    knob: str | None = Field(None, description="progressive difficulty: the env knob to raise (e.g. horizon, n_problems); None = off")
+    start: float | None = Field(None, description="the knob's first value (None = its env_kwargs value, else the env's default)")
+    step: float = Field(1.0, gt=0, description="how much the knob moves at a time")
+    max: float | None = Field(None, description="never above this (and never outside the knob's own range)")
+    min: float | None = Field(None, description="never below this (None = the start value)")
+    raise_at: float = Field(0.8, ge=0, le=1, description="raise the knob when the rolling success rate reaches this")
+    lower_at: float = Field(0.2, ge=0, le=1, description="lower it when the rolling success rate falls to this")
+    window: int = Field(32, ge=1, description="episodes in the rolling success rate (cleared at every move)")
+    hint_prob: float = Field(0.0, ge=0, le=1, description="privileged hints: at step 1, the probability that an observation shows the oracle's next action (prompt, never loss; the held-out eval never shows hints)")
+    hint_steps: int = Field(0, ge=0, description="the hint probability falls linearly to 0 over this many steps (0 = it stays at hint_prob)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "CurriculumConfig":
+        if self.lower_at >= self.raise_at:
+            raise ValueError(f"lower_at ({self.lower_at}) must be below raise_at ({self.raise_at})")
+        return self
+
+    @property
+    def on(self) -> bool:
+        return self.knob is not None or self.hint_prob > 0
+
+
 class ReplayConfig(_Section):
     """ARPO: replay a stored success into all-negative groups; optionally filter always/never-solved tasks."""
 

@@ -57,7 +57,7 @@ from longhorizon.algorithms import (
     topp_entropy,
 )
 from longhorizon.rollout import EpisodeSpec
-from longhorizon.train import segment_rewards
+from longhorizon.train import curriculum, segment_rewards
 from longhorizon.train.batch import Batch, by_prompt, microbatches
 from longhorizon.train.credit import Credit, to_tokens, turn_sums
 from longhorizon.train.credit_config import EntropyConfig, RewardsConfig
@@ -81,6 +81,7 @@ class CreditState:
     siren_anchor: float | None = None
     replay: ReplayBuffer | None = None
     tasks: TaskFilter | None = None
+    curriculum: dict[str, Any] | None = None  # train/curriculum.py: the knob's value and the success window
 
     @classmethod
     def from_config(cls, cfg: Any) -> "CreditState":
@@ -89,7 +90,7 @@ class CreditState:
         replay = ReplayBuffer(r.buffer_size, r.success_threshold, r.fail_std, r.fail_mean, seed=cfg.seed) if r.enabled else None
         tasks = (TaskFilter(r.filter_threshold, r.filter_min_attempts, r.success_threshold)
                  if r.filter_threshold is not None else None)
-        return cls(replay=replay, tasks=tasks)
+        return cls(replay=replay, tasks=tasks, curriculum=curriculum.start_state(cfg))
 
     def epo_history(self, token_turn: Tensor) -> tuple[Tensor, Tensor]:
         """(B, T) historical mean entropy of each token's turn, and whether that turn has any history."""
@@ -105,7 +106,8 @@ class CreditState:
         return {"step": self.step, "epo_sum": dict(self.epo_sum), "epo_count": dict(self.epo_count),
                 "siren_anchor": self.siren_anchor,
                 "replay": self.replay.state_dict() if self.replay else None,
-                "tasks": self.tasks.state_dict() if self.tasks else None}
+                "tasks": self.tasks.state_dict() if self.tasks else None,
+                "curriculum": None if self.curriculum is None else {**self.curriculum, "window": list(self.curriculum["window"])}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
@@ -115,6 +117,8 @@ class CreditState:
         for part in ("replay", "tasks"):
             if getattr(self, part) is not None and state.get(part) is not None:
                 getattr(self, part).load_state_dict(state[part])
+        if self.curriculum is not None and state.get("curriculum") is not None:
+            self.curriculum = {**state["curriculum"], "window": list(state["curriculum"]["window"])}
 
 
 # ------------------------------------------------------------------ tasks, replay, rewards
@@ -127,7 +131,7 @@ def next_tasks(cfg: Any, position: int, state: CreditState) -> tuple[list[Episod
     ks, position = select_tasks(position, cfg.tasks_per_step, pool, keep)
     specs = [EpisodeSpec(cfg.env_id, seed=cfg.seed + (k % pool if pool else k), env_kwargs=dict(cfg.env_kwargs),
                          group_id=k, wrappers=cfg.wrappers) for k in ks for _ in range(cfg.algorithm.group_size)]
-    return specs, position
+    return curriculum.apply(cfg, state.curriculum, state.step, specs), position  # knob value, hints
 
 
 def replay(trajectories: list[Trajectory], state: CreditState) -> tuple[list[Trajectory], Metrics]:

@@ -45,7 +45,7 @@ from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
 from longhorizon.rollout.ray_workers import RolloutPool, WorkerSpec
 from longhorizon.store import first_missing
-from longhorizon.train import exploration
+from longhorizon.train import curriculum, exploration
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, with_credit
 from longhorizon.train.checkpoint import Resumable, latest_checkpoint
 from longhorizon.train.config import NASH, OFFLINE_PREFERENCE, ONLINE_PREFERENCE, SUPERVISED, TrainConfig
@@ -123,6 +123,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
         specs, position = exploration.next_tasks(cfg, position, credit_state)  # = task_specs unless replay.task_pool or a task filter is set
         with autocast(cfg):
             trajectories = pool.collect(specs) if pool else run_episodes(specs, policy)
+        curriculum_metrics = curriculum.update(cfg, credit_state.curriculum, credit_state.step, trajectories)  # sampled episodes only
         trajectories, replay_metrics = exploration.replay(trajectories, credit_state)  # ARPO (off by default)
         t_rollout = time.perf_counter()
 
@@ -160,7 +161,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
         session.record(step, {
             **rollout_metrics(trajectories), **{f"credit/{k}": v for k, v in credit.metrics.items()},
             **score_metrics, **mean_metrics(updates), "charts/updates": float(len(updates)),
-            **replay_metrics, **reward_metrics, **entropy_metrics,
+            **replay_metrics, **reward_metrics, **entropy_metrics, **curriculum_metrics,
             "charts/rows_trained": float(len(rows)), "charts/learning_rate": scheduler.get_last_lr()[0],
             **perf_metrics(trajectories, batch, rows, cfg, t_start, t_rollout, t_end, score_time),
             "perf/sync_time": t_end - t_sync, **(pool.metrics() if pool else {}),

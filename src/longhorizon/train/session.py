@@ -201,6 +201,13 @@ def check_setup(cfg: TrainConfig) -> None:
     except (TypeError, ValueError, KeyError) as err:
         raise UserError(f"env_kwargs: bad knobs or wrappers for {cfg.env_id}: {err}") from None
     make_strategy(cfg.context, **cfg.context_options)
+    if cfg.algorithm.curriculum.knob is not None:
+        from longhorizon.train.curriculum import knob_bounds
+
+        try:
+            knob_bounds(cfg.env_id, cfg.algorithm.curriculum.knob)
+        except ValueError as err:
+            raise UserError(f"algorithm.{err}") from None
     require_vllm(cfg.sampler)
     if cfg.rollout.workers:
         require_ray()

@@ -550,12 +550,47 @@ class TurnLimit(gym.Wrapper):
         return out
 
 
+class PrivilegedHint(gym.Wrapper):
+    """Show the env's oracle action as a hint, with probability `prob` per observation (a curriculum aid).
+
+    The hint is part of the observation, so a policy reads it as prompt and is never trained to write it. The
+    draw for turn t of the episode with env seed s depends only on (`seed`, s, t), so a resumed run shows the
+    same hints. `info["hinted"]` says whether the observation the agent is answering carried one (training's
+    `curriculum/hinted_frac`).
+    """
+
+    def __init__(self, env: gym.Env, prob: float, seed: int = 0):
+        super().__init__(env)
+        if not 0.0 <= prob <= 1.0:
+            raise ValueError(f"hint prob must be in [0, 1], got {prob}")
+        self.prob, self.seed, self.episode_seed, self.turn, self.hinted = prob, seed, 0, 0, False
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.episode_seed, self.turn = seed or 0, 0
+        return self._hint(obs), info
+
+    def step(self, action: str) -> Step:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info = dict(info) | {"hinted": self.hinted}
+        self.turn += 1
+        return (obs if terminated or truncated else self._hint(obs)), reward, terminated, truncated, info
+
+    def _hint(self, obs: str) -> str:
+        rng = np.random.default_rng([self.seed, self.episode_seed, self.turn])
+        self.hinted = bool(rng.random() < self.prob)
+        if not self.hinted:
+            return obs
+        return f"{obs}\n\nHint: a correct next answer is: {self.env.get_wrapper_attr('oracle_action')()}"
+
+
 # -- registry -----------------------------------------------------------------------------------
 
 WRAPPERS: dict[str, type[gym.Wrapper]] = {
     "try_again": TryAgain,
     "feedback_loop": FeedbackLoop,
     "turn_limit": TurnLimit,
+    "hint": PrivilegedHint,
 }
 
 
