@@ -373,3 +373,28 @@ def test_garbage_never_escapes_a_wrapper(spec, actions):
         if terminated or truncated:
             assert isinstance(info.get("success"), bool) and isinstance(info.get("metrics"), dict)
             break
+
+
+def test_succ_at_k_counts_episodes_solved_within_k_attempts():
+    from longhorizon.eval.horizon import mean_env_metrics, succ_at_k
+    from longhorizon.types import Trajectory
+
+    def episode(solved, attempts):
+        return Trajectory(env_id="e", seed=0, metadata={"metrics": {"solved": solved, "attempts": attempts}})
+
+    runs = [episode(True, 1), episode(True, 3), episode(False, 3), episode(True, 2)]
+    assert succ_at_k(runs) == {"succ@1": 0.25, "succ@3": 0.75}
+    assert succ_at_k([Trajectory(env_id="e", seed=0)]) == {}
+    assert mean_env_metrics(runs)["succ@3"] == 0.75 and mean_env_metrics(runs)["attempts"] == 2.25
+
+
+def test_try_again_training_reports_succ_at_1_and_at_t(tmp_path):
+    from longhorizon.train import train
+    from longhorizon.train.metrics import read_records
+    from test_train import tiny_cfg
+
+    result = train(tiny_cfg(tmp_path, "env_id=longhorizon/Execution-v0", "env_kwargs={horizon: 1, dict_size: 2}",
+                            "wrappers=[{name: try_again, max_attempts: 3}]", "steps=1", "eval.episodes=4"))
+    evals = [r for r in read_records(result.run_dir) if "eval/reward_mean" in r]
+    assert len(evals) == 2 and all("eval/env/succ@1" in r and "eval/env/succ@3" in r for r in evals)
+    assert all(r["eval/env/succ@1"] <= r["eval/env/succ@3"] for r in evals)

@@ -89,13 +89,24 @@ def horizon_summary(trajectories: list[Trajectory], horizon: int) -> dict[str, A
 
 
 def mean_env_metrics(trajectories: list[Trajectory]) -> dict[str, float]:
-    """Mean of each numeric end-of-episode metric the env reported."""
+    """Mean of each numeric end-of-episode metric the env reported, plus Succ@k under a retry wrapper."""
     values: dict[str, list[float]] = {}
     for t in trajectories:
         for key, v in (t.metadata.get("metrics") or {}).items():
             if isinstance(v, (int, float)):  # bools count as 0/1
                 values.setdefault(key, []).append(float(v))
-    return {k: float(np.mean(v)) for k, v in values.items()}
+    return {**{k: float(np.mean(v)) for k, v in values.items()}, **succ_at_k(trajectories)}
+
+
+def succ_at_k(trajectories: list[Trajectory]) -> dict[str, float]:
+    """UFO's Succ@k under `try_again` / `feedback_loop` (whose metrics carry `solved` and `attempts`): the
+    fraction of episodes solved within k attempts, for k = 1 and k = the most attempts any episode used."""
+    runs = [(m.get("solved"), m.get("attempts")) for t in trajectories for m in [t.metadata.get("metrics") or {}]]
+    runs = [(bool(s), float(a)) for s, a in runs if s is not None and a is not None]
+    if not runs:
+        return {}
+    top = int(max(a for _, a in runs))
+    return {f"succ@{k}": float(np.mean([s and a <= k for s, a in runs])) for k in sorted({1, top})}
 
 
 def _by_turn(trajectories: list[Trajectory], horizon: int, correct) -> list[float | None]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from longhorizon.context import ContextStrategy
 from longhorizon.eval import resolve, run_horizon_eval
+from longhorizon.eval.horizon import mean_env_metrics
 from longhorizon.models import SamplingParams
 from longhorizon.rollout import ModelPolicy
 from longhorizon.train.config import TrainConfig
@@ -50,6 +51,7 @@ def eval_metrics(trajectories: list[Trajectory], summary: dict[str, Any]) -> dic
            "eval/episodes": float(n)}
     for row in summary["horizons"]:
         out[f"eval/success_rate_h{row['horizon']}"] = row["success_rate"]
+    out.update({f"eval/env/{k}": v for k, v in mean_env_metrics(trajectories).items()})  # e.g. Succ@k, LongWrite's scores
     return out
 
 
