@@ -750,6 +750,30 @@ def demos_cmd(
                   highlight=False, soft_wrap=True)
 
 
+@prefs_app.command("coh")
+@user_errors
+def prefs_coh_cmd(
+    preferences: Path = typer.Argument(..., help="pairs: a JSONL file, a `prefs build` directory, or a TRL datasets directory"),
+    out: Path = typer.Option(..., "--out", help="conversations JSONL file to write (the `demonstrations` of algorithm: sft)"),
+    formats: str = typer.Option("p,n,pn,np", "--formats", help="comma-separated: p (chosen), n (rejected), pn, np"),
+    aux: bool = typer.Option(False, "--aux", help="the 12 auxiliary marker phrasings instead of 'A helpful answer:' / 'An unhelpful answer:'"),
+) -> None:
+    """Chain of Hindsight: turn preference pairs into feedback-conditioned conversations to fine-tune on.
+
+    Train with `algorithm: {name: sft}` and `demonstrations: OUT`; evaluate with `--wrap feedback_marker`
+    (the positive marker after every observation).
+    """
+    from longhorizon.feedback.hindsight import hindsight_conversations, write_conversations
+    from longhorizon.feedback.preferences import read_preferences
+
+    pairs = read_preferences(preferences)
+    rows = hindsight_conversations(pairs, [f.strip() for f in formats.split(",") if f.strip()], aux=aux)
+    write_conversations(out, rows)
+    ties = sum(p.preferred == "tie" for p in pairs)
+    console.print(f"{len(rows)} Chain-of-Hindsight conversations from {len(pairs) - ties} pairs ({ties} ties skipped): "
+                  f"{out}", highlight=False, soft_wrap=True)
+
+
 @prefs_app.command("eval")
 @user_errors
 def prefs_eval_cmd(

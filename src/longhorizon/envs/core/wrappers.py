@@ -584,6 +584,26 @@ class PrivilegedHint(gym.Wrapper):
         return f"{obs}\n\nHint: a correct next answer is: {self.env.get_wrapper_attr('oracle_action')()}"
 
 
+class FeedbackMarker(gym.Wrapper):
+    """Append a feedback marker to every observation the agent answers: Chain of Hindsight's inference-time
+    conditioning ("A helpful answer:" by default; `feedback/hindsight.py` writes the training data with the
+    same "\n\n" + marker after each observation)."""
+
+    def __init__(self, env: gym.Env, text: str = "A helpful answer:"):
+        super().__init__(env)
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("feedback_marker text must be a non-empty string")
+        self.text = text
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        return f"{obs}\n\n{self.text}", info
+
+    def step(self, action: str) -> Step:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return (obs if terminated or truncated else f"{obs}\n\n{self.text}"), reward, terminated, truncated, info
+
+
 # -- registry -----------------------------------------------------------------------------------
 
 WRAPPERS: dict[str, type[gym.Wrapper]] = {
@@ -591,6 +611,7 @@ WRAPPERS: dict[str, type[gym.Wrapper]] = {
     "feedback_loop": FeedbackLoop,
     "turn_limit": TurnLimit,
     "hint": PrivilegedHint,
+    "feedback_marker": FeedbackMarker,
 }
 
 
