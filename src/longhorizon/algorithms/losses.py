@@ -188,6 +188,18 @@ def ppo_clip_loss(
     return loss, _ppo_metrics(ratio.detach(), log_ratio.detach(), adv, mask, clip_low, clip_high)
 
 
+def behaviour_weights(prox_logprobs: Tensor, behaviour_logprobs: Tensor, mask: Tensor, *, cap: float = 5.0) -> Tensor:
+    """Decoupled PPO's behaviour importance weights (AReaL's `ppo_actor_loss_fn`, used by ASearcher). (B, T).
+
+    w_t = exp(log pi_prox - log pi_behaviour) where w_t <= cap and the token is sampled, else 0. With these
+    as token weights (times the aggregation's) and `old_logprobs` = the proximal log-probs,
+    `ppo_clip_loss` is AReaL's decoupled loss: sum_t mask_t 1[w_t <= cap] w_t pg_t / sum_t mask_t, with
+    pg_t the clipped surrogate of ratio_t = pi_theta / pi_prox. On fresh data pi_prox = pi_behaviour, w = 1.
+    """
+    w = torch.exp(_zeros_where_masked(prox_logprobs - behaviour_logprobs, mask))
+    return torch.where(mask.bool() & (w <= cap), w, torch.zeros_like(w))
+
+
 def loop_loss(
     logprobs: Tensor,
     old_logprobs: Tensor,

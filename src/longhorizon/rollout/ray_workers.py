@@ -139,8 +139,12 @@ class RolloutWorker:
         self.version = version
         return version
 
-    def run(self, unit: Unit) -> list[Trajectory]:
-        """Run one unit to the end; every trajectory records the weights version that sampled it."""
+    def run(self, unit: Unit, state: dict[str, torch.Tensor] | None = None, version: int = 0) -> list[Trajectory]:
+        """Run one unit to the end (after loading `state`, weights `version`, when given: the asynchronous
+        pool's lazy weight update, never in the middle of a unit); every trajectory records the weights version
+        that sampled it."""
+        if state is not None:
+            self.load_weights(state, version)
         device_type = torch.device(self.spec.device).type
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.spec.autocast_bf16):
             trajectories = run_unit(unit, self.sampler, self.strategy, self.spec.prefill, on_tick=self._tick)
@@ -200,13 +204,20 @@ class RolloutPool:
         self.version = 0
         self.stats = {"worker_restarts": 0, "units_rerun": 0}
 
-    def sync(self, model: Any) -> None:
-        """Put the trainer's weights in the object store once; every worker loads them (a dead one is replaced)."""
+    def publish(self, model: Any) -> int:
+        """Put the trainer's weights in the object store once, as the next version; no worker loads them yet
+        (the asynchronous pool hands them to each worker with its next unit). Returns the new version."""
         from longhorizon.models.vllm_sampler import export_weights
 
         ray = _ray()
         self.weights = ray.put({name: t.detach().to("cpu", copy=True) for name, t in export_weights(model)})
         self.version += 1
+        return self.version
+
+    def sync(self, model: Any) -> None:
+        """Put the trainer's weights in the object store once; every worker loads them (a dead one is replaced)."""
+        ray = _ray()
+        self.publish(model)
         for i, actor in enumerate(self.actors):
             try:
                 ray.get(actor.load_weights.remote(self.weights, self.version))

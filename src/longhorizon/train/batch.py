@@ -40,6 +40,7 @@ class Batch:
     advantages: Tensor | None = None  # (B, T)
     returns: Tensor | None = None  # (B, T) value targets (ppo)
     span_rewards: Tensor | None = None  # (B, T) span rewards on their spans' last tokens (already in turn_rewards' sums)
+    prox_logprobs: Tensor | None = None  # (B, T) decoupled PPO: the trainer's log-probs before this step's updates
 
     @property
     def rows(self) -> int:
@@ -56,7 +57,8 @@ class Batch:
 
 
 ROW_FIELDS = ("input_ids", "attention_mask", "loss_mask", "old_logprobs", "token_turn", "row_episode",
-              "ref_logprobs", "old_values", "advantages", "returns", "span_rewards")
+              "ref_logprobs", "old_values", "advantages", "returns", "span_rewards",
+              "prox_logprobs")
 
 
 def collate(trajectories: list[Trajectory], strategy: ContextStrategy, pad_id: int) -> Batch:

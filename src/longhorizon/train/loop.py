@@ -28,10 +28,18 @@ Departures and choices:
 5. `rollout.workers: N` samples the episodes on N Ray actors
    (`rollout/ray_workers.py`), each unit of groups from its own seed, and
    broadcasts the weights to them after each step's updates.
+6. `rollout.max_staleness: k` (with workers) trains asynchronously
+   (`rollout/asynchronous.py`, ASearcher): the workers sample the coming
+   steps' units while the trainer updates, each step trains on the first
+   units to finish, and none is more than k weight versions old.
+   `algorithm.decoupled` then clips the ratio to the trainer's weights
+   before the step (pi_prox, computed in `score`) and weights each token by
+   pi_prox / pi_behaviour (AReaL's decoupled PPO).
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import time
 from pathlib import Path
@@ -39,11 +47,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from longhorizon.algorithms import kl_penalty
+from longhorizon.algorithms import behaviour_weights, kl_penalty
 from longhorizon.eval.horizon import mean_env_metrics
 from longhorizon.models import LoadedModel, SamplingParams, make_sampler
 from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
-from longhorizon.rollout.ray_workers import RolloutPool, WorkerSpec
+from longhorizon.rollout.asynchronous import AsyncRollouts
+from longhorizon.rollout.ray_workers import RolloutPool, Unit, WorkerSpec, make_units
 from longhorizon.store import first_missing
 from longhorizon.train import curriculum, exploration
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, with_credit
@@ -110,76 +119,106 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
     step, position = session.start(Resumable(models, optimizer, scheduler, normalizer, sampler, strategy, credit_state))
     sampler.sync_weights(models.model)  # vllm: the engine starts from the trainer's weights (LoRA, a checkpoint)
     pool = RolloutPool(WorkerSpec.from_config(cfg), cfg.rollout) if cfg.rollout.workers else None  # Ray workers
-    if pool:
-        pool.sync(models.model)
-
-    session.evaluate_first(step)
-    while step < cfg.steps:
-        release_memory()  # what the last update, eval or checkpoint freed
-        t_start = time.perf_counter()
-
-        # 1. Collect: G episodes of each task in one batched rollout, with the current weights.
-        models.model.eval()
-        specs, position = exploration.next_tasks(cfg, position, credit_state)  # = task_specs unless replay.task_pool or a task filter is set
-        with autocast(cfg):
-            trajectories = pool.collect(specs) if pool else run_episodes(specs, policy)
-        curriculum_metrics = curriculum.update(cfg, credit_state.curriculum, credit_state.step, trajectories)  # sampled episodes only
-        trajectories, replay_metrics = exploration.replay(trajectories, credit_state)  # ARPO (off by default)
-        t_rollout = time.perf_counter()
-
-        # 2. Rewards, then advantages: reference log-probs and values first (no grad), then the credit rule.
-        batch = collate(trajectories, strategy, models.tokenizer.pad_token_id)
-        decode = lambda ids: models.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731 (span rewards' text)
-        batch.turn_rewards, batch.span_rewards, reward_metrics = exploration.shaped_turn_rewards(
-            trajectories, batch, cfg.algorithm.rewards, decode, sources)
-        batch.turn_rewards = normalizer(batch.turn_rewards, batch.turn_mask)
-        t_score = time.perf_counter()
-        batch, score_metrics = score(models, batch, cfg, algo)
-        score_time = time.perf_counter() - t_score
-        rollout_entropy = exploration.rollout_entropy(models, batch, cfg)  # None unless an entropy method needs it
-        entropy_metrics = exploration.observe(credit_state, batch, rollout_entropy, cfg.algorithm.entropy)
-        credit = algo.credit(batch, cfg.algorithm)
-        credit = exploration.modulate_credit(credit, batch, rollout_entropy, cfg.algorithm.entropy)  # EMPG
-        batch = with_credit(batch, advantages=credit.advantages, loss_mask=credit.loss_mask, returns=credit.returns)
-
-        # 3. K epochs of minibatch updates (rows LOOP filtered out carry no mask and are skipped).
-        release_memory()  # what generate freed, before the update's peak
-        rows = batch.loss_mask.bool().any(1).nonzero().squeeze(1)
-        updates = run_updates(cfg, models, optimizer, scheduler, rows,
-                              lambda mb: minibatch_backward(models, batch, mb, cfg, algo, credit_state))
-        t_sync = time.perf_counter()
-        sampler.sync_weights(models.model)  # vllm: the engine samples the next step with the new weights
+    rollouts = None
+    try:
         if pool:
-            pool.sync(models.model)  # the workers sample the next step with the new weights
-        step += 1
-        credit_state.step = step
-        t_end = time.perf_counter()
+            pool.sync(models.model)
+        if pool and cfg.rollout.max_staleness is not None:  # ASearcher: the coming steps sampled while this one trains
+            rollouts = asynchronous_rollouts(cfg, pool, position, credit_state)
+        session.evaluate_first(step)
+        while step < cfg.steps:
+            release_memory()  # what the last update, eval or checkpoint freed
+            t_start = time.perf_counter()
 
-        # 4. Log, evaluate every M steps, checkpoint every N steps.
-        if cfg.save_trajectories:
-            write_trajectories(session.path / "trajectories" / f"step_{step:06d}.jsonl", trajectories)
-        session.record(step, {
-            **rollout_metrics(trajectories), **{f"credit/{k}": v for k, v in credit.metrics.items()},
-            **score_metrics, **mean_metrics(updates), "charts/updates": float(len(updates)),
-            **replay_metrics, **reward_metrics, **entropy_metrics, **curriculum_metrics,
-            "charts/rows_trained": float(len(rows)), "charts/learning_rate": scheduler.get_last_lr()[0],
-            **perf_metrics(trajectories, batch, rows, cfg, t_start, t_rollout, t_end, score_time),
-            "perf/sync_time": t_end - t_sync, **(pool.metrics() if pool else {}),
-        })
-        session.end_step(step, position)
+            # 1. Collect: G episodes of each task in one batched rollout, with the current weights (asynchronous:
+            #    the first units to finish, sampled by weights at most max_staleness versions old).
+            models.model.eval()
+            async_metrics: dict[str, float] = {}
+            if rollouts:
+                trajectories, async_metrics = rollouts.next_batch()
+            else:
+                specs, position = exploration.next_tasks(cfg, position, credit_state)  # = task_specs unless replay.task_pool or a task filter is set
+                with autocast(cfg):
+                    trajectories = pool.collect(specs) if pool else run_episodes(specs, policy)
+            curriculum_metrics = curriculum.update(cfg, credit_state.curriculum, credit_state.step, trajectories)  # sampled episodes only
+            trajectories, replay_metrics = exploration.replay(trajectories, credit_state)  # ARPO (off by default)
+            t_rollout = time.perf_counter()
 
-    if pool:
-        pool.close()
-    sources.close()
+            # 2. Rewards, then advantages: reference log-probs and values first (no grad), then the credit rule.
+            batch = collate(trajectories, strategy, models.tokenizer.pad_token_id)
+            decode = lambda ids: models.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731 (span rewards' text)
+            batch.turn_rewards, batch.span_rewards, reward_metrics = exploration.shaped_turn_rewards(
+                trajectories, batch, cfg.algorithm.rewards, decode, sources)
+            batch.turn_rewards = normalizer(batch.turn_rewards, batch.turn_mask)
+            t_score = time.perf_counter()
+            batch, score_metrics = score(models, batch, cfg, algo)
+            score_time = time.perf_counter() - t_score
+            rollout_entropy = exploration.rollout_entropy(models, batch, cfg)  # None unless an entropy method needs it
+            entropy_metrics = exploration.observe(credit_state, batch, rollout_entropy, cfg.algorithm.entropy)
+            credit = algo.credit(batch, cfg.algorithm)
+            credit = exploration.modulate_credit(credit, batch, rollout_entropy, cfg.algorithm.entropy)  # EMPG
+            batch = with_credit(batch, advantages=credit.advantages, loss_mask=credit.loss_mask, returns=credit.returns)
+
+            # 3. K epochs of minibatch updates (rows LOOP filtered out carry no mask and are skipped).
+            release_memory()  # what generate freed, before the update's peak
+            rows = batch.loss_mask.bool().any(1).nonzero().squeeze(1)
+            updates = run_updates(cfg, models, optimizer, scheduler, rows,
+                                  lambda mb: minibatch_backward(models, batch, mb, cfg, algo, credit_state))
+            t_sync = time.perf_counter()
+            sampler.sync_weights(models.model)  # vllm: the engine samples the next step with the new weights
+            if rollouts:
+                rollouts.publish(models.model)  # each worker takes the new weights with its next unit
+                position = rollouts.first_untrained_task()
+            elif pool:
+                pool.sync(models.model)  # the workers sample the next step with the new weights
+            step += 1
+            credit_state.step = step
+            t_end = time.perf_counter()
+
+            # 4. Log, evaluate every M steps, checkpoint every N steps.
+            if cfg.save_trajectories:
+                write_trajectories(session.path / "trajectories" / f"step_{step:06d}.jsonl", trajectories)
+            session.record(step, {
+                **rollout_metrics(trajectories), **{f"credit/{k}": v for k, v in credit.metrics.items()},
+                **score_metrics, **mean_metrics(updates), "charts/updates": float(len(updates)),
+                **replay_metrics, **reward_metrics, **entropy_metrics, **curriculum_metrics,
+                "charts/rows_trained": float(len(rows)), "charts/learning_rate": scheduler.get_last_lr()[0],
+                **perf_metrics(trajectories, batch, rows, cfg, t_start, t_rollout, t_end, score_time),
+                "perf/sync_time": t_end - t_sync, **(pool.metrics() if pool else {}), **async_metrics,
+            })
+            session.end_step(step, position)
+    finally:
+        if rollouts:
+            rollouts.close()
+        if pool:
+            pool.close()
+        sources.close()
     return session.finish(step)
 
 
 # ------------------------------------------------------------------ helpers of the loop
 
 
+def asynchronous_rollouts(cfg: TrainConfig, pool: RolloutPool, position: int,
+                          credit_state: exploration.CreditState) -> AsyncRollouts:
+    """The workers sampling the coming steps' units (`rollout/asynchronous.py`), from data position `position`:
+    the same units, with the same seeds, that the synchronous pool would run step after step."""
+    cursor = {"position": position}
+
+    def next_units() -> list[Unit]:  # called by the dispatcher thread, one step at a time
+        start = cursor["position"]
+        specs, cursor["position"] = exploration.next_tasks(cfg, start, credit_state)  # no task filter, no curriculum
+        return make_units(specs, cfg.seed, cfg.rollout.groups_per_unit)
+
+    per_step = math.ceil(cfg.tasks_per_step / cfg.rollout.groups_per_unit)
+    return AsyncRollouts(pool, next_units, per_step, cfg.rollout.max_staleness, next_task=lambda: cursor["position"])
+
+
 def task_specs(cfg: TrainConfig, position: int) -> list[EpisodeSpec]:
-    """group_size episodes of each of the next tasks_per_step tasks (task k: env seed seed + k, group k)."""
-    return [EpisodeSpec(cfg.env_id, seed=cfg.seed + k, env_kwargs=dict(cfg.env_kwargs), group_id=k, wrappers=cfg.wrappers)
+    """group_size episodes of each of the next tasks_per_step tasks (task k: env seed seed + k, group k, the
+    knobs of `task_mix` at position k)."""
+    return [EpisodeSpec(cfg.env_id, seed=cfg.seed + k, env_kwargs=exploration.task_env_kwargs(cfg, k), group_id=k,
+                        wrappers=cfg.wrappers)
             for k in range(position, position + cfg.tasks_per_step) for _ in range(cfg.algorithm.group_size)]
 
 
@@ -189,6 +228,7 @@ def score(models: Models, batch: Batch, cfg: TrainConfig, algo: Algorithm) -> tu
     needs_ref = algo.needs_ref(cfg.algorithm)
     ref = torch.zeros_like(batch.old_logprobs) if needs_ref else None
     values = torch.zeros_like(batch.old_logprobs) if algo.value_head else None
+    prox = torch.zeros_like(batch.old_logprobs) if cfg.algorithm.decoupled else None  # decoupled PPO's pi_prox
     device = next(models.model.parameters()).device
     order = torch.arange(batch.rows)
     if cfg.share_prefix:
@@ -202,14 +242,24 @@ def score(models: Models, batch: Batch, cfg: TrainConfig, algo: Algorithm) -> tu
             if needs_ref:
                 with reference(models) as ref_model:
                     ref[rows, :width] = token_forward(ref_model, *inputs, **share).logprobs.cpu()
-            if values is not None:
-                values[rows, :width] = token_forward(models.model, *inputs, value_head=models.value_head,
-                                                     **share).values.cpu()
+            if values is not None or prox is not None:
+                out = token_forward(models.model, *inputs, value_head=models.value_head if values is not None else None,
+                                    **share)
+                if values is not None:
+                    values[rows, :width] = out.values.cpu()
+                if prox is not None:
+                    prox[rows, :width] = out.logprobs.cpu()
     metrics = {}
     if needs_ref:
         kl = kl_penalty(batch.old_logprobs, ref, batch.loss_mask, estimator=cfg.algorithm.kl_estimator)
         metrics["losses/kl_ref_behaviour"] = (kl.sum() / batch.loss_mask.sum().clamp(min=1)).item()
-    return with_credit(batch, ref_logprobs=ref, old_values=values), metrics
+    if prox is not None:
+        w = behaviour_weights(prox, batch.old_logprobs, batch.loss_mask, cap=math.inf)
+        on = batch.loss_mask.bool()
+        metrics["losses/behaviour_weight_mean"] = w[on].mean().item() if on.any() else 1.0
+        metrics["losses/behaviour_weight_capped"] = (w[on] > cfg.algorithm.behaviour_weight_cap).float().mean().item() \
+            if on.any() else 0.0
+    return with_credit(batch, ref_logprobs=ref, old_values=values, prox_logprobs=prox), metrics
 
 
 def rollout_metrics(trajectories: list[Trajectory]) -> dict[str, float]:

@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor
 
-from longhorizon.algorithms import POLICY_LOSSES, kl_loss, token_weights, value_loss
+from longhorizon.algorithms import POLICY_LOSSES, behaviour_weights, kl_loss, token_weights, value_loss
 from longhorizon.train.batch import Batch, by_prompt, microbatches
 from longhorizon.train.config import AlgorithmConfig, TrainConfig
 from longhorizon.train.credit import Algorithm
@@ -101,7 +101,12 @@ def microbatch_loss(models: Models, mb: Batch, weights: Tensor, share: float, cf
                         entropy=True, value_head=models.value_head, share_prefix=cfg.share_prefix,
                         entropy_fn=entropy_fn(method.loss_entropy, a.entropy))
     policy_w, extra, em = loss_terms(out, mb, w, share, a.entropy, credit_state)  # STEER weights; EPO, SIREN terms
-    loss, m = POLICY_LOSSES[algo.policy_loss](out.logprobs, mb.old_logprobs, mb.advantages, mb.loss_mask,
+    old = mb.old_logprobs
+    if a.decoupled:  # AReaL's decoupled PPO: the ratio to pi_prox, each token weighted by pi_prox / pi_behaviour
+        policy_w = policy_w * behaviour_weights(mb.prox_logprobs, mb.old_logprobs, mb.loss_mask,
+                                                cap=a.behaviour_weight_cap).to(policy_w.dtype)
+        old = mb.prox_logprobs
+    loss, m = POLICY_LOSSES[algo.policy_loss](out.logprobs, old, mb.advantages, mb.loss_mask,
                                                weights=policy_w, **policy_loss_kwargs(algo.policy_loss, a))
     metrics = {"losses/policy_loss": loss.item() / share, **{f"losses/{k}": v for k, v in m.items()},
                **{f"entropy/{k}": v for k, v in em.items()}}
