@@ -105,6 +105,8 @@ class AlgorithmConfig(Section):
     labeller_model: str | None = Field(None, description="the labeller's model: a reward / preference model directory, or a judge model")
     mixture_coef: float = Field(0.5, ge=0, le=1, description="nash_md: m of the opponents' geometric mixture pi^(1-m) pi_ref^m (TRL's default 0.5)")
     prox_eta: float = Field(1.0, gt=0, description="nash_mp: the mirror-prox step size eta (the proximal term is KL(pi || pi_k) / eta)")
+    decoupled: bool = Field(False, description="decoupled PPO (AReaL, with rollout.max_staleness): clip the ratio to the proximal policy (the trainer's weights before this step's updates) and weight each token by pi_prox / pi_behaviour, dropped above behaviour_weight_cap")
+    behaviour_weight_cap: float = Field(5.0, gt=0, description="decoupled PPO: tokens whose pi_prox / pi_behaviour exceeds this are left out (AReaL's behav_imp_weight_cap)")
     entropy: EntropyConfig = Field(default_factory=EntropyConfig, description="entropy-aware method: empg, epo, siren or steer (none = off)")
     rewards: RewardsConfig = Field(default_factory=RewardsConfig, description="fine-grained per-turn reward functions and G-RA gates (empty = the env's rewards)")
     replay: ReplayConfig = Field(default_factory=ReplayConfig, description="ARPO replay of successes into all-negative groups, task pool and task filter (off by default)")
@@ -180,6 +182,7 @@ class RolloutSettings(Section):
     torch_threads: int = Field(1, ge=1, description="torch CPU threads inside each worker")
     groups_per_unit: int = Field(1, ge=1, description="groups (tasks) a worker runs together as one batched rollout; a unit is recorded whole or re-run whole")
     max_attempts: int = Field(3, ge=1, description="times a unit may lose its worker before the step fails")
+    max_staleness: int | None = Field(None, ge=0, description="asynchronous training (ASearcher): workers keep sampling the coming steps' units while the trainer updates, and no trained trajectory is more than this many weight versions old (rollout/asynchronous.py); 0 = synchronous on the workers, exactly; None = synchronous (each step waits for all its units)")
 
 
 # Contexts that carry state from episode to episode (a memory store): workers would each keep their own.
@@ -207,6 +210,7 @@ class TrainConfig(Section, ContextSettings):
     torch_threads: int | None = Field(None, ge=1, description="CPU threads for torch (None = torch's default; 1 is fastest on a busy machine)")
     env_id: str = Field("longhorizon/Execution-v0", description="registered Gymnasium env id")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="env knobs, e.g. horizon, dict_size")
+    task_mix: dict[str, list[Any]] = Field(default_factory=dict, description="knobs that vary from task to task, over env_kwargs: task k takes values[k % len(values)] of each, e.g. {horizon: [2, 4, 8, 16, 32]} mixes horizons in every batch (training tasks only; the held-out eval keeps eval.env_kwargs)")
     wrappers: list[dict[str, Any]] = Field(default_factory=list, description='feedback wrappers, innermost first: [{"name": "try_again", "max_attempts": 3}]')
     context: str = context_field()
     context_options: dict[str, Any] = context_options_field()
@@ -340,6 +344,34 @@ class TrainConfig(Section, ContextSettings):
         if self.rollout.workers and self.context in STATEFUL_CONTEXTS:
             raise ValueError(f"rollout.workers needs a context without cross-episode state; {self.context!r} keeps "
                              "one (each worker would keep its own): set rollout.workers: 0")
+        return self
+
+    @field_validator("task_mix")
+    @classmethod
+    def _task_mix_lists(cls, mix: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if empty := [key for key, values in mix.items() if not values]:
+            raise ValueError(f"task_mix: {', '.join(empty)} has no values")
+        return mix
+
+    @model_validator(mode="after")
+    def _asynchronous_rollouts(self) -> "TrainConfig":
+        """Asynchronous training samples the coming steps' tasks ahead, on Ray workers: nothing may choose a
+        step's tasks from what the last step learned."""
+        if self.algorithm.decoupled and self.algorithm.name not in ("grpo", "reinforce++", "ppo"):
+            raise ValueError(f"algorithm.decoupled needs a clipped-ratio loss (grpo, reinforce++, ppo), not "
+                             f"{self.algorithm.name}")
+        if self.rollout.max_staleness is None:
+            if self.algorithm.decoupled:
+                raise ValueError("algorithm.decoupled (decoupled PPO) is for stale rollouts: set "
+                                 "rollout.max_staleness, or drop algorithm.decoupled")
+            return self
+        if not self.rollout.workers:
+            raise ValueError("rollout.max_staleness needs Ray rollout workers: set rollout.workers >= 1")
+        ahead = {"algorithm.replay.filter_threshold (the task filter)": self.algorithm.replay.filter_threshold is not None,
+                 "algorithm.curriculum": self.algorithm.curriculum.on}
+        if used := [key for key, on in ahead.items() if on]:
+            raise ValueError(f"rollout.max_staleness samples tasks ahead of training; {', '.join(used)} picks "
+                             "them from the last step's results: drop it or rollout.max_staleness")
         return self
 
     @property

@@ -124,12 +124,17 @@ class CreditState:
 # ------------------------------------------------------------------ tasks, replay, rewards
 
 
+def task_env_kwargs(cfg: Any, task: int) -> dict[str, Any]:
+    """Task `task`'s knobs: env_kwargs, with each `task_mix` knob at its values[task % len(values)]."""
+    return {**cfg.env_kwargs, **{key: values[task % len(values)] for key, values in cfg.task_mix.items()}}
+
+
 def next_tasks(cfg: Any, position: int, state: CreditState) -> tuple[list[EpisodeSpec], int]:
     """The step's episode specs and the next data position: task k uses env seed seed + (k mod task_pool), group k."""
     pool = cfg.algorithm.replay.task_pool
     keep = (lambda task: state.tasks.keep((cfg.env_id, cfg.seed + task))) if state.tasks else (lambda task: True)
     ks, position = select_tasks(position, cfg.tasks_per_step, pool, keep)
-    specs = [EpisodeSpec(cfg.env_id, seed=cfg.seed + (k % pool if pool else k), env_kwargs=dict(cfg.env_kwargs),
+    specs = [EpisodeSpec(cfg.env_id, seed=cfg.seed + (k % pool if pool else k), env_kwargs=task_env_kwargs(cfg, k),
                          group_id=k, wrappers=cfg.wrappers) for k in ks for _ in range(cfg.algorithm.group_size)]
     return curriculum.apply(cfg, state.curriculum, state.step, specs), position  # knob value, hints
 

@@ -194,12 +194,15 @@ def check_setup(cfg: TrainConfig) -> None:
 
     if cfg.env_id not in gym.registry:
         raise UserError(f"env_id: unknown env {cfg.env_id!r}; `longhorizon envs` lists them")
-    try:
-        apply_wrappers(gym.make(cfg.env_id, **cfg.env_kwargs), cfg.wrappers).close()
-    except KnobError as err:
-        raise UserError(f"env_kwargs: {err}") from None
-    except (TypeError, ValueError, KeyError) as err:
-        raise UserError(f"env_kwargs: bad knobs or wrappers for {cfg.env_id}: {err}") from None
+    mixes = [{}] + [{key: value} for key, values in cfg.task_mix.items() for value in values]
+    for mix in mixes:  # env_kwargs, then each task_mix value over them
+        where = "env_kwargs" if not mix else f"task_mix {next(iter(mix))}={next(iter(mix.values()))!r}"
+        try:
+            apply_wrappers(gym.make(cfg.env_id, **{**cfg.env_kwargs, **mix}), cfg.wrappers).close()
+        except KnobError as err:
+            raise UserError(f"{where}: {err}") from None
+        except (TypeError, ValueError, KeyError) as err:
+            raise UserError(f"{where}: bad knobs or wrappers for {cfg.env_id}: {err}") from None
     make_strategy(cfg.context, **cfg.context_options)
     if cfg.algorithm.curriculum.knob is not None:
         from longhorizon.train.curriculum import knob_bounds
