@@ -750,6 +750,47 @@ def demos_cmd(
                   highlight=False, soft_wrap=True)
 
 
+@app.command("early-experience")
+@user_errors
+def early_experience_cmd(
+    env_id: str = typer.Argument(..., help="registered env id, e.g. longhorizon/Execution-v0 (see `longhorizon envs`)"),
+    episodes: int = typer.Option(..., "--episodes", min=1, help="expert (oracle) episodes, env seeds SEED .. SEED + N - 1"),
+    out: Path = typer.Option(..., "--out", help="conversations JSONL file to write (the `demonstrations` of algorithm: sft)"),
+    k: int = typer.Option(4, "--k", min=1, help="alternative actions sampled per expert state"),
+    model: str = typer.Option("smollm2-135m", "--model", help="the policy proposing alternatives: smollm2-135m | tiny-random | noisy-oracle:P | a HF model dir"),
+    set_: list[str] = typer.Option([], "--set", help="env knob KEY=VALUE (repeatable), e.g. dict_size=10"),
+    seed: int = typer.Option(0, "--seed", help="env seed of the first episode (keep clear of the held-out eval seeds, 1000000 on)"),
+    wrap: list[str] = typer.Option([], "--wrap", help="feedback wrapper NAME[:k=v,...] (repeatable)"),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="sampling temperature of the alternatives"),
+    max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="tokens per alternative action"),
+    context: str = typer.Option("full", "--context", help="the policy's context strategy"),
+) -> None:
+    """Early Experience: implicit world-modelling data from K policy actions branched off every expert state.
+
+    Writes one conversation per transition (the transcript up to the state and the action -> the next
+    observation), the expert's own transitions included. Train on it with `algorithm: {name: sft}` and
+    `demonstrations: OUT`, then on the oracle demonstrations (`longhorizon demos`), as the paper does.
+    """
+    from longhorizon.context import make_strategy
+    from longhorizon.feedback.hindsight import write_conversations
+    from longhorizon.models import SamplingParams
+    from longhorizon.rollout.demos import oracle_demonstrations
+    from longhorizon.rollout.early_experience import branch_transitions, world_model_rows
+    from longhorizon.rollout.policies import model_policy, scripted_policy
+    from longhorizon.rollout.runner import make_env
+
+    knobs, wrappers = parse_assignments(set_, "--set"), parse_wrappers(wrap)
+    make_env(env_id, knobs, wrappers).close()  # unknown env, bad knobs or wrappers: one line
+    demos = oracle_demonstrations(env_id, episodes, knobs, seed, wrappers)
+    params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    policy = scripted_policy(model, seed) or model_policy(model, make_strategy(context), params)
+    transitions, counts = branch_transitions(demos, policy, k, wrappers)
+    write_conversations(out, world_model_rows(transitions), empty="no transition to write")
+    console.print(f"{counts['states']} expert states of {env_id}: {counts['kept']} alternatives kept "
+                  f"({counts['dropped']} equal to the expert's action or to another), {counts['states']} expert "
+                  f"transitions: {out}", highlight=False, soft_wrap=True)
+
+
 @prefs_app.command("coh")
 @user_errors
 def prefs_coh_cmd(

@@ -101,10 +101,12 @@ def hindsight_conversations(pairs: Iterable[PreferencePair], formats: Sequence[s
     return rows
 
 
-def write_conversations(path: str | Path, rows: list[dict[str, Any]]) -> Path:
-    """One conversation per line, atomically (a file `algorithm: sft` reads as `demonstrations`)."""
+def write_conversations(path: str | Path, rows: list[dict[str, Any]],
+                        empty: str = "no Chain-of-Hindsight conversation to write: every pair was a tie") -> Path:
+    """One conversation per line, atomically (a file `algorithm: sft` reads as `demonstrations`); `empty` is the
+    error when there is none."""
     if not rows:
-        raise UserError("no Chain-of-Hindsight conversation to write: every pair was a tie")
+        raise UserError(empty)
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
