@@ -8,6 +8,7 @@ code 2, without a traceback.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -458,10 +459,13 @@ def train_cmd(
     set_: list[str] = typer.Option([], "--set", help="override a config key, KEY=VALUE (repeatable), e.g. algorithm.kl_coef=0.02"),
     resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its latest checkpoint"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default: the config's run_dir)"),
+    launcher: Optional[str] = typer.Option(None, "--launcher", help="accelerate: data-parallel training in several processes (accelerate launch; train/distributed.py)"),
+    accelerate_config: Optional[Path] = typer.Option(None, "--accelerate-config", help="with --launcher accelerate: an accelerate config file (accelerate config); default: accelerate's own"),
+    num_processes: Optional[int] = typer.Option(None, "--num-processes", min=1, help="with --launcher accelerate: training processes (overrides the config file's)"),
 ) -> None:
     """Train with RL (grpo, rloo, loop, reinforce++, ppo, ...) or on preference pairs (dpo, ipo offline;
     online_dpo, dno, inpo, p3o_v1, p3o_v2 online; reward_model, preference_model); print the held-out eval
-    before and after.
+    before and after. `--launcher accelerate` runs the RL algorithms data-parallel in several processes.
 
     Every recipe key, with its type, default and description: `longhorizon config` (with a RECIPE, the value
     each key takes; `longhorizon config RECIPE --resolved` prints the resolved recipe as the run writes it).
@@ -473,6 +477,13 @@ def train_cmd(
 
     cfg = run_config(config, set_, resume, out)
     check_setup(cfg)
+    if launcher is not None:
+        if launcher != "accelerate":
+            raise UserError(f"--launcher: unknown launcher {launcher!r}; the one there is: accelerate")
+        _launch_with_accelerate(accelerate_config, num_processes)
+    if int(os.environ.get("RANK", "0")) != 0:  # another rank of a data-parallel run: rank 0 reports
+        train(cfg, resume=resume is not None)
+        return
     done = checkpoint_step(cfg.run_dir) if resume is not None else None
     if done is not None and done >= cfg.steps:
         console.print(f"{resume} already finished its {done} steps; to train it further, extend it: "
@@ -495,6 +506,38 @@ def train_cmd(
 
         result = train(cfg, resume=resume is not None, on_log=on_log)
     print_train_summary(result, cfg)
+
+
+def _launch_with_accelerate(config_file: Optional[Path], num_processes: Optional[int]) -> None:
+    """Replace this process by `accelerate launch [...] -m longhorizon.cli train ...` (the same arguments, less the
+    launcher's)."""
+    import shutil
+
+    accelerate = shutil.which("accelerate")
+    if accelerate is None:
+        raise UserError("--launcher accelerate needs accelerate: pip install accelerate")
+    args, skip = [], False
+    for arg in sys.argv[2:]:  # after `longhorizon train`
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in ("--launcher", "--accelerate-config", "--num-processes"):
+            skip = "=" not in arg
+            continue
+        args.append(arg)
+    launch = [accelerate, "launch"]
+    if config_file is not None:
+        if not config_file.exists():
+            raise UserError(f"--accelerate-config: no such file {config_file}")
+        launch += ["--config_file", str(config_file)]
+    else:  # torchrun on this machine (accelerate's multi-CPU launcher needs mpirun); each rank picks its device
+        launch += ["--multi_gpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if num_processes is not None:
+        launch += ["--num_processes", str(num_processes)]
+    elif config_file is None:
+        raise UserError("--launcher accelerate without --accelerate-config needs --num-processes N")
+    os.execv(accelerate, [*launch, "-m", "longhorizon.cli", "train", *args])
 
 
 def _eval_text(m: dict[str, float]) -> str:

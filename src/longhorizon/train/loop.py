@@ -35,6 +35,10 @@ Departures and choices:
    `algorithm.decoupled` then clips the ratio to the trainer's weights
    before the step (pi_prox, computed in `score`) and weights each token by
    pi_prox / pi_behaviour (AReaL's decoupled PPO).
+7. Launched in several processes (`--launcher accelerate`,
+   `train/distributed.py`), rank 0 samples and sends the episodes, each
+   rank trains its share of every minibatch and the gradients are summed
+   over the ranks: the result is one process's.
 """
 
 from __future__ import annotations
@@ -57,7 +61,10 @@ from longhorizon.store import first_missing
 from longhorizon.train import curriculum, exploration
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, with_credit
 from longhorizon.train.checkpoint import Resumable, latest_checkpoint
-from longhorizon.train.config import NASH, OFFLINE_PREFERENCE, ONLINE_PREFERENCE, SUPERVISED, TrainConfig
+from longhorizon.errors import UserError
+from longhorizon.train.config import (NASH, OFFLINE_PREFERENCE, ONLINE_PREFERENCE, PREFERENCE_MODELS,
+                                        STATEFUL_CONTEXTS, SUPERVISED, TrainConfig)
+from longhorizon.train.distributed import DataParallel
 from longhorizon.train.credit import ALGORITHMS, Algorithm
 from longhorizon.train.memory import release_memory
 from longhorizon.train.metrics import peak_memory_mb, read_records
@@ -86,6 +93,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None
 
 
 def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
+    dp = DataParallel.from_environment(cpu=cfg.device == "cpu")  # several processes (accelerate launch): train/distributed.py
+    if dp is not None:
+        check_data_parallel(cfg)
+        cfg = cfg.model_copy(update={"device": dp.device(cfg.device)})
     if cfg.algorithm.name in OFFLINE_PREFERENCE:  # dpo, ipo: a fixed set of pairs, not rollouts
         from longhorizon.train.offline import train_offline
 
@@ -102,7 +113,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
         from longhorizon.train.sft import train_sft
 
         return train_sft(cfg, resume=resume, on_log=on_log)
-    session = Session.open(cfg, resume, on_log)
+    session = Session.open(cfg, resume, on_log, dp=dp)
     algo = ALGORITHMS[cfg.algorithm.name]
     strategy = session.strategy
     models = build_models(cfg, needs_ref=algo.needs_ref(cfg.algorithm), value_head=algo.value_head)
@@ -138,8 +149,11 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
                 trajectories, async_metrics = rollouts.next_batch()
             else:
                 specs, position = exploration.next_tasks(cfg, position, credit_state)  # = task_specs unless replay.task_pool or a task filter is set
-                with autocast(cfg):
-                    trajectories = pool.collect(specs) if pool else run_episodes(specs, policy)
+                if session.main:
+                    with autocast(cfg):
+                        trajectories = pool.collect(specs) if pool else run_episodes(specs, policy)
+                if dp is not None:  # rank 0 sampled; every rank trains on the same episodes
+                    trajectories = dp.broadcast(trajectories if dp.main else None)
             curriculum_metrics = curriculum.update(cfg, credit_state.curriculum, credit_state.step, trajectories)  # sampled episodes only
             trajectories, replay_metrics = exploration.replay(trajectories, credit_state)  # ARPO (off by default)
             t_rollout = time.perf_counter()
@@ -163,7 +177,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
             release_memory()  # what generate freed, before the update's peak
             rows = batch.loss_mask.bool().any(1).nonzero().squeeze(1)
             updates = run_updates(cfg, models, optimizer, scheduler, rows,
-                                  lambda mb: minibatch_backward(models, batch, mb, cfg, algo, credit_state))
+                                  lambda mb: minibatch_backward(models, batch, mb, cfg, algo, credit_state, dp), dp)
             t_sync = time.perf_counter()
             sampler.sync_weights(models.model)  # vllm: the engine samples the next step with the new weights
             if rollouts:
@@ -212,6 +226,21 @@ def asynchronous_rollouts(cfg: TrainConfig, pool: RolloutPool, position: int,
 
     per_step = math.ceil(cfg.tasks_per_step / cfg.rollout.groups_per_unit)
     return AsyncRollouts(pool, next_units, per_step, cfg.rollout.max_staleness, next_task=lambda: cursor["position"])
+
+
+def check_data_parallel(cfg: TrainConfig) -> None:
+    """What several training processes cannot do yet, refused before any model loads."""
+    if cfg.algorithm.name in (*OFFLINE_PREFERENCE, *ONLINE_PREFERENCE, *NASH, *SUPERVISED, *PREFERENCE_MODELS):
+        raise UserError(f"several training processes train the RL algorithms only, not {cfg.algorithm.name}: "
+                        "run it in one process")
+    if cfg.sampler != "transformers":
+        raise UserError("several training processes sample with transformers on rank 0; with sampler: vllm run "
+                        "one process")
+    if cfg.rollout.workers:
+        raise UserError("several training processes with Ray rollout workers are not supported yet: set "
+                        "rollout.workers: 0, or run one process")
+    if cfg.context in STATEFUL_CONTEXTS:
+        raise UserError(f"several training processes need a context without cross-episode state, not {cfg.context!r}")
 
 
 def task_specs(cfg: TrainConfig, position: int) -> list[EpisodeSpec]:

@@ -32,6 +32,7 @@ from longhorizon.io import atomic_dir, atomic_write
 from longhorizon.store import RunDir
 from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
 from longhorizon.train.config import OFFLINE_PREFERENCE, SUPERVISED, TrainConfig
+from longhorizon.train.distributed import DataParallel
 from longhorizon.train.evaluate import held_out_eval
 from longhorizon.train.memory import tune_malloc
 from longhorizon.train.metrics import MetricsLog, plot_curves, read_records
@@ -62,19 +63,31 @@ class Session:
     resume: bool = False
     state: Resumable | None = None
     log: MetricsLog | None = field(default=None, repr=False)
+    dp: DataParallel | None = None  # several training processes (train/distributed.py): rank 0 alone writes
 
     @classmethod
-    def open(cls, cfg: TrainConfig, resume: bool, on_log: OnLog | None = None) -> "Session":
+    def open(cls, cfg: TrainConfig, resume: bool, on_log: OnLog | None = None,
+             dp: DataParallel | None = None) -> "Session":
         """Check the set-up, write the run's config, and make the context strategy; then seed every RNG (before
-        any model is built, so LoRA and value-head initialisations are seeded)."""
-        run = prepare_run_dir(cfg, resume)
+        any model is built, so LoRA and value-head initialisations are seeded). With `dp`, rank 0 prepares the
+        run directory while the others wait."""
+        if dp is None or dp.main:
+            run = prepare_run_dir(cfg, resume)
+        if dp is not None:
+            dp.barrier()
+            run = run if dp.main else RunDir(cfg.run_dir)
         tune_malloc()  # large tensors go back to the system when freed (train/memory.py)
         strategy = make_strategy(cfg.context, **cfg.context_options)
         strategy.attach(run.path)
         seed_everything(cfg.seed)
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
-        return cls(cfg, run, strategy, on_log, resume)
+        return cls(cfg, run, strategy, on_log, resume, dp=dp)
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes (the only one, or rank 0 of several)."""
+        return self.dp is None or self.dp.main
 
     @property
     def path(self) -> Path:
@@ -88,16 +101,20 @@ class Session:
         if self.resume and (checkpoint := latest_checkpoint(self.path)) is not None:
             restored = load_checkpoint(checkpoint, state)
             step, position, resume_step = restored["step"], restored["data_position"], restored["step"]
-        self.log = MetricsLog(self.path, resume_step=resume_step)
+        self.log = MetricsLog(self.path, resume_step=resume_step) if self.main else None
         return step, position
 
     def record(self, at: int, metrics: Metrics) -> None:
+        if not self.main:
+            return
         self.log.log(at, metrics)
         if self.on_log:
             self.on_log(at, metrics)
 
     def evaluate(self, at: int) -> None:
-        """The held-out episodes with the current weights, saved under eval/ and logged at step `at`."""
+        """The held-out episodes with the current weights, saved under eval/ and logged at step `at` (rank 0)."""
+        if not self.main:
+            return
         self.state.models.model.eval()
         with autocast(self.cfg), self.strategy.frozen():  # held-out episodes never reach a memory store
             trajectories, metrics = held_out_eval(self.cfg, self.state.sampler, self.strategy)
@@ -113,34 +130,48 @@ class Session:
         cfg = self.cfg
         if cfg.eval.episodes and cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
             self.evaluate(step)
-        if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+        if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps) and self.main:
             save_checkpoint(self.path, self.state, step, position, cfg.keep_checkpoints)
 
     def finish(self, step: int) -> TrainResult:
         """The after-training eval (unless a resumed run already has it), the exported model, the curves."""
         cfg = self.cfg
+        if not self.main:  # the other ranks wait for rank 0's writes, then report the same run
+            self.dp.barrier()
+            return TrainResult(run_dir=self.path, step=step, eval_before=None, eval_after=None,
+                               plot=self.path / "curves.png")
         if cfg.eval.episodes and eval_record(self.path, cfg.steps) is None:
             self.evaluate(cfg.steps)
         self.log.close()
         if cfg.save_final_model:
             export_model(self.state.models, self.path / "model", bf16=cfg.dtype == "bfloat16" or cfg.autocast_bf16)
-        return TrainResult(run_dir=self.path, step=step, eval_before=eval_record(self.path, 0),
-                           eval_after=eval_record(self.path, cfg.steps), plot=plot_curves(self.path, self.path / "curves.png"))
+        result = TrainResult(run_dir=self.path, step=step, eval_before=eval_record(self.path, 0),
+                             eval_after=eval_record(self.path, cfg.steps),
+                             plot=plot_curves(self.path, self.path / "curves.png"))
+        if self.dp is not None:
+            self.dp.barrier()
+        return result
 
 
 def run_updates(cfg: TrainConfig, models: Models, optimizer: Any, scheduler: Any, rows: torch.Tensor,
-                backward: Callable[[torch.Tensor], Metrics]) -> list[Metrics]:
+                backward: Callable[[torch.Tensor], Metrics], dp: DataParallel | None = None) -> list[Metrics]:
     """`epochs * num_minibatches` optimizer updates: each epoch shuffles `rows` (global torch RNG) into
     minibatches, `backward(minibatch)` accumulates the gradient and returns its metrics, then the gradient is
-    clipped, stepped and freed. Returns every update's metrics."""
+    clipped, stepped and freed. Returns every update's metrics. With `dp`, rank 0's shuffle is used by every
+    rank, `backward` runs this rank's share and the gradients are summed over the ranks before clipping."""
     from longhorizon.train.batch import minibatches
     from longhorizon.train.optim import clip_gradients, trainable
 
     models.model.train()
     updates: list[Metrics] = []
     for _epoch in range(cfg.epochs):
-        for minibatch in minibatches(rows, cfg.num_minibatches):
+        split = minibatches(rows, cfg.num_minibatches)
+        if dp is not None:
+            split = dp.broadcast(split)
+        for minibatch in split:
             metrics = backward(minibatch)
+            if dp is not None:
+                dp.all_reduce_gradients(trainable(models))
             metrics["losses/grad_norm"] = clip_gradients(trainable(models), cfg.optim.max_grad_norm)
             optimizer.step()
             scheduler.step()

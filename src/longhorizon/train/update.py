@@ -31,6 +31,7 @@ from longhorizon.algorithms import POLICY_LOSSES, behaviour_weights, kl_loss, to
 from longhorizon.train.batch import Batch, by_prompt, microbatches
 from longhorizon.train.config import AlgorithmConfig, TrainConfig
 from longhorizon.train.credit import Algorithm
+from longhorizon.train.distributed import DataParallel
 from longhorizon.train.exploration import ENTROPY_METHODS, CreditState, entropy_fn, loss_terms
 from longhorizon.train.model import Models, autocast, token_forward
 
@@ -43,15 +44,19 @@ def policy_loss_kwargs(name: str, cfg: AlgorithmConfig) -> dict[str, float]:
 
 
 def minibatch_backward(models: Models, batch: Batch, rows: Tensor, cfg: TrainConfig, algo: Algorithm,
-                       credit_state: CreditState | None = None) -> Metrics:
+                       credit_state: CreditState | None = None, dp: DataParallel | None = None) -> Metrics:
     """Accumulate d(minibatch loss)/d(params) into `.grad` over micro-batches; return weighted-mean metrics.
 
-    `credit_state` holds the entropy methods' running state (EPO's history, SIREN's anchor).
+    `credit_state` holds the entropy methods' running state (EPO's history, SIREN's anchor). With `dp`
+    (several training processes) this rank runs its share of the rows, with the whole minibatch's token
+    weights; the caller sums the gradients over the ranks.
     """
     weights = token_weights(batch.loss_mask[rows], batch.row_episode[rows], cfg.algorithm.aggregation)  # (b, T)
     live = has_gradient(batch, rows, cfg, algo).nonzero().squeeze(1)  # positions in `rows`
     if cfg.share_prefix:
         live = live[by_prompt(batch, rows[live])]  # rows sharing a prompt in the same micro-batches
+    if dp is not None:
+        live = dp.shard(live)
     total = weights.sum().item()
     metrics: Metrics = {}
     shares = 0.0
