@@ -11,3 +11,15 @@ from longhorizon.models import LoadedModel, load_model
 def tiny() -> LoadedModel:
     """A 2-layer llama with the bundled tokenizer and chat template."""
     return load_model("tiny-random")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A private local Ray (6 CPUs, no dashboard) for one test module's Ray workers."""
+    import os
+
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(address="local", num_cpus=6, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -3,8 +3,8 @@ decoupled PPO loss (`algorithm.decoupled`): the rules by hand, then on a local R
 
 from __future__ import annotations
 
+import gc
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -97,14 +97,6 @@ from longhorizon.train.metrics import read_records  # noqa: E402
 from longhorizon.types import load_trajectories  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address="local", num_cpus=6, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _cfg(tmp_path: Path, name: str, *extra: str):
     """tiny-random on one-turn Apps tasks: every reward is 0, so EPO's entropy bonus gives the gradient."""
     return load_config(None, [
@@ -132,6 +124,30 @@ def test_max_staleness_0_equals_synchronous_training(tmp_path: Path, local_ray):
     records = [r for r in read_records(asyn.run_dir) if "async/staleness_max" in r]
     assert len(records) == 3 and all(r["async/staleness_max"] == 0 and r["async/staleness_frac_0"] == 1 for r in records)
     assert all(r["async/units_resampled"] == 0 for r in records)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_max_staleness_0_resumes_exactly(tmp_path: Path, local_ray):
+    """A k = 0 run stopped after step 2 and resumed gives the weights of 3 straight steps: the data position
+    checkpointed is the first task not yet trained on, whatever the workers had started."""
+    torch.set_num_threads(1)
+
+    def crash_at_step_3(step, metrics):
+        if step == 3:
+            raise Crash
+
+    straight = train(_cfg(tmp_path, "straight", "steps=3", "checkpoint_every=1", "rollout.max_staleness=0"))
+    with pytest.raises(Crash):
+        train(_cfg(tmp_path, "broken", "steps=3", "checkpoint_every=1", "rollout.max_staleness=0"),
+              on_log=crash_at_step_3)
+    gc.collect()
+    resumed = train(_cfg(tmp_path, "broken", "steps=3", "checkpoint_every=1", "rollout.max_staleness=0"), resume=True)
+    a, b = (load_weights(latest_checkpoint(r.run_dir))["policy"] for r in (straight, resumed))
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
 
 
 def test_max_staleness_2_trains_nothing_older_than_2_versions(tmp_path: Path, local_ray):

@@ -66,14 +66,6 @@ def same(a, b) -> bool:
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address="local", num_cpus=6, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def pool(local_ray):
     pool = RolloutPool(WorkerSpec(model="tiny-random", params=PARAMS), RolloutSettings(workers=2))
     pool.sync(load_model("tiny-random").model)
