@@ -33,8 +33,9 @@ Departures and choices:
    steps' units while the trainer updates, each step trains on the first
    units to finish, and none is more than k weight versions old.
    `algorithm.decoupled` then clips the ratio to the trainer's weights
-   before the step (pi_prox, computed in `score`) and weights each token by
-   pi_prox / pi_behaviour (AReaL's decoupled PPO).
+   before the step (pi_prox, one no-grad pass over the rows with a
+   gradient, after the credit) and weights each token by pi_prox /
+   pi_behaviour (AReaL's decoupled PPO).
 7. Launched in several processes (`--launcher accelerate`,
    `train/distributed.py`), rank 0 samples and sends the episodes, each
    rank trains its share of every minibatch and the gradients are summed
@@ -73,7 +74,7 @@ from longhorizon.train.optim import build_optimizer
 from longhorizon.train.reward_sources import RewardSources
 from longhorizon.train.rewards import RewardNormalizer
 from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates, write_trajectories
-from longhorizon.train.update import minibatch_backward
+from longhorizon.train.update import has_gradient, minibatch_backward
 from longhorizon.types import Trajectory
 
 
@@ -172,6 +173,11 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
             credit = algo.credit(batch, cfg.algorithm)
             credit = exploration.modulate_credit(credit, batch, rollout_entropy, cfg.algorithm.entropy)  # EMPG
             batch = with_credit(batch, advantages=credit.advantages, loss_mask=credit.loss_mask, returns=credit.returns)
+            if cfg.algorithm.decoupled:  # pi_prox, for the rows the update will run
+                t_prox = time.perf_counter()
+                batch, prox_metrics = proximal_logprobs(models, batch, cfg, algo)
+                score_metrics.update(prox_metrics)
+                score_time += time.perf_counter() - t_prox
 
             # 3. K epochs of minibatch updates (rows LOOP filtered out carry no mask and are skipped).
             release_memory()  # what generate freed, before the update's peak
@@ -257,7 +263,6 @@ def score(models: Models, batch: Batch, cfg: TrainConfig, algo: Algorithm) -> tu
     needs_ref = algo.needs_ref(cfg.algorithm)
     ref = torch.zeros_like(batch.old_logprobs) if needs_ref else None
     values = torch.zeros_like(batch.old_logprobs) if algo.value_head else None
-    prox = torch.zeros_like(batch.old_logprobs) if cfg.algorithm.decoupled else None  # decoupled PPO's pi_prox
     device = next(models.model.parameters()).device
     order = torch.arange(batch.rows)
     if cfg.share_prefix:
@@ -271,24 +276,40 @@ def score(models: Models, batch: Batch, cfg: TrainConfig, algo: Algorithm) -> tu
             if needs_ref:
                 with reference(models) as ref_model:
                     ref[rows, :width] = token_forward(ref_model, *inputs, **share).logprobs.cpu()
-            if values is not None or prox is not None:
-                out = token_forward(models.model, *inputs, value_head=models.value_head if values is not None else None,
-                                    **share)
-                if values is not None:
-                    values[rows, :width] = out.values.cpu()
-                if prox is not None:
-                    prox[rows, :width] = out.logprobs.cpu()
+            if values is not None:
+                values[rows, :width] = token_forward(models.model, *inputs, value_head=models.value_head,
+                                                     **share).values.cpu()
     metrics = {}
     if needs_ref:
         kl = kl_penalty(batch.old_logprobs, ref, batch.loss_mask, estimator=cfg.algorithm.kl_estimator)
         metrics["losses/kl_ref_behaviour"] = (kl.sum() / batch.loss_mask.sum().clamp(min=1)).item()
-    if prox is not None:
-        w = behaviour_weights(prox, batch.old_logprobs, batch.loss_mask, cap=math.inf)
-        on = batch.loss_mask.bool()
-        metrics["losses/behaviour_weight_mean"] = w[on].mean().item() if on.any() else 1.0
-        metrics["losses/behaviour_weight_capped"] = (w[on] > cfg.algorithm.behaviour_weight_cap).float().mean().item() \
-            if on.any() else 0.0
-    return with_credit(batch, ref_logprobs=ref, old_values=values, prox_logprobs=prox), metrics
+    return with_credit(batch, ref_logprobs=ref, old_values=values), metrics
+
+
+@torch.no_grad()
+def proximal_logprobs(models: Models, batch: Batch, cfg: TrainConfig, algo: Algorithm) -> tuple[Batch, dict[str, float]]:
+    """Decoupled PPO's pi_prox: the log-probs under the weights before this step's updates, for the rows whose
+    loss has a gradient (the others are never run: their behaviour log-probs stand in), and the behaviour
+    weights' mean and capped fraction over those rows."""
+    prox = batch.old_logprobs.clone()
+    live = has_gradient(batch, torch.arange(batch.rows), cfg, algo).nonzero().squeeze(1)
+    device = next(models.model.parameters()).device
+    if cfg.share_prefix:
+        live = live[by_prompt(batch, live)]
+    for rows in microbatches(live, cfg.micro_batch_size):
+        mb = batch.select(rows)
+        width = mb.input_ids.shape[1]
+        with autocast(cfg):
+            prox[rows, :width] = token_forward(models.model, mb.input_ids.to(device), mb.attention_mask.to(device),
+                                               mb.loss_mask.to(device), cfg.temperature,
+                                               share_prefix=cfg.share_prefix).logprobs.cpu()
+    w = behaviour_weights(prox[live], batch.old_logprobs[live], batch.loss_mask[live], cap=math.inf)
+    on = batch.loss_mask[live].bool()
+    metrics = {"losses/prox_rows": float(len(live)),
+               "losses/behaviour_weight_mean": w[on].mean().item() if on.any() else 1.0,
+               "losses/behaviour_weight_capped": (w[on] > cfg.algorithm.behaviour_weight_cap).float().mean().item()
+               if on.any() else 0.0}
+    return with_credit(batch, prox_logprobs=prox * batch.loss_mask), metrics
 
 
 def rollout_metrics(trajectories: list[Trajectory]) -> dict[str, float]:
