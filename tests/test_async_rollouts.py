@@ -69,6 +69,36 @@ def test_decoupled_loss_is_areal_ppo_actor_loss_by_hand():
     assert loss.item() == pytest.approx(want, abs=1e-6)
 
 
+def test_proximal_logprobs_run_only_the_rows_with_a_gradient():
+    """pi_prox is the current weights' log-probs on rows whose loss has a gradient; rows with all advantages 0 keep
+    their behaviour log-probs (never run), and a batch with no such row runs nothing."""
+    from longhorizon.train.batch import Batch
+    from longhorizon.train.credit import ALGORITHMS
+    from longhorizon.train.loop import proximal_logprobs
+    from longhorizon.train.model import build_models, token_forward
+
+    cfg = load_config(None, ["model=tiny-random", "rollout.workers=2", "rollout.max_staleness=1",
+                             "algorithm.decoupled=true", "micro_batch_size=1", "torch_threads=1"])
+    models = build_models(cfg, needs_ref=False, value_head=False)
+    ids = torch.tensor([[5, 6, 7, 8, 9], [5, 6, 10, 11, 0]])
+    mask = torch.tensor([[0.0, 0, 1, 1, 1], [0, 0, 1, 1, 0]])
+    old = torch.tensor([[0.0, 0, -1.0, -2.0, -3.0], [0, 0, -0.5, -0.25, 0]])
+    batch = Batch(input_ids=ids, attention_mask=torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]), loss_mask=mask,
+                  old_logprobs=old, token_turn=torch.where(mask > 0, 0, -1), row_episode=torch.tensor([0, 1]),
+                  turn_rewards=torch.zeros(2, 1), turn_mask=torch.ones(2, 1), group_ids=torch.tensor([0, 0]),
+                  advantages=torch.zeros(2, 5))
+    algo = ALGORITHMS["grpo"]
+    none, metrics = proximal_logprobs(models, batch, cfg, algo)
+    assert metrics["losses/prox_rows"] == 0 and torch.equal(none.prox_logprobs, old)
+    batch.advantages = torch.tensor([[0.0] * 5, [0, 0, 1.0, 1.0, 0]])
+    one, metrics = proximal_logprobs(models, batch, cfg, algo)
+    with torch.no_grad():
+        want = token_forward(models.model, ids[1:, :4], batch.attention_mask[1:, :4], mask[1:, :4], cfg.temperature).logprobs
+    assert metrics["losses/prox_rows"] == 1 and torch.equal(one.prox_logprobs[0], old[0])
+    torch.testing.assert_close(one.prox_logprobs[1, :4], want[0] * mask[1, :4], atol=1e-6, rtol=0)
+    assert one.prox_logprobs[1, 4] == 0
+
+
 def test_config_refuses_what_asynchronous_training_cannot_do():
     with pytest.raises(ConfigError, match="needs Ray rollout workers"):
         load_config(None, ["rollout.max_staleness=1"])

@@ -296,7 +296,7 @@ def proximal_logprobs(models: Models, batch: Batch, cfg: TrainConfig, algo: Algo
     device = next(models.model.parameters()).device
     if cfg.share_prefix:
         live = live[by_prompt(batch, live)]
-    for rows in microbatches(live, cfg.micro_batch_size):
+    for rows in microbatches(live, cfg.micro_batch_size) if len(live) else []:
         mb = batch.select(rows)
         width = mb.input_ids.shape[1]
         with autocast(cfg):
