@@ -17,9 +17,13 @@ def tiny() -> LoadedModel:
 def local_ray():
     """A private local Ray (6 CPUs, no dashboard) for one test module's Ray workers."""
     import os
+    import signal
 
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     ray.init(address="local", num_cpus=6, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     yield
     ray.shutdown()
+    for sig, handler in handlers.items():  # ray.init installs a SIGTERM handler that shutdown leaves behind
+        signal.signal(sig, handler)

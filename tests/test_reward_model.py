@@ -131,7 +131,8 @@ def episode(seed: int, actions: list[str]) -> Trajectory:
 def test_save_load_gives_identical_scores(tiny, saved):
     model, path = saved["reward_model"]
     items = [(CONTEXT, SIDE_A), (CONTEXT, SIDE_B), ("plain context ", "plain continuation")]
-    assert load_reward_model(path).score(items) == RewardModel(model, tiny.tokenizer).score(items)
+    # the same weights; the two forward passes may differ in the last float bits (kernel choice, thread count)
+    assert load_reward_model(path).score(items) == pytest.approx(RewardModel(model, tiny.tokenizer).score(items), abs=1e-6)
 
 
 def test_pooling_matches_transformers_forward_and_ignores_padding(tiny, saved):

@@ -318,7 +318,8 @@ def test_apply_wrappers_in_order():
     env = apply_wrappers(execution(), [{"name": "try_again", "max_attempts": 2}, {"name": "turn_limit", "max_turns": 5},
                                        {"name": "feedback_loop"}])
     assert isinstance(env, FeedbackLoop) and isinstance(env.env, TurnLimit) and isinstance(env.env.env, TryAgain)
-    assert env.env.env.max_attempts == 2 and set(WRAPPERS) == {"try_again", "feedback_loop", "turn_limit"}
+    assert env.env.env.max_attempts == 2
+    assert set(WRAPPERS) == {"try_again", "feedback_loop", "turn_limit", "hint", "feedback_marker"}
 
 
 @pytest.mark.parametrize("specs,match", [

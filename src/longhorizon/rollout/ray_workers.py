@@ -42,6 +42,7 @@ must have longhorizon installed. Only the local Ray is tested here.
 from __future__ import annotations
 
 import os
+import signal
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -160,6 +161,9 @@ class RolloutWorker:
         return {"pid": os.getpid(), "ticks": self.ticks}
 
 
+_SAVED_HANDLERS: dict[int, Any] = {}  # signal handlers before init_ray started Ray
+
+
 def _ray() -> Any:
     """The ray module, or a one-line user error naming the extra."""
     try:
@@ -175,10 +179,13 @@ def require_ray() -> None:
 
 
 def init_ray(address: str | None, num_cpus: int) -> bool:
-    """Connect to the cluster at `address`, or start a private local Ray; False if Ray was already running."""
+    """Connect to the cluster at `address`, or start a private local Ray; False if Ray was already running.
+    The process's SIGINT and SIGTERM handlers are saved, for `shutdown_ray` to put back (`ray.init` installs
+    its own SIGTERM handler and `ray.shutdown` leaves it)."""
     ray = _ray()
     if ray.is_initialized():
         return False
+    _SAVED_HANDLERS.update({sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)})
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:
         ray.init(address=address, log_to_driver=False)
@@ -276,4 +283,13 @@ class RolloutPool:
             ray.kill(actor, no_restart=True)
         self.actors = []
         if self.owns_ray:
-            ray.shutdown()
+            shutdown_ray()
+
+
+def shutdown_ray() -> None:
+    """Stop the Ray this process started and put back the signal handlers `init_ray` saved."""
+    _ray().shutdown()
+    for sig, handler in _SAVED_HANDLERS.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+    _SAVED_HANDLERS.clear()
