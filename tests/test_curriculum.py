@@ -7,7 +7,6 @@ import math
 
 import gymnasium as gym
 import pytest
-import torch
 
 import longhorizon.envs  # noqa: F401 (registers the envs)
 from longhorizon.envs.core.wrappers import PrivilegedHint
@@ -15,10 +14,9 @@ from longhorizon.errors import UserError
 from longhorizon.rollout import EpisodeSpec
 from longhorizon.train import train
 from longhorizon.train import curriculum
-from longhorizon.train.checkpoint import latest_checkpoint, load_weights
 from longhorizon.train.metrics import read_records
 from longhorizon.types import Trajectory, Turn
-from test_train import Crash, tiny_cfg
+from test_train import assert_same_weights, crash_then_resume, tiny_cfg
 
 EXECUTION = ["env_id=longhorizon/Execution-v0", "env_kwargs={horizon: 2, dict_size: 2}"]
 
@@ -90,17 +88,8 @@ def test_a_curriculum_run_logs_its_state_and_resumes_exactly(tmp_path):
     assert records[0]["curriculum/hinted_frac"] == 1.0 and records[-1]["curriculum/hinted_frac"] == 0.0
     assert records[-1]["curriculum/level"] == 2.0  # tiny-random never succeeds: the knob stays at its start
     cfg = tiny_cfg(tmp_path / "broken", *sets)
-
-    def crash_at_step_3(step, metrics):
-        if step == 3:
-            raise Crash
-
-    with pytest.raises(Crash):
-        train(cfg, on_log=crash_at_step_3)
-    resumed = train(cfg, resume=True)
-    a, b = (load_weights(latest_checkpoint(r.run_dir))["policy"] for r in (straight, resumed))
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
+    resumed = crash_then_resume(cfg)
+    assert_same_weights(straight, resumed)
     again = [r for r in read_records(resumed.run_dir) if "charts/reward_mean" in r]
     keys = [k for k in records[-1] if k.startswith("curriculum/")]
     assert [r[k] for r in records for k in keys] == [r[k] for r in again for k in keys]

@@ -13,11 +13,10 @@ from longhorizon.feedback.judges import (Judge, JudgeCache, Verdict, clip_middle
                                          parse_pointwise, think_rm_judge_reward)
 from longhorizon.models import SamplingParams, TransformersSampler
 from longhorizon.train import train
-from longhorizon.train.checkpoint import latest_checkpoint, load_weights
 from longhorizon.train.metrics import read_records
 from longhorizon.train.reward_sources import pairwise_scores, pointwise_scores
 from longhorizon.types import Trajectory, Turn
-from test_train import Crash, tiny_cfg
+from test_train import assert_same_weights, crash_then_resume, tiny_cfg
 from test_train_online import TEST_ENV as PREF_CHARS  # noqa: F401 (registers the env that pays varied rewards)
 
 
@@ -139,17 +138,8 @@ def test_mixed_reward_run_logs_every_component_and_resumes_with_the_judge_cache(
     assert (straight.run_dir / "judge_cache.sqlite").exists()
 
     cfg = tiny_cfg(tmp_path / "broken", *sets)
-
-    def crash_at_step_3(step, metrics):
-        if step == 3:
-            raise Crash
-
-    with pytest.raises(Crash):
-        train(cfg, on_log=crash_at_step_3)
-    resumed = train(cfg, resume=True)
-    a, b = (load_weights(latest_checkpoint(r.run_dir))["policy"] for r in (straight, resumed))
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
+    resumed = crash_then_resume(cfg)
+    assert_same_weights(straight, resumed)
     again = [r for r in read_records(resumed.run_dir) if "charts/reward_mean" in r]
     assert again[2]["rewards/judge_cache_hits"] > 0  # step 3 was judged before the crash: read back, not re-run
     keep = [k for k in records[-1] if k.startswith(("rewards/return", "losses/policy"))]

@@ -263,6 +263,25 @@ class Crash(Exception):
     pass
 
 
+def crash_then_resume(cfg, at: int = 3):
+    """Train `cfg` until the log of step `at` raises Crash, then resume it; the resumed run's result."""
+
+    def crash(step, metrics):
+        if step == at:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(cfg, on_log=crash)
+    return train(cfg, resume=True)
+
+
+def assert_same_weights(*runs, atol: float = 1e-6) -> None:
+    """The latest checkpoints of two runs hold the same weights, within `atol`."""
+    a, b = (load_weights(latest_checkpoint(r.run_dir))["policy"] for r in runs)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=atol, rtol=0)
+
+
 RESUME_CASES = {
     "grpo_full_kl": ["algorithm.name=grpo", "algorithm.kl_coef=0.05"],
     "ppo_lora_dropout_norm": ["algorithm.name=ppo", "lora.enabled=true", "lora.dropout=0.1", "optim.lr=0.05",
