@@ -2,7 +2,8 @@
 
 - `ADVANTAGE_ESTIMATORS`: "grpo", "dr_grpo", "rloo", "loop", "reinforce++", "gae".
 - `POLICY_LOSSES`: "ppo_clip", "loop", "reinforce" (shared signature
-  `fn(logprobs, old_logprobs, advantages, mask, **kw)`).
+  `fn(logprobs, old_logprobs, advantages, mask, **kw)`); `policy_shaping_loss` (Critique-GRPO's
+  off-policy tokens, no ratio).
 - `AGGREGATIONS`: "token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length",
   each a function of `(mask, trace_ids)` giving the token weights `(B, T)` (`token_weights`).
 - `KL_ESTIMATORS`: "k1", "k2", "k3".
@@ -58,6 +59,7 @@ from longhorizon.algorithms.losses import (
     kl_penalty,
     loop_loss,
     behaviour_weights,
+    policy_shaping_loss,
     ppo_clip_loss,
     reinforce_loss,
     value_loss,
@@ -117,6 +119,7 @@ __all__ = [
     "loop_advantages",
     "loop_loss",
     "behaviour_weights",
+    "policy_shaping_loss",
     "ppo_clip_loss",
     "reinforce_loss",
     "reinforce_pp_advantages",

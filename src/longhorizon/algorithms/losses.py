@@ -246,6 +246,31 @@ def _reinforce_policy_loss(
     return reinforce_loss(logprobs, advantages, mask, **kwargs)
 
 
+def policy_shaping_loss(
+    logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    gamma: float = 0.1,
+    agg: str = "token-mean",
+    trace_ids: Tensor | None = None,
+    weights: Tensor | None = None,
+) -> tuple[Tensor, Metrics]:
+    """Critique-GRPO's policy shaping on off-policy tokens: l_t = -A_t f(pi(a_t)), f(p) = p / (p + gamma).
+
+    No ratio to the distribution that generated the tokens and no clipping (the official code's
+    `off_policy_reshape="p_div_p_0.1"`, gamma = 0.1): d l_t / d log pi = -A_t gamma p / (p + gamma)^2, so
+    tokens the policy already finds likely are pushed less than under log pi. (B, T) inputs.
+    """
+    if gamma <= 0:
+        raise ValueError(f"policy shaping needs gamma > 0, got {gamma}")
+    p = torch.exp(_zeros_where_masked(logprobs, mask))
+    shaped = p / (p + gamma)
+    loss_tok = -_zeros_where_masked(advantages, mask) * _zeros_where_masked(shaped, mask)
+    loss = weighted_sum(loss_tok, _weights(mask, agg, trace_ids, weights))
+    return loss, {"shaped_prob_mean": _masked_mean(p.detach(), mask)}
+
+
 POLICY_LOSSES: dict[str, Callable[..., tuple[Tensor, Metrics]]] = {
     "ppo_clip": ppo_clip_loss,
     "loop": loop_loss,

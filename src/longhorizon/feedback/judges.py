@@ -227,4 +227,8 @@ class Judge:
             found.update({keys[i]: prefill + g.text for i, g in zip(todo, gens)})
             if self.cache:
                 self.cache.put({keys[i]: found[keys[i]] for i in todo})
+    def write(self, conversations: Sequence[list[dict[str, str]]], kind: str = "write") -> list[str]:
+        """The model's free text for each conversation (e.g. Critique-GRPO's critiques), batched and cached."""
+        return self._outputs(kind, list(conversations), "")
+
         return [found[k] for k in keys]

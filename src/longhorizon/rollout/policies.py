@@ -47,10 +47,14 @@ class ModelPolicy:
     def __init__(self, sampler: TransformersSampler | VLLMSampler, strategy: ContextStrategy, prefill: bool = True):
         self.sampler, self.strategy, self.prefill = sampler, strategy, prefill
 
-    def act(self, episodes: list[LiveEpisode]) -> list[Action]:
+    def prompts(self, episodes: list[LiveEpisode]) -> tuple[list[list[int]], list[str]]:
+        """Each episode's prompt ids (the strategy's prompt, then the forced response prefix) and its prefix."""
         prefixes = [self._prefix(e) for e in episodes]
         tok = self.sampler.tokenizer
-        prompts = [self.strategy.build_prompt(e.view(), tok) + encode(tok, p) for e, p in zip(episodes, prefixes)]
+        return [self.strategy.build_prompt(e.view(), tok) + encode(tok, p) for e, p in zip(episodes, prefixes)], prefixes
+
+    def act(self, episodes: list[LiveEpisode]) -> list[Action]:
+        prompts, prefixes = self.prompts(episodes)
         plan = self.strategy.chunk_plan()
         budget = self.sampler.max_length - (plan.chunk if plan else self.sampler.params.max_new_tokens)
         fits = [i for i, p in enumerate(prompts) if len(p) <= budget]
@@ -82,6 +86,33 @@ class ModelPolicy:
         env_text = self.strategy.env_action(text)
         return Action(text=text, prompt_ids=prompt, token_ids=answer.token_ids, logprobs=answer.logprobs,
                       env_text=None if env_text == text else env_text, info=answer.info)
+
+
+class ReplayPolicy:
+    """Recorded turns fed back through a model policy's prompts: the episode of group g takes the actions (and
+    their tokens and log-probs) of `recorded[g]` in order, each after the prompt the policy would build now.
+
+    Critique-GRPO (`train/critique.py`) replays a refinement, sampled with a critique in its first observation,
+    on the task without it. The env must be deterministic given its seed: a replay that runs past or ends before
+    the recorded turns raises.
+    """
+
+    def __init__(self, policy: ModelPolicy, recorded: dict[int, Trajectory]):
+        self.policy, self.recorded = policy, recorded
+
+    def act(self, episodes: list[LiveEpisode]) -> list[Action]:
+        prompts, _ = self.policy.prompts(episodes)
+        return [self._action(e, prompt) for e, prompt in zip(episodes, prompts)]
+
+    def _action(self, episode: LiveEpisode, prompt: list[int]) -> Action:
+        turns, k = self.recorded[episode.spec.group_id].turns, len(episode.trajectory.turns)
+        if k >= len(turns):
+            raise RuntimeError(f"{episode.spec.env_id} (seed {episode.spec.seed}) went on past the {len(turns)} "
+                               "recorded turns: the env is not deterministic given its seed, so it cannot be replayed")
+        turn = turns[k]
+        env_text = self.policy.strategy.env_action(turn.action)
+        return Action(text=turn.action, prompt_ids=prompt, token_ids=list(turn.action_ids),
+                      logprobs=list(turn.action_logprobs), env_text=None if env_text == turn.action else env_text)
 
 
 def _env_stops(episodes: list[LiveEpisode]) -> tuple[str, ...]:

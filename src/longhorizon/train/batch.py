@@ -41,6 +41,7 @@ class Batch:
     returns: Tensor | None = None  # (B, T) value targets (ppo)
     span_rewards: Tensor | None = None  # (B, T) span rewards on their spans' last tokens (already in turn_rewards' sums)
     prox_logprobs: Tensor | None = None  # (B, T) decoupled PPO: the trainer's log-probs before this step's updates
+    shaped: Tensor | None = None  # (B,) bool: Critique-GRPO's refinement rows (policy-shaping loss, no ratio)
 
     @property
     def rows(self) -> int:
@@ -52,13 +53,14 @@ class Batch:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         for name in ROW_FIELDS:
             if out[name] is not None:
-                out[name] = out[name][rows] if name == "row_episode" else out[name][rows, :width]
+                out[name] = out[name][rows] if name in PER_ROW else out[name][rows, :width]
         return Batch(**out)
 
 
 ROW_FIELDS = ("input_ids", "attention_mask", "loss_mask", "old_logprobs", "token_turn", "row_episode",
               "ref_logprobs", "old_values", "advantages", "returns", "span_rewards",
-              "prox_logprobs")
+              "prox_logprobs", "shaped")
+PER_ROW = ("row_episode", "shaped")  # (B,) fields; the others are (B, T)
 
 
 def collate(trajectories: list[Trajectory], strategy: ContextStrategy, pad_id: int) -> Batch:
@@ -71,8 +73,10 @@ def collate(trajectories: list[Trajectory], strategy: ContextStrategy, pad_id: i
     for i, traj in enumerate(trajectories):
         turn_rewards[i, : len(traj.turns)] = torch.tensor([t.reward for t in traj.turns])
     turn_mask = (torch.arange(turn_rewards.shape[1]) < torch.tensor([[len(t.turns)] for t in trajectories])).float()
+    refined = [bool(t.metadata.get("refinement")) for t in trajectories]  # Critique-GRPO (train/critique.py)
+    shaped = torch.tensor([refined[i] for i, _ in rows], dtype=torch.bool) if any(refined) else None
     return Batch(**_pad_rows(rows, pad_id), turn_rewards=turn_rewards, turn_mask=turn_mask,
-                 group_ids=torch.tensor([t.group_id for t in trajectories], dtype=torch.long))
+                 group_ids=torch.tensor([t.group_id for t in trajectories], dtype=torch.long), shaped=shaped)
 
 
 def _pad_rows(rows: list[tuple[int, Sample]], pad_id: int) -> dict[str, Tensor]:

@@ -36,10 +36,11 @@ from longhorizon.context.settings import ContextSettings, context_field, context
 from longhorizon.errors import UserError
 from longhorizon.eval.config import EvalConfig
 from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_field, sampler_field, vllm_field
-from longhorizon.train.credit_config import CurriculumConfig, EntropyConfig, ReplayConfig, RewardsConfig
+from longhorizon.train.credit_config import (CritiqueConfig, CurriculumConfig, EntropyConfig, ReplayConfig,
+                                             RewardsConfig)
 
-AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo", "online_dpo", "dno", "inpo",
-                        "p3o_v1", "p3o_v2", "nash_md", "nash_mp", "sft",
+AlgorithmName = Literal["grpo", "critique_grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo", "online_dpo", "dno",
+                        "inpo", "p3o_v1", "p3o_v2", "nash_md", "nash_mp", "sft",
                         "reward_model", "preference_model"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
 
@@ -76,7 +77,7 @@ class Section(BaseModel):
 class AlgorithmConfig(Section):
     """Which RL algorithm, its credit assignment and its regularisers."""
 
-    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo (RL on the env); dpo or ipo (offline, on `preferences`); reward_model or preference_model (a Bradley-Terry reward model or a pairwise preference model, on `preferences`); online_dpo, dno, inpo, p3o_v1 or p3o_v2 (on verifier-labelled pairs of the policy's episodes); nash_md or nash_mp (the policy's episodes against opponents'); sft (supervised, on `demonstrations`)")
+    name: AlgorithmName = Field("grpo", description="grpo, rloo, loop, reinforce++ or ppo (RL on the env); critique_grpo (grpo with critiques and refinements, `algorithm.critique`); dpo or ipo (offline, on `preferences`); reward_model or preference_model (a Bradley-Terry reward model or a pairwise preference model, on `preferences`); online_dpo, dno, inpo, p3o_v1 or p3o_v2 (on verifier-labelled pairs of the policy's episodes); nash_md or nash_mp (the policy's episodes against opponents'); sft (supervised, on `demonstrations`)")
     group_size: int = Field(4, ge=1, description="G: episodes sampled per task (group methods compare them)")
     scale_by_std: bool = Field(True, description="grpo: divide by the group std (false = Dr.GRPO)")
     clip_eps: float | None = Field(None, gt=0, description="PPO clip epsilon; None = 0.1 for loop, 0.2 otherwise (resolved at validation)")
@@ -111,6 +112,16 @@ class AlgorithmConfig(Section):
     rewards: RewardsConfig = Field(default_factory=RewardsConfig, description="fine-grained per-turn reward functions and G-RA gates (empty = the env's rewards)")
     replay: ReplayConfig = Field(default_factory=ReplayConfig, description="ARPO replay of successes into all-negative groups, task pool and task filter (off by default)")
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig, description="progressive difficulty on an env knob, and annealed privileged hints (off by default)")
+    critique: CritiqueConfig = Field(default_factory=CritiqueConfig, description="critique_grpo: where the critiques come from and the policy-shaping gamma")
+
+    @model_validator(mode="after")
+    def _critique_only_for_critique_grpo(self) -> "AlgorithmConfig":
+        if self.critique != CritiqueConfig() and self.name != "critique_grpo":
+            raise ValueError(f"algorithm.critique is read by critique_grpo only, not {self.name}: remove it or set "
+                             "algorithm.name: critique_grpo")
+        if self.name == "critique_grpo" and self.group_size < 2:
+            raise ValueError("critique_grpo needs group_size >= 2: G - 1 initial episodes and 1 refinement per task")
+        return self
 
     @model_validator(mode="after")
     def _loop_has_no_kl(self) -> "AlgorithmConfig":
@@ -344,6 +355,19 @@ class TrainConfig(Section, ContextSettings):
         if self.rollout.workers and self.context in STATEFUL_CONTEXTS:
             raise ValueError(f"rollout.workers needs a context without cross-episode state; {self.context!r} keeps "
                              "one (each worker would keep its own): set rollout.workers: 0")
+        return self
+
+    @model_validator(mode="after")
+    def _critique_grpo_replays(self) -> "TrainConfig":
+        """critique_grpo samples twice per step and replays the kept refinement through the policy's prompts."""
+        if self.algorithm.name != "critique_grpo":
+            return self
+        if self.rollout.max_staleness is not None:
+            raise ValueError("critique_grpo samples its refinements after its critiques, in the step: set "
+                             "rollout.max_staleness: null (synchronous)")
+        if self.context in (*STATEFUL_CONTEXTS, *TRACE_CONTEXTS):
+            raise ValueError(f"critique_grpo replays each refinement turn by turn, which the {self.context!r} context "
+                             "cannot (cross-episode state or chunked turns): use full, window or workspace")
         return self
 
     @field_validator("task_mix")

@@ -238,6 +238,9 @@ class Algorithm:
 
 ALGORITHMS: dict[str, Algorithm] = {
     "grpo": Algorithm(group_credit(_grpo), "ppo_clip", kl_in="loss"),
+    # GRPO's credit over each task's initial episodes and its refinement (train/critique.py); the refinement's
+    # tokens take the policy-shaping loss instead of ppo_clip (train/update.py)
+    "critique_grpo": Algorithm(group_credit(_grpo), "ppo_clip", kl_in="loss"),
     "rloo": Algorithm(group_credit(_rloo, kl_in_reward=True), "reinforce", kl_in="reward"),
     "loop": Algorithm(group_credit(_loop), "loop", kl_in="none"),
     "reinforce++": Algorithm(reinforce_pp_credit, "ppo_clip", kl_in="reward"),

@@ -132,3 +132,21 @@ class ReplayConfig(_Section):
     task_pool: int | None = Field(None, ge=1, description="cycle over this many tasks (env seeds seed .. seed + pool - 1) so tasks recur; None = every task is new")
     filter_threshold: float | None = Field(None, ge=0, lt=0.5, description="skip tasks whose success rate is <= this or >= 1 - this (None = no filter)")
     filter_min_attempts: int = Field(4, ge=1, description="episodes of a task recorded before the filter judges it")
+
+
+class CritiqueConfig(_Section):
+    """Critique-GRPO (`algorithm.name: critique_grpo`, `train/critique.py`): critiques, refinements, policy shaping."""
+
+    source: Literal["simple", "simple_gt", "feedback", "model", "critic"] = Field("simple_gt", description="who writes each critique: simple (correct or incorrect), simple_gt (and the ground truth: the oracle's answers; the paper's script), feedback (FeedbackLoop's rule generator on the first wrong turn), model (a model writes it, seeing the ground truth) or critic (a DeepCritic step critic's per-step critique)")
+    model: str | None = Field(None, description="sources model and critic: the critique model (a registered name such as smollm2-135m, or a model directory); frozen, greedy")
+    max_new_tokens: int = Field(256, ge=1, description="sources model and critic: tokens the critique model may write")
+    gamma: float = Field(0.1, gt=0, description="policy shaping f(p) = p / (p + gamma) on the refinement's tokens (the code's p_div_p_0.1)")
+    max_chars: int = Field(2000, ge=100, description="the previous attempt and the ground truth are cut in the middle to this many characters in the refinement prompt")
+
+    @model_validator(mode="after")
+    def _model_source_has_a_model(self) -> "CritiqueConfig":
+        if self.source in ("model", "critic") and not self.model:
+            raise ValueError(f"critique source {self.source} needs critique.model (a registered name or a model directory)")
+        if self.source not in ("model", "critic") and self.model:
+            raise ValueError(f"critique.model is used only with the sources model and critic, not {self.source}")
+        return self

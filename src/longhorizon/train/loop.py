@@ -36,7 +36,10 @@ Departures and choices:
    before the step (pi_prox, one no-grad pass over the rows with a
    gradient, after the credit) and weights each token by pi_prox /
    pi_behaviour (AReaL's decoupled PPO).
-7. Launched in several processes (`--launcher accelerate`,
+7. `algorithm.name: critique_grpo` collects each task's G - 1 episodes,
+   critiques them, samples refinements and keeps one per task
+   (`train/critique.py`); its rows take the policy-shaping loss.
+8. Launched in several processes (`--launcher accelerate`,
    `train/distributed.py`), rank 0 samples and sends the episodes, each
    rank trains its share of every minibatch and the gradients are summed
    over the ranks: the result is one process's.
@@ -59,12 +62,12 @@ from longhorizon.rollout import EpisodeSpec, ModelPolicy, run_episodes
 from longhorizon.rollout.asynchronous import AsyncRollouts
 from longhorizon.rollout.ray_workers import RolloutPool, Unit, WorkerSpec, make_units
 from longhorizon.store import first_missing
-from longhorizon.train import curriculum, exploration
+from longhorizon.train import critique, curriculum, exploration
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches, with_credit
 from longhorizon.train.checkpoint import Resumable, latest_checkpoint
 from longhorizon.errors import UserError
 from longhorizon.train.config import (NASH, OFFLINE_PREFERENCE, ONLINE_PREFERENCE, PREFERENCE_MODELS,
-                                        STATEFUL_CONTEXTS, SUPERVISED, TrainConfig)
+                                        REACTION_MODELS, STATEFUL_CONTEXTS, SUPERVISED, TrainConfig)
 from longhorizon.train.distributed import DataParallel
 from longhorizon.train.credit import ALGORITHMS, Algorithm
 from longhorizon.train.memory import release_memory
@@ -102,6 +105,10 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
         from longhorizon.train.offline import train_offline
 
         return train_offline(cfg, resume=resume, on_log=on_log)
+    if cfg.algorithm.name in REACTION_MODELS:  # reaction_model: binary reaction labels, not rollouts
+        from longhorizon.train.scorers import train_scorer
+
+        return train_scorer(cfg, resume=resume, on_log=on_log)
     if cfg.algorithm.name in ONLINE_PREFERENCE:  # online_dpo, dno, inpo, p3o: pairs of the policy's own episodes
         from longhorizon.train.online import train_online
 
@@ -128,6 +135,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
     credit_state = exploration.CreditState.from_config(cfg)  # EPO history, SIREN anchor, ARPO replay
     sources = RewardSources.build(cfg.algorithm.rewards.components, session.path, cfg.dtype, cfg.env_kwargs,
                                   cfg.wrappers)  # judges and reward models, if any
+    critic = (critique.Critic.build(cfg.algorithm.critique, session.path, cfg.dtype)
+              if cfg.algorithm.name == "critique_grpo" else None)  # its critique model, if any
     step, position = session.start(Resumable(models, optimizer, scheduler, normalizer, sampler, strategy, credit_state))
     sampler.sync_weights(models.model)  # vllm: the engine starts from the trainer's weights (LoRA, a checkpoint)
     pool = RolloutPool(WorkerSpec.from_config(cfg), cfg.rollout) if cfg.rollout.workers else None  # Ray workers
@@ -146,13 +155,18 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
             #    the first units to finish, sampled by weights at most max_staleness versions old).
             models.model.eval()
             async_metrics: dict[str, float] = {}
+            critique_metrics: dict[str, float] = {}
             if rollouts:
                 trajectories, async_metrics = rollouts.next_batch()
             else:
                 specs, position = exploration.next_tasks(cfg, position, credit_state)  # = task_specs unless replay.task_pool or a task filter is set
                 if session.main:
                     with autocast(cfg):
-                        trajectories = pool.collect(specs) if pool else run_episodes(specs, policy)
+                        run = pool.collect if pool else (lambda s: run_episodes(s, policy))  # noqa: E731
+                        if critic is not None:  # critique_grpo: G - 1 episodes, critiques, refinements, the kept one
+                            trajectories, critique_metrics = critique.collect(specs, run, policy, critic)
+                        else:
+                            trajectories = run(specs)
                 if dp is not None:  # rank 0 sampled; every rank trains on the same episodes
                     trajectories = dp.broadcast(trajectories if dp.main else None)
             curriculum_metrics = curriculum.update(cfg, credit_state.curriculum, credit_state.step, trajectories)  # sampled episodes only
@@ -205,6 +219,7 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
                 "charts/rows_trained": float(len(rows)), "charts/learning_rate": scheduler.get_last_lr()[0],
                 **perf_metrics(trajectories, batch, rows, cfg, t_start, t_rollout, t_end, score_time),
                 "perf/sync_time": t_end - t_sync, **(pool.metrics() if pool else {}), **async_metrics,
+                **critique_metrics,
             })
             session.end_step(step, position)
     finally:
@@ -213,6 +228,8 @@ def _train(cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> TrainResult:
         if pool:
             pool.close()
         sources.close()
+        if critic is not None:
+            critic.close()
     return session.finish(step)
 
 
@@ -236,7 +253,8 @@ def asynchronous_rollouts(cfg: TrainConfig, pool: RolloutPool, position: int,
 
 def check_data_parallel(cfg: TrainConfig) -> None:
     """What several training processes cannot do yet, refused before any model loads."""
-    if cfg.algorithm.name in (*OFFLINE_PREFERENCE, *ONLINE_PREFERENCE, *NASH, *SUPERVISED, *PREFERENCE_MODELS):
+    if cfg.algorithm.name in (*OFFLINE_PREFERENCE, *ONLINE_PREFERENCE, *NASH, *SUPERVISED, *PREFERENCE_MODELS,
+                               *REACTION_MODELS):
         raise UserError(f"several training processes train the RL algorithms only, not {cfg.algorithm.name}: "
                         "run it in one process")
     if cfg.sampler != "transformers":

@@ -18,6 +18,11 @@ with several their weighted mean is the minibatch loss again.
 An entropy method (`algorithm.entropy`, `train/exploration.py`) reweights
 the policy loss's tokens (STEER) or adds a term (EPO's entropy regulariser,
 SIREN's anchored penalty; SIREN's is per micro-batch, as in its code).
+
+Critique-GRPO's refinement rows (`Batch.shaped`) take the policy-shaping
+loss -A f(pi), f(p) = p / (p + gamma), with the same token weights, and the
+other rows the algorithm's loss: one token-weighted sum over both, as the
+official code's masked mean over the union of on- and off-policy tokens.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import math
 import torch
 from torch import Tensor
 
-from longhorizon.algorithms import POLICY_LOSSES, behaviour_weights, kl_loss, token_weights, value_loss
+from longhorizon.algorithms import (POLICY_LOSSES, behaviour_weights, kl_loss, policy_shaping_loss, token_weights,
+                                    value_loss)
 from longhorizon.train.batch import Batch, by_prompt, microbatches
 from longhorizon.train.config import AlgorithmConfig, TrainConfig
 from longhorizon.train.credit import Algorithm
@@ -111,10 +117,17 @@ def microbatch_loss(models: Models, mb: Batch, weights: Tensor, share: float, cf
         policy_w = policy_w * behaviour_weights(mb.prox_logprobs, mb.old_logprobs, mb.loss_mask,
                                                 cap=a.behaviour_weight_cap).to(policy_w.dtype)
         old = mb.prox_logprobs
-    loss, m = POLICY_LOSSES[algo.policy_loss](out.logprobs, old, mb.advantages, mb.loss_mask,
+    on_mask = mb.loss_mask if mb.shaped is None else mb.loss_mask * (~mb.shaped)[:, None].to(mb.loss_mask.dtype)
+    loss, m = POLICY_LOSSES[algo.policy_loss](out.logprobs, old, mb.advantages, on_mask,
                                                weights=policy_w, **policy_loss_kwargs(algo.policy_loss, a))
     metrics = {"losses/policy_loss": loss.item() / share, **{f"losses/{k}": v for k, v in m.items()},
                **{f"entropy/{k}": v for k, v in em.items()}}
+    if mb.shaped is not None and mb.shaped.any():  # Critique-GRPO's refinements: f(p) = p / (p + gamma), no ratio
+        shaped_mask = mb.loss_mask * mb.shaped[:, None].to(mb.loss_mask.dtype)
+        shaping, sm = policy_shaping_loss(out.logprobs, mb.advantages, shaped_mask, gamma=a.critique.gamma,
+                                          weights=policy_w)
+        loss = loss + shaping
+        metrics.update({"losses/shaping_loss": shaping.item() / share, **{f"losses/{k}": v for k, v in sm.items()}})
     if extra is not None:
         loss = loss + extra
         metrics["losses/entropy_term"] = extra.item() / share

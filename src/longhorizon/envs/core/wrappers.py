@@ -604,6 +604,36 @@ class FeedbackMarker(gym.Wrapper):
         return (obs if terminated or truncated else f"{obs}\n\n{self.text}"), reward, terminated, truncated, info
 
 
+# Critique-GRPO's refinement prompt (zhangxy-2019/critique-GRPO, refinement_prompts.py::refine_prompt), with the
+# episode's first observation as the question, and the step-by-step and boxed-answer lines replaced by the env's own
+# answer format; `train/critique.py` fills it in.
+REFINE_TEMPLATE = """Given the following inputs:
+**Question**: {task}
+**Previous Solution**: {attempt}
+**Critique**: {critique}
+
+Please re-answer by:
+- Correcting potential errors identified in the critique, if they exist.
+- Giving each answer in the format the question asks for.
+
+Ensure the revised solution addresses all issues raised in the critique."""
+
+
+class Refine(gym.Wrapper):
+    """The first observation asks for a refinement: the task, the previous attempt and its critique
+    (Critique-GRPO); the later observations are the env's own."""
+
+    def __init__(self, env: gym.Env, attempt: str, critique: str, template: str = REFINE_TEMPLATE):
+        super().__init__(env)
+        if not isinstance(critique, str) or not critique.strip():
+            raise ValueError("refine needs a non-empty critique")
+        self.attempt, self.critique, self.template = str(attempt), critique, template
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self.template.format(task=obs, attempt=self.attempt, critique=self.critique), info
+
+
 # -- registry -----------------------------------------------------------------------------------
 
 WRAPPERS: dict[str, type[gym.Wrapper]] = {
@@ -612,6 +642,7 @@ WRAPPERS: dict[str, type[gym.Wrapper]] = {
     "turn_limit": TurnLimit,
     "hint": PrivilegedHint,
     "feedback_marker": FeedbackMarker,
+    "refine": Refine,
 }
 
 
