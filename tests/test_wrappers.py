@@ -319,7 +319,8 @@ def test_apply_wrappers_in_order():
                                        {"name": "feedback_loop"}])
     assert isinstance(env, FeedbackLoop) and isinstance(env.env, TurnLimit) and isinstance(env.env.env, TryAgain)
     assert env.env.env.max_attempts == 2
-    assert set(WRAPPERS) == {"try_again", "feedback_loop", "turn_limit", "hint", "feedback_marker", "refine"}
+    assert set(WRAPPERS) == {"try_again", "feedback_loop", "turn_limit", "hint", "feedback_marker", "refine",
+                             "corrections"}
 
 
 @pytest.mark.parametrize("specs,match", [

@@ -834,6 +834,57 @@ def early_experience_cmd(
                   f"transitions: {out}", highlight=False, soft_wrap=True)
 
 
+@app.command("corrections")
+@user_errors
+def corrections_cmd(
+    env_id: str = typer.Argument(..., help="registered env id, e.g. longhorizon/Execution-v0 (see `longhorizon envs`)"),
+    episodes: int = typer.Option(..., "--episodes", min=1, help="episodes of the policy, env seeds SEED .. SEED + N - 1"),
+    out: Path = typer.Option(..., "--out", help="directory for corrected_turns.jsonl, corrections.jsonl and trajectories.jsonl"),
+    model: str = typer.Option("smollm2-135m", "--model", help="the policy: smollm2-135m | tiny-random | noisy-oracle:P | a HF model dir"),
+    teacher: str = typer.Option("rule", "--teacher", help="who writes the corrections: rule | a model (smollm2-135m, tiny-random, a HF model dir)"),
+    judge: str = typer.Option("auto", "--judge", help="when a turn is off course: auto | verifier | oracle"),
+    set_: list[str] = typer.Option([], "--set", help="env knob KEY=VALUE (repeatable), e.g. dict_size=10"),
+    seed: int = typer.Option(0, "--seed", help="env seed of the first episode (keep clear of the held-out eval seeds, 1000000 on)"),
+    wrap: list[str] = typer.Option([], "--wrap", help="feedback wrapper NAME[:k=v,...] (repeatable), inside the corrections wrapper"),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="the policy's sampling temperature"),
+    max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="tokens per policy turn"),
+    context: str = typer.Option("full", "--context", help="the policy's context strategy"),
+) -> None:
+    """Mid-episode corrections (YAY Robot): run a policy with a teacher that corrects its off-course turns.
+
+    Writes OUT/corrected_turns.jsonl (the right turns taken right after a correction: train the policy on
+    them), OUT/corrections.jsonl (transcript up to the off-course action -> the correction: train an
+    instruction generator, then use its RUN_DIR/model as --teacher) and OUT/trajectories.jsonl. Both
+    conversation files are `demonstrations` for `algorithm: {name: sft}`.
+    """
+    from longhorizon.context import make_strategy
+    from longhorizon.feedback.hindsight import write_conversations
+    from longhorizon.models import SamplingParams
+    from longhorizon.rollout.corrections import (collect_corrections, corrected_turn_rows, instruction_rows, summary,
+                                                 with_corrections)
+    from longhorizon.rollout.policies import model_policy, scripted_policy
+    from longhorizon.rollout.runner import make_env
+    from longhorizon.train.session import write_trajectories
+
+    knobs, wrappers = parse_assignments(set_, "--set"), parse_wrappers(wrap)
+    make_env(env_id, knobs, with_corrections(wrappers, teacher, judge)).close()  # bad env, knobs, teacher: one line
+    params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    policy = scripted_policy(model, seed) or model_policy(model, make_strategy(context), params)
+    trajectories = collect_corrections(env_id, episodes, policy, knobs, seed, wrappers, teacher, judge)
+    write_trajectories(out / "trajectories.jsonl", trajectories)
+    counts = summary(trajectories)
+    console.print(f"{counts['episodes']} episodes of {env_id} ({counts['turns']} turns): {counts['off_course']} off "
+                  f"course, {counts['corrections']} corrected, {counts['heeded']} right after a correction",
+                  highlight=False, soft_wrap=True)
+    for name, rows in (("corrected_turns.jsonl", corrected_turn_rows(trajectories)),
+                       ("corrections.jsonl", instruction_rows(trajectories))):
+        if rows:
+            console.print(f"{len(rows)} conversations: {write_conversations(out / name, rows)}", highlight=False,
+                          soft_wrap=True)
+        else:
+            console.print(f"no conversation for {out / name}: not written", highlight=False, soft_wrap=True)
+
+
 @prefs_app.command("coh")
 @user_errors
 def prefs_coh_cmd(

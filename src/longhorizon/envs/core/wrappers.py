@@ -42,6 +42,7 @@ import gymnasium as gym
 import numpy as np
 
 from longhorizon.envs.core.base import clip_text
+from longhorizon.feedback.corrections import Corrections  # mid-episode corrections (YAY Robot)
 
 Step = tuple[str, SupportsFloat, bool, bool, dict[str, Any]]
 FINAL_KEYS = ("success", "metrics")
@@ -643,6 +644,7 @@ WRAPPERS: dict[str, type[gym.Wrapper]] = {
     "hint": PrivilegedHint,
     "feedback_marker": FeedbackMarker,
     "refine": Refine,
+    "corrections": Corrections,
 }
 
 
