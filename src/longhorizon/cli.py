@@ -799,8 +799,12 @@ def early_experience_cmd(
     env_id: str = typer.Argument(..., help="registered env id, e.g. longhorizon/Execution-v0 (see `longhorizon envs`)"),
     episodes: int = typer.Option(..., "--episodes", min=1, help="expert (oracle) episodes, env seeds SEED .. SEED + N - 1"),
     out: Path = typer.Option(..., "--out", help="conversations JSONL file to write (the `demonstrations` of algorithm: sft)"),
-    k: int = typer.Option(4, "--k", min=1, help="alternative actions sampled per expert state"),
+    k: Optional[int] = typer.Option(None, "--k", min=1, help="alternative actions sampled per expert state (default: 4 for iwm, 3 for reflection, the paper's ALFWorld and WebShop K)"),
     model: str = typer.Option("smollm2-135m", "--model", help="the policy proposing alternatives: smollm2-135m | tiny-random | noisy-oracle:P | a HF model dir"),
+    objective: str = typer.Option("iwm", "--objective", help="iwm (predict the next observation) | reflection (a rationale contrasting the expert action with an alternative, then the expert action: train and eval with prefill: false)"),
+    rationale_model: Optional[str] = typer.Option(None, "--rationale-model", help="(reflection) the model writing the rationales, greedy: a registered name or a HF model dir (default: a rule-based template)"),
+    rationale_tokens: int = typer.Option(256, "--rationale-tokens", min=1, help="(reflection) token cap of a model rationale; unfinished ones are dropped"),
+    expert: bool = typer.Option(True, "--expert/--no-expert", help="(reflection) write the expert episodes after the reflections, to train on together as the paper does"),
     set_: list[str] = typer.Option([], "--set", help="env knob KEY=VALUE (repeatable), e.g. dict_size=10"),
     seed: int = typer.Option(0, "--seed", help="env seed of the first episode (keep clear of the held-out eval seeds, 1000000 on)"),
     wrap: list[str] = typer.Option([], "--wrap", help="feedback wrapper NAME[:k=v,...] (repeatable)"),
@@ -808,26 +812,47 @@ def early_experience_cmd(
     max_new_tokens: int = typer.Option(32, "--max-new-tokens", min=1, help="tokens per alternative action"),
     context: str = typer.Option("full", "--context", help="the policy's context strategy"),
 ) -> None:
-    """Early Experience: implicit world-modelling data from K policy actions branched off every expert state.
+    """Early Experience: world-modelling or self-reflection data from K policy actions branched off every
+    expert state.
 
-    Writes one conversation per transition (the transcript up to the state and the action -> the next
-    observation), the expert's own transitions included. Train on it with `algorithm: {name: sft}` and
+    `--objective iwm` writes one conversation per transition (the transcript up to the state and the action ->
+    the next observation), the expert's own transitions included. Train on it with `algorithm: {name: sft}` and
     `demonstrations: OUT`, then on the oracle demonstrations (`longhorizon demos`), as the paper does.
+    `--objective reflection` writes one conversation per (state, alternative): the state -> a rationale that
+    contrasts the two outcomes, then the expert action (rationales from `--rationale-model`, else a template;
+    filtered), then the expert episodes. Train on it with `algorithm: {name: sft}` and `prefill: false`, then
+    GRPO from that model (recipes/early-experience-reflection.yaml).
     """
     from longhorizon.context import make_strategy
     from longhorizon.feedback.hindsight import write_conversations
     from longhorizon.models import SamplingParams
     from longhorizon.rollout.demos import oracle_demonstrations
-    from longhorizon.rollout.early_experience import branch_transitions, world_model_rows
+    from longhorizon.rollout.early_experience import (ModelRationales, branch_transitions, drop_summary,
+                                                      reflection_rows, world_model_rows)
     from longhorizon.rollout.policies import model_policy, scripted_policy
     from longhorizon.rollout.runner import make_env
 
+    if objective not in ("iwm", "reflection"):
+        raise UserError(f"--objective: unknown objective {objective!r}; choose iwm or reflection")
+    if rationale_model is not None and objective != "reflection":
+        raise UserError("--rationale-model is for --objective reflection")
     knobs, wrappers = parse_assignments(set_, "--set"), parse_wrappers(wrap)
     make_env(env_id, knobs, wrappers).close()  # unknown env, bad knobs or wrappers: one line
+    writer = ModelRationales(rationale_model, rationale_tokens) if rationale_model else None  # not a model: one line
     demos = oracle_demonstrations(env_id, episodes, knobs, seed, wrappers)
     params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
     policy = scripted_policy(model, seed) or model_policy(model, make_strategy(context), params)
-    transitions, counts = branch_transitions(demos, policy, k, wrappers)
+    transitions, counts = branch_transitions(demos, policy, k or (3 if objective == "reflection" else 4), wrappers)
+    if objective == "reflection":
+        rows, kept = reflection_rows(demos, transitions, writer)
+        if not rows:
+            raise UserError(f"no reflection to write: of {kept['pairs']} (state, alternative) pairs, the filters "
+                            f"dropped all ({drop_summary(kept)})")
+        write_conversations(out, rows + ([d.to_dict() for d in demos] if expert else []))
+        console.print(f"{counts['states']} expert states of {env_id}, {kept['pairs']} alternatives: {kept['kept']} "
+                      f"reflections kept (dropped: {drop_summary(kept)}), {len(demos) if expert else 0} expert "
+                      f"episodes: {out}", highlight=False, soft_wrap=True)
+        return
     write_conversations(out, world_model_rows(transitions), empty="no transition to write")
     console.print(f"{counts['states']} expert states of {env_id}: {counts['kept']} alternatives kept "
                   f"({counts['dropped']} equal to the expert's action or to another), {counts['states']} expert "
