@@ -910,6 +910,47 @@ def corrections_cmd(
             console.print(f"no conversation for {out / name}: not written", highlight=False, soft_wrap=True)
 
 
+@app.command("faft")
+@user_errors
+def faft_cmd(
+    env_id: str = typer.Argument("longhorizon/Travel-v0", help="an env with a constraint verifier (check_plan): longhorizon/Travel-v0"),
+    episodes: int = typer.Option(..., "--episodes", min=1, help="planning tasks (oracle episodes, env seeds SEED .. SEED + N - 1)"),
+    out: Path = typer.Option(..., "--out", help="conversations JSONL file to write (the `demonstrations` of algorithm: sft)"),
+    model: str = typer.Option("smollm2-135m", "--model", help="the model drafting (and revising) plans: smollm2-135m | tiny-random | a HF model dir | none"),
+    perturb: int = typer.Option(2, "--perturb", min=0, help="perturbed oracle plans per task (negative samples)"),
+    formats: str = typer.Option("revise", "--formats", help="comma-separated: revise (draft + feedback -> revision), condition (feedback -> plan)"),
+    set_: list[str] = typer.Option([], "--set", help="env knob KEY=VALUE (repeatable), e.g. days=5"),
+    seed: int = typer.Option(0, "--seed", help="env seed of the first task (keep clear of the held-out eval seeds, 1000000 on)"),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.0, help="sampling temperature of the model's plans"),
+    max_new_tokens: int = typer.Option(768, "--max-new-tokens", min=1, help="tokens per plan"),
+) -> None:
+    """Feedback-aware fine-tuning data: plans checked by the env's constraint verifier, its messages as feedback.
+
+    Drafts are the oracle's plan, perturbed oracle plans and the model's plan; each is checked and followed by
+    the verifier's feedback and the revision (the draft if it passes, else the model's own passing revision or
+    the oracle's plan). Train on OUT with `algorithm: {name: sft}` and `demonstrations: OUT`.
+    """
+    from longhorizon.feedback.faft import (check_drafts, check_formats, counts, faft_conversations, model_drafter,
+                                           plan_tasks)
+    from longhorizon.feedback.hindsight import write_conversations
+    from longhorizon.models import SamplingParams, make_sampler
+
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    check_formats(fmts)  # unknown formats: one line, before any work
+    tasks = plan_tasks(env_id, episodes, parse_assignments(set_, "--set"), seed)
+    params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, stop=("</tool_call>",), seed=seed)
+    drafter = None if model == "none" else model_drafter(make_sampler("transformers", model, params), params)
+    checked = check_drafts(tasks, drafter, perturb, seed)
+    rows = faft_conversations(tasks, checked, fmts)
+    write_conversations(out, rows, empty="no FAFT conversation to write")
+    n = counts(checked)
+    model_part = (f", {n['model']} from the model ({n['model_pass']} pass; {n['revised_by_model']} failing drafts "
+                  "revised by the model so that they pass)") if drafter else ""
+    console.print(f"{len(tasks)} tasks of {env_id}: {n['positive']} positive and {n['negative']} negative samples "
+                  f"(drafts: {len(tasks)} oracle, {n['perturbed']} perturbed{model_part}); {len(rows)} conversations: "
+                  f"{out}", highlight=False, soft_wrap=True)
+
+
 @prefs_app.command("coh")
 @user_errors
 def prefs_coh_cmd(

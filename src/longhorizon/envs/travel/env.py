@@ -235,6 +235,11 @@ class TravelEnv(ToolEnv):
         verdict = "passes every constraint" if self.metrics["final_pass"] else "fails: " + "; ".join(reasons)
         return dumps({"submitted": True, "delivered": bool(self.metrics["delivery_rate"]), "verdict": verdict})
 
+    def check_plan(self, plan: Any) -> list[str]:
+        """The constraint verifier on this task, without submitting: each violated constraint as "name: why"
+        (TravelPlanner's commonsense and hard constraints, as `submit_plan` grades them); [] if the plan passes."""
+        return evaluate_plan(plan, self.db, self.query)[1]
+
     def _check_city(self, city: str) -> None:
         if city not in self.db.cities():
             raise ToolError(f"unknown city {clip_text(city, 40)!r}; use search_cities(state) to list a state's cities "
