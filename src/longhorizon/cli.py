@@ -464,8 +464,9 @@ def train_cmd(
     num_processes: Optional[int] = typer.Option(None, "--num-processes", min=1, help="with --launcher accelerate: training processes (overrides the config file's)"),
 ) -> None:
     """Train with RL (grpo, rloo, loop, reinforce++, ppo, ...) or on preference pairs (dpo, ipo offline;
-    online_dpo, dno, inpo, p3o_v1, p3o_v2 online; reward_model, preference_model); print the held-out eval
-    before and after. `--launcher accelerate` runs the RL algorithms data-parallel in several processes.
+    online_dpo, dno, inpo, p3o_v1, p3o_v2 online; reward_model, preference_model; reaction_model on `reactions`);
+    print the held-out eval before and after. `--launcher accelerate` runs the RL algorithms data-parallel in
+    several processes.
 
     Every recipe key, with its type, default and description: `longhorizon config` (with a RECIPE, the value
     each key takes; `longhorizon config RECIPE --resolved` prints the resolved recipe as the run writes it).
@@ -497,6 +498,11 @@ def train_cmd(
                 bar.console.print(f"held-out eval at step {step}: {_eval_text(metrics)}", highlight=False)
             elif "eval/pair_accuracy" in metrics:  # reward_model, preference_model
                 bar.console.print(f"held-out pairs at step {step}: {_pair_eval_text(metrics)}", highlight=False)
+            elif "eval/reaction_accuracy" in metrics:  # reaction_model
+                bar.console.print(f"held-out reactions at step {step}: {_reaction_eval_text(metrics)}", highlight=False)
+            elif "losses/reaction_loss" in metrics:
+                bar.update(task, completed=step, description=f"train {cfg.algorithm.name} "
+                           f"(accuracy {metrics['losses/reaction_accuracy']:.2f})")
             elif "charts/reward_mean" in metrics:
                 bar.update(task, completed=step,
                            description=f"train {cfg.algorithm.name} (reward {metrics['charts/reward_mean']:.3g})")
@@ -550,8 +556,22 @@ def _pair_eval_text(m: dict[str, float]) -> str:
             f"log-loss {m['eval/pair_log_loss']:.3f} (n={m['eval/pairs']:.0f})")
 
 
+def _reaction_eval_text(m: dict[str, float]) -> str:
+    return (f"AUROC {m['eval/reaction_auroc']:.3f}, accuracy {m['eval/reaction_accuracy']:.3f}, "
+            f"ECE {m['eval/reaction_ece']:.3f}, log-loss {m['eval/reaction_log_loss']:.3f} (n={m['eval/reactions']:.0f})")
+
+
 def print_train_summary(result: Any, cfg: Any = None) -> None:
     before, after = result.eval_before, result.eval_after
+    if after and "eval/reaction_accuracy" in after:  # reaction_model: held-out reaction labels
+        for name, m in (("before", before), ("after", after)):
+            if m:
+                console.print(f"held-out reactions {name} (step {m['step']}): {_reaction_eval_text(m)}", highlight=False)
+        console.print(f"run: {result.run_dir} ({disk_use(result.run_dir)})", highlight=False)
+        if (Path(result.run_dir) / "model").is_dir():
+            console.print(f"trained model: {Path(result.run_dir) / 'model'} (feedback.reaction.load_reaction_model)",
+                          highlight=False)
+        return
     if after and "eval/pair_accuracy" in after:  # reward_model, preference_model: held-out pairs
         for name, m in (("before", before), ("after", after)):
             if m:
@@ -679,6 +699,34 @@ def shadow_user_cmd(
     console.print(f"shadow user: {counts['created']} labels stored, {counts['already_stored']} already there", highlight=False)
 
 
+@feedback_app.command("simulate-reactions")
+@user_errors
+def simulate_reactions_cmd(
+    trajectories: Path = typer.Argument(..., help="a trajectories JSONL file (a run's trajectories.jsonl, `longhorizon prefs build`'s, an eval's)"),
+    out: Path = typer.Option(..., "--out", help="reaction labels JSONL to write (the `reactions` of algorithm: reaction_model)"),
+    noise: float = typer.Option(0.1, "--noise", min=0.0, max=1.0, help="probability that the simulated user's reaction is flipped"),
+    per: str = typer.Option("episode", "--per", help="episode (positive iff the episode succeeded) | turn (the shadow user's turn ratings)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the flips"),
+) -> None:
+    """RLUF's reaction labels from a rule-based simulated user that reads the env's verifier (feedback/reaction.py)."""
+    from longhorizon.feedback.reaction import simulated_reactions, write_reactions
+    from longhorizon.types import load_trajectories
+
+    if not trajectories.is_file():
+        raise UserError(f"no trajectories file at {trajectories}")
+    try:
+        episodes = load_trajectories(trajectories)
+    except (ValueError, TypeError, KeyError) as err:
+        raise UserError(f"{trajectories}: not a trajectories file: {str(err).splitlines()[0]}") from None
+    reactions = simulated_reactions(episodes, noise, seed, per)
+    if not reactions:
+        raise UserError(f"no reaction to write: the {len(episodes)} episodes of {trajectories} gave no rated episode or turn")
+    write_reactions(out, reactions)
+    positive = sum(r.label for r in reactions)
+    console.print(f"{len(reactions)} reactions ({positive} positive, {sum(r.metadata['flipped'] for r in reactions)} "
+                  f"flipped) from {len(episodes)} episodes: {out}", highlight=False, soft_wrap=True)
+
+
 # --------------------------------------------------------------------- prefs
 prefs_app = typer.Typer(no_args_is_help=True, help="Preference pairs: build them from a model on an env.")
 app.add_typer(prefs_app, name="prefs")
@@ -695,7 +743,7 @@ def prefs_build_cmd(
     samples: Optional[int] = typer.Option(None, help="(samples) episodes, or branches per turn, per task"),
     level: Optional[str] = typer.Option(None, help="(level) episode | turn (branches from a shared prefix)"),
     ties: Optional[str] = typer.Option(None, help="(ties) drop | keep pairs with equal returns"),
-    label: Optional[str] = typer.Option(None, help="(label) verifier | reward_model | preference_model | judge"),
+    label: Optional[str] = typer.Option(None, help="(label) verifier | reward_model | preference_model | judge | judge_hindsight"),
     label_model: Optional[str] = typer.Option(None, "--label-model", help="(label_model) the labeller's model: a reward / preference model directory, or a judge model"),
     knob: list[str] = typer.Option([], "--knob", help="(env_kwargs.KEY) env knobs as KEY=VALUE (repeatable)"),
     out: Optional[Path] = typer.Option(None, help="(out) output directory"),

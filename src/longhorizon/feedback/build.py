@@ -33,6 +33,7 @@ from longhorizon.context.settings import ContextSettings, context_field, context
 from longhorizon.errors import UserError
 from longhorizon.feedback.labellers import SOURCES, Candidate, Labeller, make_labeller, verifier
 from longhorizon.feedback.preferences import PREFERENCES_FILE, PreferencePair, write_pairs
+from longhorizon.feedback.rlhs import outcome_text
 from longhorizon.rollout.runner import Action, EpisodeSpec, LiveEpisode, run_episodes
 from longhorizon.types import Trajectory, Turn
 
@@ -52,7 +53,7 @@ class PrefsBuildConfig(ContextSettings):
     level: Literal["episode", "turn"] = Field("episode", description="pair whole episodes, or branches from a shared prefix at every turn")
     pairs: Literal["all", "best_worst"] = Field("all", description="every two samples of a task, or only its best and worst")
     ties: Literal["drop", "keep"] = Field("drop", description="pairs with equal returns: drop them, or keep them labelled as ties")
-    label: Literal["verifier", "reward_model", "preference_model", "judge"] = Field("verifier", description="who labels: the env's verifier (the higher return wins), a reward model, a preference model, or a judge (feedback/labellers.py)")
+    label: Literal["verifier", "reward_model", "preference_model", "judge", "judge_hindsight"] = Field("verifier", description="who labels: the env's verifier (the higher return wins), a reward model, a preference model, a judge, or RLHS's hindsight judge, which sees what happened after each side (feedback/labellers.py)")
     label_model: str | None = Field(None, description="the labeller's model: a reward / preference model directory, or a judge model (a registered name or a directory)")
     context: str = context_field()
     context_options: dict[str, Any] = context_options_field()
@@ -129,7 +130,9 @@ def group_pairs(cfg: PrefsBuildConfig, trajs: list[Trajectory], ids: list[int], 
             counts["identical"] += 1
         else:
             distinct.append((i, j))
-    labels = labeller([Candidate(context, conts[i], conts[j], returns[i], returns[j]) for i, j in distinct])
+    outcomes = [outcome_text(t) for t in trajs]  # what happened after each side (the hindsight judge reads it)
+    labels = labeller([Candidate(context, conts[i], conts[j], returns[i], returns[j], outcomes[i], outcomes[j])
+                       for i, j in distinct])
     kept = []
     for (i, j), label in zip(distinct, labels):
         if label.preferred == "tie" and cfg.ties == "drop":
@@ -235,7 +238,7 @@ def build_pairs(cfg: PrefsBuildConfig) -> tuple[list[PreferencePair], dict[str, 
     make_env(cfg.env_id, cfg.env_kwargs, cfg.wrappers).close()  # bad env or knobs fail before any model loads
     if cfg.label != "verifier" and not cfg.label_model:
         raise UserError(f"label {cfg.label} needs label_model: a {cfg.label.replace('_', ' ')} "
-                        f"{'model (e.g. smollm2-135m)' if cfg.label == 'judge' else 'directory'}")
+                        f"{'model (e.g. smollm2-135m)' if cfg.label.startswith('judge') else 'directory'}")
     labeller = make_labeller(cfg.label, cfg.label_model, cfg.dtype)  # a bad model fails before any sampling
     run_dir = RunDir(cfg.out)
     trajs, groups = SAMPLERS[cfg.level](cfg, make_policies(cfg))

@@ -59,6 +59,7 @@ POINTWISE_SYSTEM = (
 )
 STRENGTHS = (-3, -2, -1, 1, 2, 3)
 ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+ANSWER_TAG_RE = re.compile(r"<(/?)answer>", re.IGNORECASE)  # `answer_blocks` reads ANSWER_RE's blocks in one pass
 NUMBER_RE = re.compile(r"[-+−]?\d+(?:\.\d+)?")
 KEEP_TEXT = 2000  # characters of the judge's output kept in a verdict (its rationale)
 
@@ -74,8 +75,21 @@ class Verdict:
     text: str
 
 
+def answer_blocks(text: str) -> list[str]:
+    """`ANSWER_RE.findall(text)` in one pass over the tags: the regex retries from every unclosed `<answer>`,
+    which is quadratic (minutes for `"<answer>" * 50_000`)."""
+    blocks, start = [], None
+    for tag in ANSWER_TAG_RE.finditer(text):
+        if start is None and not tag.group(1):
+            start = tag.end()
+        elif start is not None and tag.group(1):
+            blocks.append(text[start:tag.start()])
+            start = None
+    return blocks
+
+
 def _last_answer(text: str) -> tuple[str | None, str]:
-    blocks = ANSWER_RE.findall(text)
+    blocks = answer_blocks(text)
     if not blocks:
         return None, "no <answer></answer> block"
     return blocks[-1], ""
@@ -213,6 +227,11 @@ class Judge:
         prompts = [critique_messages(problem, steps) for problem, steps in items]
         return [parse_critique(t, len(steps)) for t, (_, steps) in zip(self._outputs("critic", prompts, ""), items)]
 
+    def write(self, conversations: Sequence[list[dict[str, str]]], kind: str = "write", prefill: str = "") -> list[str]:
+        """The model's text for each conversation (Critique-GRPO's critiques, RLHS's ratings), batched and cached
+        under `kind`; the reply starts with `prefill`, which is part of the returned text."""
+        return self._outputs(kind, list(conversations), prefill)
+
     def _outputs(self, kind: str, conversations: list[list[dict[str, str]]], prefill: str = "<think>\n") -> list[str]:
         """The judge's text for each conversation: from the cache, or sampled in one batch (the reply pre-filled
         with `prefill`, which is part of the returned text)."""
@@ -227,8 +246,4 @@ class Judge:
             found.update({keys[i]: prefill + g.text for i, g in zip(todo, gens)})
             if self.cache:
                 self.cache.put({keys[i]: found[keys[i]] for i in todo})
-    def write(self, conversations: Sequence[list[dict[str, str]]], kind: str = "write") -> list[str]:
-        """The model's free text for each conversation (e.g. Critique-GRPO's critiques), batched and cached."""
-        return self._outputs(kind, list(conversations), "")
-
         return [found[k] for k in keys]

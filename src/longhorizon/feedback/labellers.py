@@ -9,6 +9,9 @@ returns), P(A ≻ B) in [0, 1] (`LABELLERS`, by name):
 - "judge": Think-RM's strength s in -3..3 (negative when A is better) mapped to 1/2 - s/6, so -3 gives 1,
   3 gives 0, and an unusable verdict (s = 0) a tie. The strength is kept as `PreferencePair.strength`
   (the same convention).
+- "judge_hindsight": RLHS's hindsight preference (`feedback/rlhs.py`): the judge reads both runs, each followed
+  by what happened after it (`Candidate.outcome_a` / `outcome_b`: the env's final message and the verifier's
+  result), and answers 1 or 2: P(A ≻ B) = 1 or 0, an unusable answer 1/2 (a tie).
 
 Used by `longhorizon prefs build` (`label:`), and by the online preference and Nash trainers
 (`algorithm.labeller`), where the verifier stays the default.
@@ -33,6 +36,8 @@ class Candidate:
     b: Text
     return_a: float = 0.0
     return_b: float = 0.0
+    outcome_a: str = ""  # what happened after A (`rlhs.outcome_text`), for the hindsight judge
+    outcome_b: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,10 @@ def make_labeller(name: str, model: str | None = None, dtype: str = "float32", m
     lm = load_model(model, dtype)
     sampler = TransformersSampler(lm.model.eval(), lm.tokenizer, SamplingParams(temperature=0.0, max_new_tokens=max_new_tokens),
                                   kv_cache_bytes=0)
+    if name == "judge_hindsight":
+        from longhorizon.feedback.rlhs import hindsight_labeller
+
+        return hindsight_labeller(Judge(sampler, name=model))
     return judge_labeller(Judge(sampler, name=model))
 
 
@@ -110,11 +119,13 @@ def episode_candidates(trajectories: Sequence[Any], pairs: Sequence[tuple[int, i
     """Candidates for whole episodes: pair (i, j) is episode i of `trajectories` against episode j of `opponents`
     (default: the same list), in the context they share (episode i's system prompt and first observation)."""
     from longhorizon.feedback.build import context_messages, continuation_messages
+    from longhorizon.feedback.rlhs import outcome_text
 
     others = trajectories if opponents is None else opponents
     systems = systems or [None] * len(trajectories)
     return [Candidate(context_messages(trajectories[i], 0, systems[i]), continuation_messages(trajectories[i], 0),
-                      continuation_messages(others[j], 0), trajectories[i].total_reward, others[j].total_reward)
+                      continuation_messages(others[j], 0), trajectories[i].total_reward, others[j].total_reward,
+                      outcome_text(trajectories[i]), outcome_text(others[j]))
             for i, j in pairs]
 
 
@@ -130,5 +141,6 @@ def training_labeller(algorithm: Any, dtype: str, env_kwargs: dict[str, Any], wr
     return labeller, lambda trajectories: system_prompts(trajectories, env_kwargs, wrappers)
 
 
-LABELLERS = ("verifier", "reward_model", "preference_model", "judge")
-SOURCES = {"verifier": "verifier", "reward_model": "model", "preference_model": "model", "judge": "judge"}
+LABELLERS = ("verifier", "reward_model", "preference_model", "judge", "judge_hindsight")
+SOURCES = {"verifier": "verifier", "reward_model": "model", "preference_model": "model", "judge": "judge",
+           "judge_hindsight": "judge"}

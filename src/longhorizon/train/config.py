@@ -41,7 +41,7 @@ from longhorizon.train.credit_config import (CritiqueConfig, CurriculumConfig, E
 
 AlgorithmName = Literal["grpo", "critique_grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo", "online_dpo", "dno",
                         "inpo", "p3o_v1", "p3o_v2", "nash_md", "nash_mp", "sft",
-                        "reward_model", "preference_model"]
+                        "reward_model", "preference_model", "reaction_model"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
 
 # Per-algorithm defaults for the fields left as None (see `resolved_*`).
@@ -55,6 +55,9 @@ ON_POLICY = ("rloo",)
 # Models that learn from preference pairs (a Bradley-Terry reward model, a pairwise preference model), trained by
 # `train/scorers.py` on `preferences` and evaluated on held-out pairs (`pairs_heldout`), not on env episodes.
 PREFERENCE_MODELS = ("reward_model", "preference_model")
+# RLUF's user-reaction model P[positive reaction] (`feedback/reaction.py`), trained by `train/scorers.py` on
+# `reactions` (binary labels) and evaluated on held-out labels, not on env episodes.
+REACTION_MODELS = ("reaction_model",)
 # Offline training on a fixed set of pairs (`preferences`), by `train/offline.py` (which hands PREFERENCE_MODELS on).
 OFFLINE_PREFERENCE = ("dpo", "ipo", *PREFERENCE_MODELS)
 # Online preference optimisation on verifier-labelled pairs of the policy's own episodes (`train/online.py`):
@@ -102,7 +105,7 @@ class AlgorithmConfig(Section):
     center_rewards_coef: float = Field(0.0, ge=0, description="reward_model: adds coef * mean((r_chosen + r_rejected)^2), TRL's center_rewards_coefficient (0 = off); preference_model: coef * mean((f(x,a,b) + f(x,b,a))^2), a penalty on position bias")
     eta: float = Field(10.0, gt=0, description="inpo: the no-regret step size eta (target eta/2)")
     tau: float = Field(0.01, ge=0, description="inpo: the KL-to-reference weight tau (eta * tau <= 1)")
-    labeller: Literal["verifier", "reward_model", "preference_model", "judge"] = Field("verifier", description="online preference and Nash methods: who says which episode of a pair is better: the env's verifier (higher return), a reward model, a preference model or a judge (feedback/labellers.py)")
+    labeller: Literal["verifier", "reward_model", "preference_model", "judge", "judge_hindsight"] = Field("verifier", description="online preference and Nash methods: who says which episode of a pair is better: the env's verifier (higher return), a reward model, a preference model, a judge or a hindsight judge that sees both outcomes (feedback/labellers.py)")
     labeller_model: str | None = Field(None, description="the labeller's model: a reward / preference model directory, or a judge model")
     mixture_coef: float = Field(0.5, ge=0, le=1, description="nash_md: m of the opponents' geometric mixture pi^(1-m) pi_ref^m (TRL's default 0.5)")
     prox_eta: float = Field(1.0, gt=0, description="nash_mp: the mirror-prox step size eta (the proximal term is KL(pi || pi_k) / eta)")
@@ -244,7 +247,8 @@ class TrainConfig(Section, ContextSettings):
     run_dir: str = Field("runs/train", description="the run directory")
     preferences: str | None = Field(None, description="dpo, ipo, reward_model, preference_model: the preference pairs: a JSONL file, a `longhorizon prefs build` directory, or a datasets directory in TRL's format (save_to_disk)")
     demonstrations: str | None = Field(None, description="sft: the demonstrations: a trajectories JSONL file (`longhorizon demos`), or a JSONL file / datasets directory (save_to_disk) of conversations in TRL's `messages` format")
-    pairs_heldout: float = Field(0.2, ge=0, lt=1, description="reward_model, preference_model: fraction of the pairs held out for eval/ pair accuracy and calibration, whole contexts (tasks) at a time (0 = no held-out eval)")
+    reactions: str | None = Field(None, description="reaction_model: the reaction labels: a JSONL file of prompt/completion/label rows (TRL's unpaired-preference format) or a datasets directory (save_to_disk), e.g. from `longhorizon feedback simulate-reactions` or OUT/critiques of `longhorizon feedback export` (feedback/reaction.py)")
+    pairs_heldout: float = Field(0.2, ge=0, lt=1, description="reward_model, preference_model, reaction_model: fraction of the pairs (reaction labels) held out for eval/ pair accuracy and calibration, whole contexts (tasks) at a time (0 = no held-out eval)")
     pairs_heldout_seed: int = Field(0, ge=0, description="reward_model, preference_model: seed of the held-out split (not `seed`: runs with different training seeds keep the same held-out pairs)")
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig, description="algorithm and credit assignment")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
@@ -261,7 +265,7 @@ class TrainConfig(Section, ContextSettings):
             return data
         inherited = {k: data[k] if k in data else cls.model_fields[k].get_default(call_default_factory=True)
                      for k in EVAL_INHERITS}
-        defaults = {**EVAL_DEFAULTS, "episodes": 0} if _algorithm_name(data) in PREFERENCE_MODELS else EVAL_DEFAULTS
+        defaults = {**EVAL_DEFAULTS, "episodes": 0} if _algorithm_name(data) in (*PREFERENCE_MODELS, *REACTION_MODELS) else EVAL_DEFAULTS
         return {**data, "eval": {**defaults, **inherited, **section}}
 
     @model_validator(mode="after")
@@ -308,6 +312,14 @@ class TrainConfig(Section, ContextSettings):
         return self
 
     @model_validator(mode="after")
+    def _reaction_model_needs_reactions(self) -> "TrainConfig":
+        if self.algorithm.name in REACTION_MODELS and not self.reactions:
+            raise ValueError(f"{self.algorithm.name} trains on reaction labels: set reactions to a JSONL file of "
+                             "prompt/completion/label rows or a datasets directory (`longhorizon feedback "
+                             "simulate-reactions`, or OUT/critiques of `longhorizon feedback export`)")
+        return self
+
+    @model_validator(mode="after")
     def _sft_needs_demonstrations(self) -> "TrainConfig":
         if self.algorithm.name in SUPERVISED and not self.demonstrations:
             raise ValueError("sft trains on demonstrations: set demonstrations to a trajectories file "
@@ -319,8 +331,9 @@ class TrainConfig(Section, ContextSettings):
     @model_validator(mode="after")
     def _preference_models_eval_on_pairs(self) -> "TrainConfig":
         """A reward or preference model has no policy to run in the env: its eval is on held-out pairs."""
-        if self.algorithm.name in PREFERENCE_MODELS and self.eval.episodes:
-            raise ValueError(f"{self.algorithm.name} is evaluated on held-out pairs (pairs_heldout), not on env "
+        if self.algorithm.name in (*PREFERENCE_MODELS, *REACTION_MODELS) and self.eval.episodes:
+            held = "labels" if self.algorithm.name in REACTION_MODELS else "pairs"
+            raise ValueError(f"{self.algorithm.name} is evaluated on held-out {held} (pairs_heldout), not on env "
                              "episodes: set eval.episodes to 0 or drop it")
         return self
 
@@ -328,7 +341,7 @@ class TrainConfig(Section, ContextSettings):
     def _preference_loops_take_no_rl_options(self) -> "TrainConfig":
         """The preference loops (train/offline.py, train/online.py) have no Ray workers, entropy methods, reward
         shaping or replay: refuse those options rather than ignore them."""
-        if self.algorithm.name not in (*OFFLINE_PREFERENCE, *ONLINE_PREFERENCE, *NASH, *SUPERVISED):
+        if self.algorithm.name not in (*OFFLINE_PREFERENCE, *ONLINE_PREFERENCE, *NASH, *SUPERVISED, *REACTION_MODELS):
             return self
         ignored = {"rollout.workers": self.rollout.workers != 0,
                    "algorithm.entropy.method": self.algorithm.entropy.method != "none",

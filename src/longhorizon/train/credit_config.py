@@ -46,17 +46,18 @@ class EntropyConfig(_Section):
     steer_lambda_min: float = Field(0.8, gt=0, le=1, description="steer: smallest token weight lambda_min")
 
 
-JUDGES = ("judge", "judge_pairwise", "critic")  # components scored by a generative judge (train/reward_sources.py)
-MODEL_SCORED = (*JUDGES, "reward_model")  # components that need a `model`
+JUDGES = ("judge", "judge_pairwise", "critic",  # components scored by a generative judge (train/reward_sources.py)
+          "judge_hindsight", "judge_foresight")  # RLHS (feedback/rlhs.py)
+MODEL_SCORED = (*JUDGES, "reward_model", "reaction")  # components that need a `model`
 
 
 class RewardComponent(_Section):
     """One named reward function (per turn, per span, or a judge) and its weight in the mix."""
 
-    name: str = Field(description="a per-turn reward function (env, success, correct, format, checklist), a span reward function (repeated_sentence, repeated_line), a judge (judge: pointwise 0..1; judge_pairwise: Think-RM over each task's group; critic: DeepCritic's first wrong step, the fraction of steps before it) or reward_model (a trained Bradley-Terry reward model)")
+    name: str = Field(description="a per-turn reward function (env, success, correct, format, checklist, length, think_format), a span reward function (repeated_sentence, repeated_line), a judge (judge: pointwise 0..1; judge_pairwise: Think-RM over each task's group; critic: DeepCritic's first wrong step, the fraction of steps before it; judge_hindsight: RLHS's 1-5 satisfaction after seeing what happened next, (s - 1) / 4; judge_foresight: the same without the outcome), reward_model (a trained Bradley-Terry reward model) or reaction (RLUF: P[positive user reaction] of a trained reaction_model)")
     weight: float = Field(1.0, description="its weight in the dense per-turn reward")
-    model: str | None = Field(None, description="judges: the judge model (a registered name such as smollm2-135m, or a model directory); reward_model: the reward model's directory; frozen")
-    per: Literal["episode", "turn"] = Field("episode", description="reward_model: score the whole episode (on its last turn), or each turn (the increase of the score of the episode's prefix)")
+    model: str | None = Field(None, description="judges: the judge model (a registered name such as smollm2-135m, or a model directory); reward_model, reaction: the trained model's directory; frozen")
+    per: Literal["episode", "turn"] = Field("episode", description="reward_model: score the whole episode (on its last turn), or each turn (the increase of the score of the episode's prefix); judge_hindsight, judge_foresight, reaction: rate the whole episode (on its last turn), or each turn's action on its turn")
     max_new_tokens: int = Field(512, ge=1, description="judges: tokens the judge may write (its reasoning and verdict)")
     temperature: float = Field(0.0, ge=0, description="judges: sampling temperature (0 = greedy, deterministic)")
     max_chars: int = Field(4000, ge=100, description="judges: longer contexts and answers are cut in the middle to this many characters")
@@ -71,7 +72,8 @@ class RewardComponent(_Section):
     @model_validator(mode="after")
     def _judges_need_a_model(self) -> "RewardComponent":
         if self.name in MODEL_SCORED and not self.model:
-            example = "RUN_DIR/model of a reward_model run" if self.name == "reward_model" else "smollm2-135m (or a model directory)"
+            example = {"reward_model": "RUN_DIR/model of a reward_model run", "reaction": "RUN_DIR/model of a "
+                       "reaction_model run"}.get(self.name, "smollm2-135m (or a model directory)")
             raise ValueError(f"{self.name} needs a model: add model: {example}")
         if self.name not in MODEL_SCORED and self.model:
             raise ValueError(f"{self.name} takes no model (only {', '.join(MODEL_SCORED)} do)")

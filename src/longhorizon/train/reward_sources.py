@@ -8,6 +8,8 @@
           - {name: judge, model: smollm2-135m, weight: 0.5}           # pointwise judge, 0..1 on the last turn
           - {name: judge_pairwise, model: runs/judge/model, weight: 1}  # Think-RM over each task's group
           - {name: reward_model, model: runs/rm/model, per: episode}  # a Bradley-Terry reward model
+          - {name: judge_hindsight, model: smollm2-135m, per: turn}   # RLHS: rates after seeing what happened next
+          - {name: reaction, model: runs/reaction/model, weight: 0.2}  # RLUF: P[positive user reaction]
 
 Each source returns per-turn scores for every episode (the judgement sits on the
 episode's last turn), so it mixes, gates (G-RA) and logs (`rewards/return_NAME`)
@@ -31,6 +33,19 @@ like every other component:
   turn`; they sum to the episode's score, so per-turn credit sees where the
   reward model's opinion rose or fell). It reads each episode as the pairs it
   was trained on (the env's system prompt, the first observation, the turns).
+- "judge_hindsight": RLHS's hindsight judge (`feedback/rlhs.py`, methods-2.md
+  §7a): the paper's 1-5 satisfaction rubric, rated after the judge has seen the
+  env's continuation (the final message and the verifier's result; per turn,
+  everything after that turn), mapped to (s - 1) / 4 in [0, 1]; `per: episode`
+  rates the whole episode on its last turn, `per: turn` each action on its turn.
+  "judge_foresight" is the same prompt without the outcome (RLHS's baseline), for
+  comparison with it and with "judge".
+- "reaction": RLUF's user-reaction model (`feedback/reaction.py`, `longhorizon
+  train` with `algorithm.name: reaction_model`): P[positive reaction] of each
+  turn's action (`per: turn`) or of the whole episode on its last turn (`per:
+  episode`). Also logs `rewards/reaction_prob_mean` and the hacking probe
+  `rewards/reaction_seeking_frac` (the share of actions that end by fishing for
+  a reaction; RLUF saw such hacking when the reaction weight was pushed up).
 
 The judge model is loaded once (a registered name or a model directory), frozen,
 in the training dtype; it judges greedily by default. Its outputs are cached in
@@ -48,6 +63,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from longhorizon.feedback.judges import Judge, JudgeCache, Verdict, episode_text
+from longhorizon.feedback.rlhs import foresight_scores, hindsight_scores
 from longhorizon.models import SamplingParams, TransformersSampler, load_model
 from longhorizon.types import Trajectory
 
@@ -97,7 +113,10 @@ BATCH_REWARDS: dict[str, Callable[[Judge, list[Trajectory]], tuple[list[list[flo
     "judge": pointwise_scores,
     "judge_pairwise": pairwise_scores,
     "critic": critic_scores,
+    "judge_hindsight": hindsight_scores,  # RLHS (feedback/rlhs.py); these two take the component's `per`
+    "judge_foresight": foresight_scores,
 }
+PER_JUDGES = ("judge_hindsight", "judge_foresight")
 
 
 def reward_model_scores(model: Any, per: str, systems: Callable[[list[Trajectory]], list[str | None]],
@@ -118,6 +137,8 @@ class RewardSources:
     judges: dict[str, Judge] = field(default_factory=dict)
     cache: JudgeCache | None = None
     last: dict[str, list[Verdict]] = field(default_factory=dict)
+    per: dict[str, str] = field(default_factory=dict)  # judge_hindsight / judge_foresight: episode or turn
+    probes: Metrics = field(default_factory=dict)  # the last step's reaction metrics
 
     @classmethod
     def build(cls, components: list[Any], run_dir: Path | None, dtype: str = "float32",
@@ -133,6 +154,8 @@ class RewardSources:
                 sampler = TransformersSampler(lm.model, lm.tokenizer, params, kv_cache_bytes=0)
                 out.judges[c.name] = Judge(sampler, name=f"{c.model}", cache=out.cache, max_chars=c.max_chars)
                 out.scorers[c.name] = functools.partial(out._judged, c.name)
+                if c.name in PER_JUDGES:
+                    out.per[c.name] = c.per
             elif c.name == "reward_model":
                 from longhorizon.feedback.reward_model import load_reward_model, system_prompts
 
@@ -140,6 +163,12 @@ class RewardSources:
                 model.model.requires_grad_(False)
                 systems = functools.partial(system_prompts, env_kwargs=env_kwargs, wrappers=wrappers)
                 out.scorers[c.name] = functools.partial(reward_model_scores, model, c.per, systems)
+            elif c.name == "reaction":
+                from longhorizon.feedback.reaction import load_reaction_model
+
+                model = load_reaction_model(c.model, dtype=dtype)
+                model.model.requires_grad_(False)
+                out.scorers[c.name] = functools.partial(out._reacted, model, c.per)
         return out
 
     def handles(self, name: str) -> bool:
@@ -149,18 +178,26 @@ class RewardSources:
         return self.scorers[name](trajectories)
 
     def _judged(self, name: str, trajectories: list[Trajectory]) -> list[list[float]]:
-        out, self.last[name] = BATCH_REWARDS[name](self.judges[name], trajectories)
+        options = {"per": self.per[name]} if name in self.per else {}
+        out, self.last[name] = BATCH_REWARDS[name](self.judges[name], trajectories, **options)
+        return out
+
+    def _reacted(self, model: Any, per: str, trajectories: list[Trajectory]) -> list[list[float]]:
+        from longhorizon.feedback.reaction import reaction_scores
+
+        out, self.probes = reaction_scores(model, per, trajectories)
         return out
 
     def metrics(self) -> Metrics:
+        probes, self.probes = self.probes, {}
         verdicts = [v for vs in self.last.values() for v in vs]
         if not verdicts:
-            return {}
+            return probes
         hits = float(self.cache.hits if self.cache else 0)
         if self.cache:
             self.cache.hits = self.cache.misses = 0  # per step
         self.last = {}
-        return {"judge_parsed_frac": sum(v.parsed for v in verdicts) / len(verdicts), "judge_cache_hits": hits}
+        return {**probes, "judge_parsed_frac": sum(v.parsed for v in verdicts) / len(verdicts), "judge_cache_hits": hits}
 
     def close(self) -> None:
         if self.cache:

@@ -1,7 +1,9 @@
 """Training a reward model or a pairwise preference model on preference pairs (`algorithm.name: reward_model |
-preference_model`, `preferences: PATH`), the training loop top to bottom.
+preference_model`, `preferences: PATH`), or a user-reaction model on binary reaction labels (`algorithm.name:
+reaction_model`, `reactions: PATH`; RLUF, `feedback/reaction.py`), the training loop top to bottom.
 
     longhorizon train recipes/prefs/reward-model.yaml       # -> runs/rm-quickstart/model (load_reward_model)
+    longhorizon train recipes/prefs/reaction-model.yaml     # -> runs/reaction-model/model (load_reaction_model)
 
 Each step: the next `tasks_per_step` training pairs → `epochs * num_minibatches` updates of the
 pair loss (`algorithms.REWARD_MODEL_LOSSES`) → log → evaluate on the held-out pairs every
@@ -30,6 +32,9 @@ Choices:
    right-padded); with `share_prefix` (the default) the context they share is computed once, as
    offline DPO does (equal up to float rounding). The loss of a minibatch is the mean over its
    pairs, accumulated exactly over micro-batches.
+7. The reaction model runs the same loop (`SCORER_KINDS`: what a kind reads, its rows, its loss and its
+   held-out eval): one row per label, binary cross-entropy on P[positive] = sigmoid(score), labels
+   held out by task as pairs are (choice 3), and `eval/reaction_*` (AUROC, accuracy, ECE, log-loss).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -47,7 +52,9 @@ from longhorizon.algorithms import PAIR_LOG_ODDS, REWARD_MODEL_LOSSES
 from longhorizon.errors import UserError
 from longhorizon.feedback import PreferencePair
 from longhorizon.feedback.pair_metrics import pair_metrics
-from longhorizon.feedback.reward_model import PAIR_TOKENS, attach_score_head, pad_right, pooled_scores, score_rows
+from longhorizon.feedback.reaction import Reaction, reaction_group, reaction_loss, reaction_metrics, read_reactions
+from longhorizon.feedback.reward_model import (PAIR_TOKENS, attach_score_head, pad_right, pooled_scores,
+                                               reward_tokens, score_rows)
 from longhorizon.models import load_model
 from longhorizon.train.batch import microbatches
 from longhorizon.train.checkpoint import Resumable
@@ -82,43 +89,44 @@ class NoSampler:
 def train_scorer(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
     """Train on `cfg.preferences` (or continue from RUN_DIR's latest checkpoint); return the held-out pair evals."""
     session = Session.open(cfg, resume, on_log)
-    train_pairs, heldout_pairs = split_pairs(decided_pairs(cfg.preferences), cfg.pairs_heldout, cfg.pairs_heldout_seed)
+    kind = SCORER_KINDS[cfg.algorithm.name]
+    train_items, heldout_items = kind.data(cfg)  # a bad file fails before the model loads
     models = build_scorer(cfg)
-    train_rows, heldout_rows = (pair_rows(models.tokenizer, ps, cfg.algorithm.name) for ps in (train_pairs, heldout_pairs))
+    train_rows, heldout_rows = (kind.rows(models.tokenizer, xs, cfg.algorithm.name) for xs in (train_items, heldout_items))
     optimizer, scheduler = build_optimizer(cfg, models)
     state = Resumable(models, optimizer, scheduler, RewardNormalizer(), NoSampler(), session.strategy)
     step, position = session.start(state)
 
     if step == 0:
-        evaluate_pairs(session, models, heldout_rows, 0)  # before any training
+        kind.evaluate(session, models, heldout_rows, 0)  # before any training
     while step < cfg.steps:
         release_memory()
         t_start = time.perf_counter()
 
-        # 1. The next pairs.
+        # 1. The next pairs (labels).
         rows = data_rows(len(train_rows), position, cfg.tasks_per_step, cfg.seed)
         position += cfg.tasks_per_step
         batch = [train_rows[i] for i in rows]
 
-        # 2. K epochs of minibatch updates of the pair loss.
+        # 2. K epochs of minibatch updates of the pair (reaction) loss.
         updates = run_updates(cfg, models, optimizer, scheduler, torch.arange(len(batch)),
-                              lambda mb: scorer_backward(models, batch, mb, cfg))
+                              lambda mb: kind.backward(models, batch, mb, cfg))
         step += 1
 
-        # 3. Log, evaluate on the held-out pairs every M steps, checkpoint every N steps.
-        session.record(step, {**mean_metrics(updates), "charts/pairs": float(len(batch)),
+        # 3. Log, evaluate on the held-out pairs (labels) every M steps, checkpoint every N steps.
+        session.record(step, {**mean_metrics(updates), kind.count_key: float(len(batch)),
                               "charts/updates": float(len(updates)), "charts/learning_rate": scheduler.get_last_lr()[0],
                               "perf/step_time": time.perf_counter() - t_start,
                               "perf/peak_memory_mb": peak_memory_mb(cfg.device)})
         if cfg.eval.every and step % cfg.eval.every == 0 and step < cfg.steps:
-            evaluate_pairs(session, models, heldout_rows, step)
+            kind.evaluate(session, models, heldout_rows, step)
         session.end_step(step, position)
 
-    if pair_eval_record(session.path, cfg.steps) is None:  # a resumed, finished run already has it
-        evaluate_pairs(session, models, heldout_rows, cfg.steps)
+    if scorer_eval_record(session.path, cfg.steps, kind.eval_key) is None:  # a resumed, finished run already has it
+        kind.evaluate(session, models, heldout_rows, cfg.steps)
     result = session.finish(step)
-    return replace(result, eval_before=pair_eval_record(session.path, 0),
-                   eval_after=pair_eval_record(session.path, cfg.steps))
+    return replace(result, eval_before=scorer_eval_record(session.path, 0, kind.eval_key),
+                   eval_after=scorer_eval_record(session.path, cfg.steps, kind.eval_key))
 
 
 # ------------------------------------------------------------------ model and data
@@ -159,21 +167,27 @@ def _group(pair: PreferencePair) -> str:
 
 def split_pairs(pairs: list[PreferencePair], fraction: float, seed: int) -> tuple[list[PreferencePair], list[PreferencePair]]:
     """(training, held-out) pairs: whole groups held out, in an order drawn from `seed`, until >= fraction of the pairs."""
+    return split_groups(pairs, [_group(p) for p in pairs], fraction, seed, "pairs")
+
+
+def split_groups(items: Sequence[Any], keys: list[str], fraction: float, seed: int,
+                 what: str) -> tuple[list[Any], list[Any]]:
+    """(training, held-out) items, whole groups (items of one key) held out in an order drawn from `seed`."""
     groups: dict[str, list[int]] = {}
-    for i, pair in enumerate(pairs):
-        groups.setdefault(_group(pair), []).append(i)
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
     members = list(groups.values())
     order = torch.randperm(len(members), generator=torch.Generator().manual_seed(seed)).tolist()
     held: list[int] = []
     for g in order:
-        if len(held) >= fraction * len(pairs):
+        if len(held) >= fraction * len(items):
             break
         held += members[g]
-    if len(held) == len(pairs):
-        raise UserError(f"pairs_heldout: holding out {fraction:g} of the {len(pairs)} pairs by task leaves none to "
+    if len(held) == len(items):
+        raise UserError(f"pairs_heldout: holding out {fraction:g} of the {len(items)} {what} by task leaves none to "
                         f"train on (they come from {len(members)} task(s)); lower pairs_heldout or set it to 0")
     held_set = set(held)
-    return [p for i, p in enumerate(pairs) if i not in held_set], [pairs[i] for i in sorted(held_set)]
+    return [p for i, p in enumerate(items) if i not in held_set], [items[i] for i in sorted(held_set)]
 
 
 # ------------------------------------------------------------------ the loss and the held-out eval
@@ -222,5 +236,84 @@ def evaluate_pairs(session: Session, models: Models, rows: list[PairRow], at: in
 
 
 def pair_eval_record(run_dir: Path, step: int) -> dict[str, Any] | None:
-    found = [r for r in read_records(run_dir) if r["step"] == step and "eval/pair_accuracy" in r]
+    return scorer_eval_record(run_dir, step, "eval/pair_accuracy")
+
+
+def scorer_eval_record(run_dir: Path, step: int, key: str) -> dict[str, Any] | None:
+    found = [r for r in read_records(run_dir) if r["step"] == step and key in r]
     return found[-1] if found else None
+
+
+# ------------------------------------------------------------------ the reaction model (RLUF)
+
+
+@dataclass
+class ReactionRow:
+    """One reaction label as the model reads it: the token ids of context + response, and the label (1 or 0)."""
+
+    ids: list[int]
+    label: float
+
+
+def reaction_data(cfg: TrainConfig) -> tuple[list[Reaction], list[Reaction]]:
+    """(training, held-out) reaction labels, whole tasks (or prompts) held out as pairs are."""
+    reactions = read_reactions(cfg.reactions)
+    return split_groups(reactions, [reaction_group(r) for r in reactions], cfg.pairs_heldout,
+                        cfg.pairs_heldout_seed, "reaction labels")
+
+
+def reaction_rows(tokenizer: Any, reactions: list[Reaction], kind: str) -> list[ReactionRow]:
+    return [ReactionRow(reward_tokens(tokenizer, r.prompt, r.completion), float(r.label)) for r in reactions]
+
+
+def reaction_backward(models: Models, batch: list[ReactionRow], rows: Tensor, cfg: TrainConfig) -> Metrics:
+    """Accumulate d(mean BCE over the minibatch's labels)/d(params) over micro-batches; return mean metrics."""
+    metrics: Metrics = {}
+    device = next(models.model.parameters()).device
+    for micro in microbatches(rows, cfg.micro_batch_size):
+        share = len(micro) / len(rows)
+        examples = [batch[i] for i in micro.tolist()]
+        ids, attn = pad_right([e.ids for e in examples], models.tokenizer.pad_token_id)
+        with autocast(cfg):
+            logits = pooled_scores(models.model, ids.to(device), attn.to(device), cfg.share_prefix)  # (B,)
+        loss, m = reaction_loss(logits, torch.tensor([e.label for e in examples], device=device))
+        (loss * share).backward()
+        for key, value in {"losses/reaction_loss": loss.item(), **{f"losses/{k}": v for k, v in m.items()}}.items():
+            metrics[key] = metrics.get(key, 0.0) + share * value
+    return metrics
+
+
+def evaluate_reactions(session: Session, models: Models, rows: list[ReactionRow], at: int) -> None:
+    """Log eval/reaction_auroc, _accuracy, _ece, _log_loss, _positive_rate, _prob_mean and eval/reactions."""
+    if rows:
+        models.model.eval()
+        with autocast(session.cfg):
+            logits = score_rows(models.model, [r.ids for r in rows], models.tokenizer.pad_token_id,
+                                2 * session.cfg.micro_batch_size, session.cfg.share_prefix)
+        labels = torch.tensor([r.label for r in rows])
+        session.record(at, {f"eval/{k}": v for k, v in reaction_metrics(logits, labels).items()})
+
+
+# ------------------------------------------------------------------ what each kind of scorer trains on
+
+
+@dataclass(frozen=True)
+class ScorerKind:
+    """What one kind of scorer reads (before the model loads), its rows, its loss and its held-out eval."""
+
+    data: Callable[[TrainConfig], tuple[list[Any], list[Any]]]
+    rows: Callable[[Any, list[Any], str], list[Any]]
+    backward: Callable[[Models, list[Any], Tensor, TrainConfig], Metrics]
+    evaluate: Callable[[Session, Models, list[Any], int], None]
+    eval_key: str  # the metric that marks a held-out eval record
+    count_key: str  # the chart of rows trained per step
+
+
+def pair_data(cfg: TrainConfig) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    return split_pairs(decided_pairs(cfg.preferences), cfg.pairs_heldout, cfg.pairs_heldout_seed)
+
+
+PAIR_SCORER = ScorerKind(pair_data, pair_rows, scorer_backward, evaluate_pairs, "eval/pair_accuracy", "charts/pairs")
+SCORER_KINDS = {"reward_model": PAIR_SCORER, "preference_model": PAIR_SCORER,
+                "reaction_model": ScorerKind(reaction_data, reaction_rows, reaction_backward, evaluate_reactions,
+                                             "eval/reaction_accuracy", "charts/reactions")}

@@ -31,7 +31,7 @@ from longhorizon.errors import UserError
 from longhorizon.io import atomic_dir, atomic_write
 from longhorizon.store import RunDir
 from longhorizon.train.checkpoint import Resumable, clean_partial, latest_checkpoint, load_checkpoint, save_checkpoint
-from longhorizon.train.config import OFFLINE_PREFERENCE, SUPERVISED, TrainConfig
+from longhorizon.train.config import OFFLINE_PREFERENCE, REACTION_MODELS, SUPERVISED, TrainConfig
 from longhorizon.train.distributed import DataParallel
 from longhorizon.train.evaluate import held_out_eval
 from longhorizon.train.memory import tune_malloc
@@ -214,7 +214,8 @@ def prepare_run_dir(cfg: TrainConfig, resume: bool) -> RunDir:
 
 def check_setup(cfg: TrainConfig) -> None:
     """Fail fast, before any model loads: unknown env, bad knobs or wrappers, unknown context strategy or model,
-    unreadable preference pairs (dpo, ipo) or demonstrations (sft)."""
+    unreadable preference pairs (dpo, ipo), reaction labels (reaction_model) or demonstrations (sft), a `reaction`
+    reward component whose model is not a reaction model."""
     import gymnasium as gym
 
     from longhorizon.envs.core.knobs import KnobError
@@ -249,6 +250,10 @@ def check_setup(cfg: TrainConfig) -> None:
         from longhorizon.train.offline import decided_pairs
 
         decided_pairs(cfg.preferences)  # a missing or malformed pairs file, or only ties
+    if cfg.algorithm.name in REACTION_MODELS:
+        from longhorizon.feedback.reaction import read_reactions
+
+        read_reactions(cfg.reactions)  # a missing or malformed reaction labels file, or no labelled row
     if cfg.algorithm.name in SUPERVISED:
         from longhorizon.train.demonstrations import check_held_out, read_demonstrations
 
@@ -261,6 +266,14 @@ def check_setup(cfg: TrainConfig) -> None:
     for key, spec in models:
         if spec not in MODEL_LOADERS and not (Path(spec) / "config.json").exists():
             raise UserError(f"{key}: unknown model {spec!r}: use {', '.join(MODEL_LOADERS)}, or a local HF model directory")
+    for i, c in enumerate(cfg.algorithm.rewards.components):
+        if c.name == "reaction":
+            from longhorizon.feedback.reaction import check_reaction_dir
+
+            try:
+                check_reaction_dir(c.model)
+            except UserError as err:
+                raise UserError(f"algorithm.rewards.components[{i}].model: {err}") from None
 
 
 def seed_everything(seed: int) -> None:
