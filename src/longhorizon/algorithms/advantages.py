@@ -252,6 +252,23 @@ def broadcast_outcome(outcome: Tensor, turn_mask: Tensor) -> Tensor:
     return torch.where(turn_mask.bool(), outcome[:, None], outcome.new_zeros(()))
 
 
+def component_advantages(components: Tensor, turn_mask: Tensor, group_ids: Tensor) -> tuple[Tensor, Metrics]:
+    """Each reward component's own GRPO advantage, for LongWriter-Zero's advantage averaging.
+
+    `components (C, N, K)`, `turn_mask (N, K)`, `group_ids (N,)` → `(C, N, K)`: component c's episode total
+    R^c_i standardised in its group, (R^c_i - mean_g R^c) / (std_g R^c + eps) (`grpo_advantages`), on episode
+    i's last valid turn, 0 elsewhere. Mixed with weights 1/C and not standardised again (Dr.GRPO's form) it is
+    A_i = (1/C) sum_c (R^c_i - mean_g R^c) / std_g R^c (Wu, Bai et al. 2025, LongWriter-Zero; methods-2.md §4c).
+    """
+    valid = turn_mask.bool()
+    totals = torch.where(valid, components, torch.zeros_like(components)).sum(-1)  # (C, N)
+    per = [grpo_advantages(r, group_ids) for r in totals]
+    z = torch.stack([adv for adv, _ in per]) if per else totals  # (C, N)
+    last = valid & (valid.cumsum(1) == valid.sum(1, keepdim=True))  # (N, K) each episode's last valid turn
+    flat = sum(m["frac_zero_std_groups"] for _, m in per) / max(len(per), 1)
+    return torch.where(last, z[..., None], torch.zeros_like(components)), {"component_frac_zero_std": flat}
+
+
 ADVANTAGE_ESTIMATORS: dict[str, Callable[..., tuple]] = {
     "grpo": grpo_advantages,
     "dr_grpo": functools.partial(grpo_advantages, scale_by_std=False),

@@ -28,6 +28,7 @@ ENTRY_POINTS: dict[str, str] = {
     "longhorizon/Countdown-v0": "longhorizon.envs.longproc.countdown:CountdownEnv",
     "longhorizon/Search-v0": "longhorizon.envs.search.env:SearchEnv",
     "longhorizon/LongWrite-v0": "longhorizon.envs.longwrite.env:LongWriteEnv",
+    "longhorizon/JudgePairs-v0": "longhorizon.envs.judgepairs.env:JudgePairsEnv",
 }
 
 

@@ -85,10 +85,18 @@ class RewardsConfig(_Section):
 
     components: list[RewardComponent] = Field(default_factory=list, description="per-turn reward functions, highest priority first; empty = the env's turn rewards as they are")
     gates: list[float] | None = Field(None, description="G-RA: component c counts only if every component j < c has an episode total >= gates[j] (one gate per component but the last); None = no gating")
+    normalize: Literal["none", "group"] = Field("none", description="group: LongWriter-Zero's advantage averaging: each component's episode total is standardised within its task's group ((R - mean) / std, as GRPO) and put on the episode's last turn before the weighted mix; with weights 1/C, credit outcome and algorithm.scale_by_std false the advantage is the mean of the components' own GRPO advantages; none = mix the raw scores")
 
     @property
     def has_spans(self) -> bool:
         return any(c.name in SPAN_REWARDS for c in self.components)
+
+    @model_validator(mode="after")
+    def _normalised_components_are_per_turn(self) -> "RewardsConfig":
+        if self.normalize != "none" and self.has_spans:
+            raise ValueError("normalize: group standardises episode totals; span components sit on tokens: "
+                             "drop them or set normalize: none")
+        return self
 
     @model_validator(mode="after")
     def _one_gate_per_level(self) -> "RewardsConfig":

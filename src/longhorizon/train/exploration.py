@@ -56,6 +56,7 @@ from longhorizon.algorithms import (
     steer_weights,
     topp_entropy,
 )
+from longhorizon.algorithms.advantages import component_advantages
 from longhorizon.rollout import EpisodeSpec
 from longhorizon.train import curriculum, segment_rewards
 from longhorizon.train.batch import Batch, by_prompt, microbatches
@@ -172,6 +173,10 @@ def shaped_turn_rewards(trajectories: list[Trajectory], batch: Batch, cfg: Rewar
         comps, gate_metrics = gated_reward_accumulation(comps, batch.turn_mask, cfg.gates)  # G-RA, arXiv 2508.10548
         metrics.update(gate_metrics)
     rewards, mix_metrics = mix_segment_rewards(comps, weights, batch.turn_mask, names)
+    if cfg.normalize == "group":  # LongWriter-Zero's advantage averaging (methods-2.md §4c); the logs stay raw
+        comps, norm_metrics = component_advantages(comps, batch.turn_mask, batch.group_ids)
+        rewards = mix_segment_rewards(comps, weights, batch.turn_mask, names)[0]
+        metrics.update(norm_metrics)
     spans = span_token_rewards(trajectories, batch, names, weights, open_, decode)
     return rewards, spans, {f"rewards/{k}": v for k, v in {**metrics, **mix_metrics}.items()}
 

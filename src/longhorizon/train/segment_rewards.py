@@ -9,6 +9,18 @@ Turn functions (`SEGMENT_REWARDS`) take a `Trajectory` and return one score per 
 - "format": -1 on a turn whose info carries an `error` (bad or illegal action), else 0;
 - "checklist": ACE-RL's checklist reward (constraints met x length score) on the last turn of an episode whose
   env reports a checklist (LongWrite-v0; `feedback/checklist.py`), else 0.
+- "length": LongBench-Write's length score S_l / 100 (0..1) on the last turn of an episode whose env reports
+  its document and required length (LongWrite-v0), counted on the text a reader gets (`visible_text`: no
+  `<think>` block, no `<answer>` tags), else 0: LongWriter-Zero's length reward (see `think_format`);
+- "think_format": LongWriter-Zero's format reward per turn (Wu, Bai et al., arXiv 2506.18841, methods-2.md
+  §4c): 1 when the turn is exactly one non-empty `<think>...</think>` then one `<answer>...</answer>` holding
+  words, nothing else around them, and no sentence of the answer repeats an earlier one; else 0.
+
+LongWriter-Zero's details are [UNVERIFIED] (methods-2.md §4c): its length RM gives full reward inside a
+word range a model predicts per query and penalises outside it with an unpublished curve; "length" uses the
+env's required length l and S_l's curve instead (100 at l, 0 at l/3 and 4l). Its format RM's exact values
+and repetition test are not published; "think_format" is 1/0 and calls content repeated when a sentence
+(case and spacing folded, `sentence_spans`) occurs twice in the answer.
 
 Span functions (`SPAN_REWARDS`) score spans inside the agent's turns, found by a
 rule, as Fine-Grained RLHF scores sub-sentences and sentences (Wu et al. 2023,
@@ -71,12 +83,64 @@ def checklist(traj: Trajectory) -> list[float]:
     return scores
 
 
+THINK_ANSWER_RE = re.compile(r"\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*", re.DOTALL)
+THINK_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+
+
+def visible_text(text: str) -> str:
+    """What a reader gets of a reply: after the last `</think>` (else before an unclosed `<think>`), without
+    `<answer>` tags; plain text as it is."""
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    elif "<think>" in text:
+        text = text.split("<think>", 1)[0]
+    return text.replace("<answer>", "").replace("</answer>", "")
+
+
+def repeats_a_sentence(text: str) -> bool:
+    """Whether a sentence (case and spacing folded) occurs twice in `text`."""
+    keys = [" ".join(text[a:b].lower().split()) for a, b in sentence_spans(text)]
+    return len(set(keys)) < len(keys)
+
+
+def think_answer_format(text: str) -> float:
+    """LongWriter-Zero's format reward: 1 for exactly one `<think>` block then one `<answer>` block, both
+    non-empty, nothing around them, no repeated sentence in the answer; else 0."""
+    from longhorizon.envs.longwrite.text import has_words
+
+    if any(text.count(tag) != 1 for tag in THINK_TAGS):
+        return 0.0
+    match = THINK_ANSWER_RE.fullmatch(text)
+    if match is None:
+        return 0.0
+    think, answer = match.groups()
+    return float(bool(think.strip()) and has_words(answer) and not repeats_a_sentence(answer))
+
+
+def think_format(traj: Trajectory) -> list[float]:
+    return [think_answer_format(t.action) for t in traj.turns]
+
+
+def length(traj: Trajectory) -> list[float]:
+    """S_l / 100 of the visible document on the last turn, for envs that report a document and a required length."""
+    scores = [0.0] * len(traj.turns)
+    info = traj.turns[-1].info if scores else {}
+    required = info.get("metrics", {}).get("required_words")
+    if "document" in info and required:
+        from longhorizon.envs.longwrite.text import count_words, length_score
+
+        scores[-1] = length_score(int(required), count_words(visible_text(info["document"]))) / 100  # LongBench-Write
+    return scores
+
+
 SEGMENT_REWARDS: dict[str, SegmentReward] = {
     "env": env_reward,
     "success": success,
     "correct": correct,
     "format": format_penalty,
     "checklist": checklist,
+    "length": length,
+    "think_format": think_format,
 }
 
 
