@@ -40,20 +40,18 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from longhorizon.algorithms import PREFERENCE_LOSSES, PairLogps
-from longhorizon.feedback.labellers import Labeller, episode_candidates, training_labeller, verifier
+from longhorizon.feedback.labellers import Labeller, episode_candidates, verifier
 from longhorizon.models import SamplingParams, TransformersSampler
 from longhorizon.models.mixture import mixture_processors
 from longhorizon.rollout import ModelPolicy, run_episodes
 from longhorizon.train.batch import Batch, by_prompt, collate, microbatches
-from longhorizon.train.checkpoint import Resumable
 from longhorizon.train.config import TrainConfig
 from longhorizon.train.loop import rollout_metrics, task_specs
 from longhorizon.train.memory import release_memory
 from longhorizon.train.metrics import peak_memory_mb
-from longhorizon.train.model import Models, autocast, build_models, reference, token_forward
-from longhorizon.train.optim import build_optimizer
-from longhorizon.train.rewards import RewardNormalizer
-from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates, transformers_sampler, write_trajectories
+from longhorizon.train.model import Models, autocast, reference, token_forward
+from longhorizon.train.online import LabelledRun
+from longhorizon.train.session import OnLog, Session, TrainResult, mean_metrics, run_updates, write_trajectories
 from longhorizon.types import Trajectory
 
 Metrics = dict[str, float]
@@ -64,14 +62,10 @@ KEPT_METRICS = ("chosen_logratio", "chosen_reward", "preference_prob", "kl", "kl
 
 def train_nash(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
     """Train the policy against opponent episodes (nash_md, nash_mp); return before/after evals."""
-    session = Session.open(cfg, resume, on_log)
-    models = build_models(cfg, needs_ref=True, value_head=False)
-    optimizer, scheduler = build_optimizer(cfg, models)
-    sampler = transformers_sampler(cfg, models)  # the live model: held-out evals (and rollouts)
-    policy = ModelPolicy(sampler, session.strategy, prefill=cfg.prefill)
-    labeller, systems = training_labeller(cfg.algorithm, cfg.dtype, cfg.env_kwargs, cfg.wrappers)
-    prefer = lambda ours, theirs: preferences(ours, theirs, labeller, systems(ours))  # noqa: E731
-    step, position = session.start(Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, session.strategy))
+    run = LabelledRun.open(cfg, resume, on_log)  # shared with train/online.py
+    session, models, optimizer, scheduler = run.session, run.models, run.optimizer, run.scheduler
+    prefer = lambda ours, theirs: preferences(ours, theirs, run.labeller, run.systems(ours))  # noqa: E731
+    step, position = run.step, run.position
 
     session.evaluate_first(step)
     while step < cfg.steps:
@@ -79,9 +73,7 @@ def train_nash(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None =
         t_start = time.perf_counter()
 
         # 1. The policy's episodes y, the opponents y', their verifier preferences; reference log-probs of y.
-        models.model.eval()
-        with autocast(cfg):
-            trajectories = run_episodes(task_specs(cfg, position), policy)
+        trajectories = run.collect(position)
         opponents = opponent_episodes(cfg, models, session, position, step, mixture=cfg.algorithm.name == "nash_md")
         batch = collate(trajectories, session.strategy, models.tokenizer.pad_token_id)
         ref = reference_tokens(models, batch, cfg)

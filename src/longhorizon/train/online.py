@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -49,16 +51,48 @@ from longhorizon.types import Trajectory
 Metrics = dict[str, float]
 
 
+@dataclass
+class LabelledRun:
+    """What the trainers on the policy's own labelled episodes share (online preference methods, the Nash games):
+    the session, the models with a reference, the optimizer, the live sampler's policy and the labeller, bound
+    for an exact resume at (`step`, `position`)."""
+
+    session: Session
+    models: Models
+    optimizer: Any
+    scheduler: Any
+    policy: ModelPolicy
+    labeller: Labeller
+    systems: Callable[[list[Trajectory]], list[str | None]]
+    step: int
+    position: int
+
+    @classmethod
+    def open(cls, cfg: TrainConfig, resume: bool, on_log: OnLog | None) -> "LabelledRun":
+        session = Session.open(cfg, resume, on_log)
+        models = build_models(cfg, needs_ref=True, value_head=False)
+        optimizer, scheduler = build_optimizer(cfg, models)
+        sampler = transformers_sampler(cfg, models)  # the live model: held-out evals (and rollouts)
+        policy = ModelPolicy(sampler, session.strategy, prefill=cfg.prefill)
+        labeller, systems = training_labeller(cfg.algorithm, cfg.dtype, cfg.env_kwargs, cfg.wrappers)
+        step, position = session.start(Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler,
+                                                 session.strategy))
+        return cls(session, models, optimizer, scheduler, policy, labeller, systems, step, position)
+
+    def collect(self, position: int) -> list[Trajectory]:
+        """`group_size` episodes of each of the `tasks_per_step` tasks from `position`, with the current weights."""
+        cfg = self.session.cfg
+        self.models.model.eval()
+        with autocast(cfg):
+            return run_episodes(task_specs(cfg, position), self.policy)
+
+
 def train_online(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None = None) -> TrainResult:
     """Train from verifier-labelled pairs of the policy's own episodes; return before/after evals."""
-    session = Session.open(cfg, resume, on_log)
+    run = LabelledRun.open(cfg, resume, on_log)
+    session, models, optimizer, scheduler = run.session, run.models, run.optimizer, run.scheduler
     strategy = session.strategy
-    models = build_models(cfg, needs_ref=True, value_head=False)
-    optimizer, scheduler = build_optimizer(cfg, models)
-    sampler = transformers_sampler(cfg, models)  # the live model: held-out evals (and rollouts)
-    policy = ModelPolicy(sampler, strategy, prefill=cfg.prefill)
-    labeller, systems = training_labeller(cfg.algorithm, cfg.dtype, cfg.env_kwargs, cfg.wrappers)
-    step, position = session.start(Resumable(models, optimizer, scheduler, RewardNormalizer(), sampler, strategy))
+    step, position = run.step, run.position
 
     session.evaluate_first(step)
     while step < cfg.steps:
@@ -66,12 +100,10 @@ def train_online(cfg: TrainConfig, *, resume: bool = False, on_log: OnLog | None
         t_start = time.perf_counter()
 
         # 1. Collect with the current weights, pair each task's episodes, label them by return.
-        models.model.eval()
-        with autocast(cfg):
-            trajectories = run_episodes(task_specs(cfg, position), policy)
+        trajectories = run.collect(position)
         position += cfg.tasks_per_step
         batch = collate(trajectories, strategy, models.tokenizer.pad_token_id)
-        pairs = episode_pairs(trajectories, cfg.algorithm, labeller, systems(trajectories))  # (P, 2): winner, loser
+        pairs = episode_pairs(trajectories, cfg.algorithm, run.labeller, run.systems(trajectories))  # (P, 2): winner, loser
 
         # 2. Reference and behaviour log-prob sums of every episode, then K epochs of updates on the pairs.
         sums = {"ref": reference_sums(models, batch, cfg), "old": episode_sums(batch.old_logprobs, batch),
