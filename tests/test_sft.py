@@ -29,16 +29,13 @@ from longhorizon.train.metrics import read_records
 from longhorizon.train.model import build_models
 from longhorizon.train.sft import pad_samples
 from longhorizon.types import Trajectory, Turn, save_trajectories
+from tests.test_train import assert_same_weights, crash_then_resume
 
 ENV = "longhorizon/Execution-v0"
 KNOBS = {"horizon": 3, "dict_size": 4, "value_range": 9}
 STRATEGIES = {"full": {}, "window": {"k": 1}, "markovian": {}, "workspace": {},
               "markovian_chunked": {"mode": "chunked", "chunk": 4, "carryover": 2, "head": 1}}
 runner = CliRunner()
-
-
-class Crash(Exception):
-    pass
 
 
 @pytest.fixture(autouse=True)
@@ -277,18 +274,8 @@ def test_two_steps_resume_two_more_equals_four_straight(tmp_path, demos_file, ca
     straight = train(sft_cfg(tmp_path / "straight", demos_file, *sets))
     broken_cfg = sft_cfg(tmp_path / "broken", demos_file, *sets)
 
-    def crash_at_step_3(step, metrics):
-        if step == 3:
-            raise Crash
-
-    with pytest.raises(Crash):
-        train(broken_cfg, on_log=crash_at_step_3)
-    assert latest_checkpoint(Path(broken_cfg.run_dir)).name == "step_000002"
-    resumed = train(broken_cfg, resume=True)
-    a, b = (load_weights(latest_checkpoint(r.run_dir))["policy"] for r in (straight, resumed))
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
+    resumed = crash_then_resume(broken_cfg)
+    assert_same_weights(straight, resumed)
     losses = [[r["losses/sft_loss"] for r in read_records(run.run_dir)] for run in (straight, resumed)]
     assert losses[0] == pytest.approx(losses[1], abs=1e-6) and len(losses[1]) == 4
 

@@ -19,7 +19,8 @@ from longhorizon.train.metrics import read_records
 from longhorizon.train.model import build_models
 from longhorizon.train.nash import Snapshot, episode_tokens, preferences
 from longhorizon.train.optim import build_optimizer
-from test_train_online import Crash, _traj, online_cfg
+from tests.test_train import assert_same_weights, crash_then_resume
+from test_train_online import _traj, online_cfg
 
 PROMPTS = [[1, 5, 6, 7], [9, 8]]  # different lengths: the second row is left-padded
 
@@ -140,16 +141,8 @@ def test_two_steps_resume_two_more_equals_four_straight(tmp_path, case):
     straight = train(online_cfg(tmp_path / "straight", *sets))
     broken_cfg = online_cfg(tmp_path / "broken", *sets)
 
-    def crash_at_step_3(step, metrics):
-        if step == 3:
-            raise Crash
-
-    with pytest.raises(Crash):
-        train(broken_cfg, on_log=crash_at_step_3)
-    resumed = train(broken_cfg, resume=True)
-    a, b = (load_weights(latest_checkpoint(r.run_dir))["policy"] for r in (straight, resumed))
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
+    resumed = crash_then_resume(broken_cfg)
+    assert_same_weights(straight, resumed)
     keys = ("losses/pref_loss", "charts/reward_mean", "charts/opponent_reward_mean", "charts/win_rate")
     logged = [[r.get(k) for r in read_records(run.run_dir) for k in keys] for run in (straight, resumed)]
     assert logged[0] == pytest.approx(logged[1], abs=1e-6)

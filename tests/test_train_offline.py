@@ -21,13 +21,10 @@ from longhorizon.train.model import build_models
 from longhorizon.feedback.tokens import continuation_tokens
 from longhorizon.train.offline import data_rows, decided_pairs, pad, pairs_backward, reference_logps
 from longhorizon.train.optim import trainable
+from tests.test_train import assert_same_weights, crash_then_resume
 
 ENV = "longhorizon/Execution-v0"
 runner = CliRunner()
-
-
-class Crash(Exception):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -114,18 +111,8 @@ def test_two_steps_resume_two_more_equals_four_straight(tmp_path, pairs_dir, cas
     straight = train(offline_cfg(tmp_path / "straight", pairs_dir, *sets))
     broken_cfg = offline_cfg(tmp_path / "broken", pairs_dir, *sets)
 
-    def crash_at_step_3(step, metrics):
-        if step == 3:
-            raise Crash
-
-    with pytest.raises(Crash):
-        train(broken_cfg, on_log=crash_at_step_3)
-    assert latest_checkpoint(Path(broken_cfg.run_dir)).name == "step_000002"
-    resumed = train(broken_cfg, resume=True)
-    a, b = (load_weights(latest_checkpoint(r.run_dir))["policy"] for r in (straight, resumed))
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
+    resumed = crash_then_resume(broken_cfg)
+    assert_same_weights(straight, resumed)
     losses = [[r["losses/pref_loss"] for r in read_records(run.run_dir)] for run in (straight, resumed)]
     assert losses[0] == pytest.approx(losses[1], abs=1e-6) and len(losses[1]) == 4
 

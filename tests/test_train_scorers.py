@@ -24,13 +24,10 @@ from longhorizon.train.metrics import read_records
 from longhorizon.train.offline import decided_pairs
 from longhorizon.train.optim import trainable
 from longhorizon.train.scorers import build_scorer, heldout_log_odds, pair_rows, scorer_backward, split_pairs
+from tests.test_train import assert_same_weights, crash_then_resume
 
 ENV = "longhorizon/Execution-v0"
 runner = CliRunner()
-
-
-class Crash(Exception):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -129,18 +126,8 @@ def test_two_steps_resume_two_more_equals_four_straight(tmp_path, pairs_dir, cas
     straight = train(scorer_cfg(tmp_path / "straight", pairs_dir, *sets))
     broken_cfg = scorer_cfg(tmp_path / "broken", pairs_dir, *sets)
 
-    def crash_at_step_3(step, metrics):
-        if step == 3:
-            raise Crash
-
-    with pytest.raises(Crash):
-        train(broken_cfg, on_log=crash_at_step_3)
-    assert latest_checkpoint(Path(broken_cfg.run_dir)).name == "step_000002"
-    resumed = train(broken_cfg, resume=True)
-    a, b = (load_weights(latest_checkpoint(r.run_dir))["policy"] for r in (straight, resumed))
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0)
+    resumed = crash_then_resume(broken_cfg)
+    assert_same_weights(straight, resumed)
     for key in ("losses/pair_loss", "eval/pair_log_loss"):
         runs = [[r[key] for r in read_records(run.run_dir) if key in r] for run in (straight, resumed)]
         assert runs[0] == pytest.approx(runs[1], abs=1e-6) and len(runs[1]) == (4 if key.startswith("losses") else 5)
