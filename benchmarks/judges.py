@@ -4,7 +4,8 @@
         [--parts best_of,trlm,critic,rm_eval] [--reward-model RUN_DIR/model]
 
 1. best_of: best-of-4 with the pointwise judge (the bundled model judging) against best-of-1, sampled at
-   temperature 1, on two envs: the quickstart's Execution task (horizons 1, 2) and Compose (multi, 2 problems).
+   temperature 1 from `--policy` (default: the bundled model, which scores 0 here; a trained policy leaves
+   the judge something to choose), on two envs: the quickstart's Execution task (horizons 1, 2) and Compose (multi, 2 problems).
 2. trlm: best-of-4 reranked by the TRLM-Fo score (log P(observation | candidate)) against best-of-1, which is
    a random choice among the same samples, on the Execution task.
 3. critic: the step critic's first-wrong-step accuracy on Execution episodes of a noisy oracle (p = 0.7,
@@ -30,6 +31,7 @@ EXECUTION = {"turn_complexity": 1, "dict_size": 2, "value_range": 1, "stop_on_er
 
 def eval_arm(model: str, env_id: str, knobs: dict, horizons: list[int], episodes: int, best_of: dict | None,
              out: Path, max_new_tokens: int) -> dict:
+    """`model` samples at temperature 1; `best_of` (with its scorer's model) picks among its candidates."""
     from longhorizon.eval.config import load_eval_config
     from longhorizon.eval.evaluate import run
 
@@ -43,23 +45,29 @@ def eval_arm(model: str, env_id: str, knobs: dict, horizons: list[int], episodes
     return {"rows": rows, "wall_s": time.perf_counter() - start}
 
 
+def tag(args) -> str:
+    """Run directories of another policy's arms sit apart from the bundled model's."""
+    return "" if args.policy == args.model else "-" + (Path(args.policy).parent.name or Path(args.policy).name)
+
+
 def best_of_part(args, out: Path) -> dict:
     envs = {"execution": ("longhorizon/Execution-v0", EXECUTION, [1, 2], 6),
             "compose": ("longhorizon/Compose-v0", {"mode": "multi"}, [2], 24)}
     results = {}
     for name, (env_id, knobs, horizons, tokens) in envs.items():
-        for arm, best_of in (("best_of_1", None), ("judge_best_of_4", {"n": 4, "scorer": "judge", "max_new_tokens": 128})):
-            results[f"{name}/{arm}"] = eval_arm(args.model, env_id, knobs, horizons, args.episodes, best_of,
-                                                out / "runs" / name / arm, tokens)
+        judge = {"n": 4, "scorer": "judge", "model": args.model, "max_new_tokens": 128}
+        for arm, best_of in (("best_of_1", None), ("judge_best_of_4", judge)):
+            results[f"{name}/{arm}"] = eval_arm(args.policy, env_id, knobs, horizons, args.episodes, best_of,
+                                                out / "runs" / (name + tag(args)) / arm, tokens)
             print(name, arm, results[f"{name}/{arm}"], flush=True)
     return results
 
 
 def trlm_part(args, out: Path) -> dict:
     results = {}
-    for arm, best_of in (("best_of_1", None), ("trlm_best_of_4", {"n": 4, "scorer": "trlm"})):
-        results[arm] = eval_arm(args.model, "longhorizon/Execution-v0", EXECUTION, [1, 2], args.episodes, best_of,
-                                out / "runs" / "trlm" / arm, 6)
+    for arm, best_of in (("best_of_1", None), ("trlm_best_of_4", {"n": 4, "scorer": "trlm", "model": args.model})):
+        results[arm] = eval_arm(args.policy, "longhorizon/Execution-v0", EXECUTION, [1, 2], args.episodes, best_of,
+                                out / "runs" / ("trlm" + tag(args)) / arm, 6)
         print("trlm", arm, results[arm], flush=True)
     return results
 
@@ -115,6 +123,8 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=32)
     ap.add_argument("--rm-items", type=int, default=8, help="rm_eval items per context length")
     ap.add_argument("--reward-model", default=None, help="a reward model directory for rm_eval")
+    ap.add_argument("--policy", default=None, help="best_of, trlm: the policy whose samples are chosen among (default: "
+                    "--model); its results are keyed PART[policy=NAME]")
     ap.add_argument("--parts", default=",".join(PARTS))
     ap.add_argument("--out", default="benchmarks/results/judges")
     args = ap.parse_args()
@@ -125,8 +135,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
+    suffix = f"[policy={Path(args.policy).parent.name or args.policy}]" if args.policy else ""
+    args.policy = args.policy or args.model
     for part in args.parts.split(","):
-        results[part] = PARTS[part](args, out)
+        results[part + (suffix if part in ("best_of", "trlm") else "")] = PARTS[part](args, out)
         path.write_text(json.dumps(results, indent=1, default=str))
     print(f"results: {path}")
 
