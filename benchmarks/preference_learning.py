@@ -1,6 +1,7 @@
 """Learning from verifier-labelled pairs on the quickstart task: offline DPO, online methods, and RL on a learned reward.
 
-    python benchmarks/preference_learning.py [--online inpo,nash_md] [--out runs/bench-prefs]
+    python benchmarks/preference_learning.py [--policies dpo,inpo,nash_md,grpo_rm] [--out runs/bench-prefs]
+        [--tasks N] [--rm-steps N] [--rl-kl 0,0.1]
     python benchmarks/preference_learning.py --quick          # noisy-oracle pairs, tiny-random: the wiring only
 
 1. `longhorizon prefs build recipes/prefs/quickstart.yaml`: the bundled model samples the pairs itself.
@@ -10,7 +11,8 @@
    its held-out pair accuracy (whole tasks held out) before and after.
 5. `longhorizon train recipes/quickstart.yaml` with that reward model as the only reward
    (`algorithm.rewards.components: [{name: reward_model, ...}]`): GRPO never sees the env's reward, and the
-   held-out eval scores the env's reward.
+   held-out eval scores the env's reward; `--rl-kl` adds a KL penalty to the reference (one run per value),
+   RLHF's guard against a policy drifting to text the reward model never saw.
 Each policy run evaluates the same held-out episodes (greedy) before and after; the table gives the
 held-out env reward with standard errors, the gain in standard errors (independent SEs combined) and the
 wall time. The issue asks each method to beat the untrained model by more than 3 SE. Everything printed
@@ -47,19 +49,24 @@ def gain_row(name: str, result, seconds: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     online = ["online_dpo", "dno", "inpo", "p3o_v1", "p3o_v2", "nash_md", "nash_mp"]
-    ap.add_argument("--online", default="inpo,nash_md",
-                    help=f"comma-separated online methods, each after the other: {', '.join(online)}")
+    ap.add_argument("--policies", default="dpo,inpo,nash_md,grpo_rm",
+                    help=f"comma-separated policy runs, in order: dpo, grpo_rm (GRPO on the reward model alone), or an "
+                         f"online method ({', '.join(online)})")
+    ap.add_argument("--tasks", type=int, default=None, help="prefs build: tasks to sample pairs from (default: the recipe's)")
+    ap.add_argument("--rm-steps", type=int, default=None, help="reward model: training steps (default: the recipe's)")
+    ap.add_argument("--rl-kl", default="0", help="grpo_rm: comma-separated KL-to-reference coefficients, one run each")
     ap.add_argument("--out", default="runs/bench-prefs")
     ap.add_argument("--quick", action="store_true", help="tiny-random, a few steps: the wiring, not a result")
     args = ap.parse_args()
-    methods = args.online.split(",")
-    if unknown := [m for m in methods if m not in online]:
-        ap.error(f"unknown online method {', '.join(unknown)}: use {', '.join(online)}")
+    policies = args.policies.split(",")
+    if unknown := [m for m in policies if m not in (*online, "dpo", "grpo_rm")]:
+        ap.error(f"unknown policy run {', '.join(unknown)}: use dpo, grpo_rm, {', '.join(online)}")
     out = Path(args.out)
     build_sets = QUICK_BUILD if args.quick else []
     train_sets = QUICK_TRAIN if args.quick else []
 
     start = time.perf_counter()
+    build_sets += [f"tasks={args.tasks}"] if args.tasks else []
     cfg = load(PrefsBuildConfig, RECIPES / "prefs" / "quickstart.yaml", [*build_sets, f"out={out / 'pairs'}"])
     pairs, summary = build_pairs(cfg)
     print(f"pairs: {summary['pairs']} from {summary['episodes']} episodes in {time.perf_counter() - start:.0f} s", flush=True)
@@ -68,6 +75,7 @@ def main() -> None:
 
     start = time.perf_counter()
     rm_sets = ["steps=2", "tasks_per_step=2", "model=tiny-random"] if args.quick else []
+    rm_sets += [f"steps={args.rm_steps}", f"checkpoint_every={args.rm_steps}"] if args.rm_steps else []
     result = train(load_config(RECIPES / "prefs" / "reward-model.yaml",
                                [f"preferences={out / 'pairs'}", *rm_sets, f"run_dir={out / 'rm'}"]))
     results["reward_model"] = {"before": result.eval_before, "after": result.eval_after,
@@ -79,9 +87,16 @@ def main() -> None:
 
     learned = json.dumps([{"name": "reward_model", "model": str(out / "rm" / "model"), "per": "episode"}])
     rows = []
-    arms = [("dpo", "dpo-quickstart.yaml", [f"preferences={out / 'pairs'}"]),
-            *[(m, f"{m.replace('_', '-')}-quickstart.yaml", []) for m in methods],
-            ("grpo_rm", "quickstart.yaml", [f"algorithm.rewards.components={learned}"])]
+    arms = []
+    for m in policies:
+        if m == "dpo":
+            arms.append(("dpo", "dpo-quickstart.yaml", [f"preferences={out / 'pairs'}"]))
+        elif m == "grpo_rm":  # the env's reward never reaches the policy; the held-out eval reads it
+            arms += [(f"grpo_rm{'' if float(kl) == 0 else f'_kl{kl}'}", "quickstart.yaml",
+                      [f"algorithm.rewards.components={learned}", f"algorithm.kl_coef={kl}"])
+                     for kl in args.rl_kl.split(",")]
+        else:
+            arms.append((m, f"{m.replace('_', '-')}-quickstart.yaml", []))
     for name, recipe, extra in arms:
         start = time.perf_counter()
         cfg = load_config(RECIPES / recipe, [*extra, *train_sets, f"run_dir={out / name}"])
