@@ -85,7 +85,8 @@ CORRECT, INCORRECT = "The generated solution is correct", "The generated solutio
 CRITIQUE_SYSTEM = ("You are an expert. Analyze a student's incorrect solution by comparing it with the correct "
                    "solution. Identify any errors and provide a detailed step-by-step explanation of mistakes. "
                    "Conclude with: 'Conclusion: wrong [END]'")
-CRITIQUE_USER = "**Question:** {task}\n\n**Student's Answer:** \n{answer}\n\n**Correct Solution:** \n{truth}\n\n**Critique:**"
+CRITIQUE_USER = ("**Question:** {task}\n\n**Student's Answer:** \n{answer}\n\n**Correct Solution:** \n{truth}\n\n"
+                 "**Critique:**")
 
 
 def numbered(answers: list[str], max_chars: int) -> str:
@@ -161,8 +162,8 @@ class Critic:
         if c.source == "critic":
             from longhorizon.feedback.critic import critique_messages, solution_steps
 
-            return self.judge.write([critique_messages(t.turns[0].observation, solution_steps(t)) for t in trajectories],
-                                    kind="critic")
+            steps = [critique_messages(t.turns[0].observation, solution_steps(t)) for t in trajectories]
+            return self.judge.write(steps, kind="critic")
         conversations = [[{"role": "system", "content": CRITIQUE_SYSTEM},
                           {"role": "user", "content": CRITIQUE_USER.format(
                               task=clip_text(t.turns[0].observation, c.max_chars),
@@ -187,7 +188,8 @@ def oracle_answers(specs: list[EpisodeSpec], source: str) -> list[list[str]]:
                         f"{specs[0].env_id} does not have: use critique.source simple or feedback") from None
 
 
-def collect(specs: list[EpisodeSpec], run: Run, policy: ModelPolicy, critic: Critic) -> tuple[list[Trajectory], Metrics]:
+def collect(specs: list[EpisodeSpec], run: Run, policy: ModelPolicy,
+            critic: Critic) -> tuple[list[Trajectory], Metrics]:
     """One step's episodes: each task's `G - 1` initial episodes and its kept refinement, replayed without the
     critique (`metadata["refinement"]`), grouped by task; and the step's critique metrics."""
     by_group: dict[int, list[EpisodeSpec]] = defaultdict(list)
@@ -202,9 +204,9 @@ def collect(specs: list[EpisodeSpec], run: Run, policy: ModelPolicy, critic: Cri
     truths = [truth_of.get(s.group_id, []) for s in initial_specs]
     critiques = critic.critiques(initial, truths)
     max_chars = critic.cfg.max_chars
-    refine_specs = [replace(s, wrappers=[*s.wrappers, {"name": "refine", "critique": text,
-                                                       "attempt": numbered([t.action for t in traj.turns] or [""], max_chars)}])
-                    for s, traj, text in zip(initial_specs, initial, critiques)]
+    attempts = [numbered([t.action for t in traj.turns] or [""], max_chars) for traj in initial]
+    refine_specs = [replace(s, wrappers=[*s.wrappers, {"name": "refine", "critique": text, "attempt": attempt}])
+                    for s, attempt, text in zip(initial_specs, attempts, critiques)]
     refinements = run(refine_specs)
     of_group: dict[int, list[int]] = defaultdict(list)
     for i, spec in enumerate(refine_specs):
