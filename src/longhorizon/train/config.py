@@ -39,9 +39,9 @@ from longhorizon.models.settings import SamplerName, VLLMSettings, kv_cache_fiel
 from longhorizon.train.credit_config import (CritiqueConfig, CurriculumConfig, EntropyConfig, ReplayConfig,
                                              RewardsConfig)
 
-AlgorithmName = Literal["grpo", "critique_grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo", "online_dpo", "dno",
-                        "inpo", "p3o_v1", "p3o_v2", "nash_md", "nash_mp", "sft",
-                        "reward_model", "preference_model", "reaction_model"]
+AlgorithmName = Literal["grpo", "rloo", "loop", "reinforce++", "ppo", "dpo", "ipo", "online_dpo", "dno", "inpo",
+                        "p3o_v1", "p3o_v2", "nash_md", "nash_mp", "sft",
+                        "reward_model", "preference_model", "reaction_model", "critique_grpo"]
 Aggregation = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "trace-length"]
 
 # Per-algorithm defaults for the fields left as None (see `resolved_*`).
