@@ -36,6 +36,20 @@ def test_items_reach_each_length_with_the_oracle_answer_as_the_better_one(items,
     assert longer.context[: len(shorter.context)] == shorter.context  # one episode, read further
 
 
+def test_bisection_finds_the_first_turn_a_turn_by_turn_scan_finds(items, count):
+    from longhorizon.eval.rm_eval import oracle_turns
+
+    turns = oracle_turns(ENV, KNOBS, 0, 2, 4096)  # item 0's episode
+    messages, scanned, targets = [], [], [150, 300]
+    for obs, action, _ in turns:  # the old, quadratic way: count the context at every turn
+        context = messages + [{"role": "user", "content": obs}]
+        while targets and count(context) >= targets[0]:
+            scanned.append((targets.pop(0), context))
+        messages = context + [{"role": "assistant", "content": action}]
+    assert [(it.length, it.context) for it in items[:2]] == scanned
+    assert count(scanned[0][1][:-2]) < 150  # one turn earlier is short of the length
+
+
 def oracle_of(items):
     """A labeller that knows each item's better answer: P(a > b) = 1 when a is it, 0 when b is, else 1/2."""
     better = {it.better for it in items}
