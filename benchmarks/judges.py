@@ -102,7 +102,8 @@ def rm_eval_part(args, out: Path) -> dict:
     from longhorizon.eval.rm_eval import build_items, run_rm_eval, scorer_for, token_counter
 
     results = {}
-    scorers = [("judge", args.model)] + ([("reward_model", args.reward_model)] if args.reward_model else [])
+    scorers = [("judge", args.model)] * ("judge" in args.rm_scorers.split(",")) + (
+        [("reward_model", args.reward_model)] if args.reward_model else [])
     for kind, model in scorers:
         labeller, rank, tokenizer, window = scorer_for(kind, model, "bfloat16", max_new_tokens=128)
         count = token_counter(tokenizer)
@@ -123,6 +124,8 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=32)
     ap.add_argument("--rm-items", type=int, default=8, help="rm_eval items per context length")
     ap.add_argument("--reward-model", default=None, help="a reward model directory for rm_eval")
+    ap.add_argument("--rm-scorers", default="judge", help="rm_eval: judge (the --model judge, slow at long contexts), "
+                    "or none (only --reward-model)")
     ap.add_argument("--policy", default=None, help="best_of, trlm: the policy whose samples are chosen among (default: "
                     "--model); its results are keyed PART[policy=NAME]")
     ap.add_argument("--parts", default=",".join(PARTS))
