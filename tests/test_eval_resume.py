@@ -66,6 +66,20 @@ def test_interrupt_keeps_finished_episodes_and_resume_equals_an_unbroken_run(tmp
     assert a == b  # the same episodes, in config order
 
 
+def test_ctrl_c_interrupts_even_after_a_library_replaced_the_sigint_handler(tmp_path, monkeypatch):
+    seen = []
+    other = lambda signum, frame: seen.append(signum)  # noqa: E731 (a handler that swallows Ctrl-C)
+    previous = signal.signal(signal.SIGINT, other)
+    try:
+        interrupt_after(monkeypatch, 4)
+        with pytest.raises(Interrupted) as stop:
+            run(noisy_cfg(tmp_path / "r"))
+        assert stop.value.done == 4 and seen == []
+        assert signal.getsignal(signal.SIGINT) is other  # put back
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_resume_skips_the_finished_episodes(tmp_path, monkeypatch):
     interrupt_after(monkeypatch, 12)
     with pytest.raises(Interrupted):

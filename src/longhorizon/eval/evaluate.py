@@ -255,12 +255,14 @@ def turn_budgets(cfg: EvalConfig, specs: list) -> list[int]:
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt (as Ctrl-C does) while the rollout runs, so both save what finished."""
+    """SIGTERM and SIGINT raise KeyboardInterrupt while the rollout runs, so both save what finished; SIGINT too,
+    because a library may have replaced Python's Ctrl-C handler in this process (the handlers are put back)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
