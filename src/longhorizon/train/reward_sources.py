@@ -137,7 +137,6 @@ class RewardSources:
     judges: dict[str, Judge] = field(default_factory=dict)
     cache: JudgeCache | None = None
     last: dict[str, list[Verdict]] = field(default_factory=dict)
-    per: dict[str, str] = field(default_factory=dict)  # judge_hindsight / judge_foresight: episode or turn
     probes: Metrics = field(default_factory=dict)  # the last step's reaction metrics
 
     @classmethod
@@ -153,9 +152,8 @@ class RewardSources:
                 params = SamplingParams(temperature=c.temperature, max_new_tokens=c.max_new_tokens, seed=0)
                 sampler = TransformersSampler(lm.model, lm.tokenizer, params, kv_cache_bytes=0)
                 out.judges[c.name] = Judge(sampler, name=f"{c.model}", cache=out.cache, max_chars=c.max_chars)
-                out.scorers[c.name] = functools.partial(out._judged, c.name)
-                if c.name in PER_JUDGES:
-                    out.per[c.name] = c.per
+                options = {"per": c.per} if c.name in PER_JUDGES else {}  # RLHS's judges take the component's `per`
+                out.scorers[c.name] = functools.partial(out._judged, c.name, options)
             elif c.name == "reward_model":
                 from longhorizon.feedback.reward_model import load_reward_model, system_prompts
 
@@ -177,8 +175,7 @@ class RewardSources:
     def scores(self, name: str, trajectories: list[Trajectory]) -> list[list[float]]:
         return self.scorers[name](trajectories)
 
-    def _judged(self, name: str, trajectories: list[Trajectory]) -> list[list[float]]:
-        options = {"per": self.per[name]} if name in self.per else {}
+    def _judged(self, name: str, options: dict[str, Any], trajectories: list[Trajectory]) -> list[list[float]]:
         out, self.last[name] = BATCH_REWARDS[name](self.judges[name], trajectories, **options)
         return out
 
