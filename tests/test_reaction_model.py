@@ -23,12 +23,11 @@ from longhorizon.feedback.reaction import (Reaction, auroc, load_reaction_model,
 from longhorizon.train import load_config, train
 from longhorizon.train.checkpoint import latest_checkpoint, load_trainable_state, load_weights
 from longhorizon.train.metrics import read_records
-from longhorizon.train.optim import trainable
 from longhorizon.train.scorers import build_scorer, reaction_backward, reaction_data, reaction_rows
 from longhorizon.types import Trajectory, Turn, load_trajectories
 from test_train import assert_same_weights, crash_then_resume, tiny_cfg
 from test_train_online import TEST_ENV as PREF_CHARS  # noqa: F401 (registers the env that pays varied rewards)
-from test_train_scorers import one_line_exit_2
+from test_train_scorers import assert_accumulation_invariant, one_line_exit_2
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 runner = CliRunner()
@@ -225,16 +224,7 @@ def test_grad_accumulation_1x4_equals_4x1(tmp_path, reactions_file):
     models = build_scorer(cfg)
     train_items, _ = reaction_data(cfg)
     batch = reaction_rows(models.tokenizer, train_items[:4], "reaction_model")
-    models.model.train()
-    grads = {}
-    for size in (4, 1):
-        for p in trainable(models):
-            p.grad = None
-        reaction_backward(models, batch, torch.arange(4), cfg.model_copy(update={"micro_batch_size": size}))
-        grads[size] = [p.grad.clone() for p in trainable(models)]
-    assert any(g.abs().sum() > 0 for g in grads[4])
-    for g4, g1 in zip(grads[4], grads[1]):
-        torch.testing.assert_close(g4, g1, atol=1e-6, rtol=0)
+    assert_accumulation_invariant(reaction_backward, models, batch, cfg)
 
 
 def test_exported_model_gives_the_trainers_probabilities(tmp_path, reactions_file):
