@@ -109,7 +109,7 @@ def rm_eval_part(args, out: Path) -> dict:
         count = token_counter(tokenizer)
         start = time.perf_counter()
         items = build_items("longhorizon/Execution-v0", {**EXECUTION, "stop_on_error": False, "horizon": 4096},
-                            [1000, 2000, 4000, 8000, 16000], args.rm_items, 4, count)
+                            [int(x) for x in args.rm_lengths.split(",")], args.rm_items, 4, count)
         results[kind] = {"rows": run_rm_eval(items, labeller, rank, count, window), "wall_s": time.perf_counter() - start}
         print("rm_eval", kind, results[kind], flush=True)
     return results
@@ -123,6 +123,8 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--episodes", type=int, default=32)
     ap.add_argument("--rm-items", type=int, default=8, help="rm_eval items per context length")
+    ap.add_argument("--rm-lengths", default="1000,2000,4000,8000,16000,32000",
+                    help="rm_eval context lengths in tokens (a scorer sees the last window's worth of a longer one)")
     ap.add_argument("--reward-model", default=None, help="a reward model directory for rm_eval")
     ap.add_argument("--rm-scorers", default="judge", help="rm_eval: judge (the --model judge, slow at long contexts), "
                     "or none (only --reward-model)")

@@ -80,6 +80,15 @@ def test_truncation_keeps_the_last_turn(items, count):
     assert truncate(longest, count, None) is longest
 
 
+def test_truncation_drops_the_fewest_messages_a_one_by_one_scan_drops(items, count):
+    longest = items[1].context
+    for limit in (1, 60, 100, 150, count(longest) - 1, count(longest), 10**6):
+        scan = longest
+        while len(scan) > 1 and count(scan) > limit:
+            scan = scan[1:]
+        assert truncate(longest, count, limit) == scan, limit
+
+
 def test_a_short_episode_is_refused(count):
     with pytest.raises(ValueError, match="raise its horizon knob"):
         build_items(ENV, {"horizon": 2}, [10_000], items=1, n=2, count_tokens=count)

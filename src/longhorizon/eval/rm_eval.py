@@ -114,12 +114,17 @@ def build_items(env_id: str, knobs: dict[str, Any], lengths: list[int], items: i
 
 def truncate(context: list[dict[str, str]], count_tokens: Callable[[list[dict[str, str]]], int],
              max_tokens: int | None) -> list[dict[str, str]]:
-    """Drop the oldest messages (keeping the last user turn) until the context fits `max_tokens`."""
-    if max_tokens is None:
+    """Drop the oldest messages (keeping the last user turn) until the context fits `max_tokens`.
+
+    The count falls as the start moves right, so the fewest messages to drop are found by bisection: O(log M)
+    counts, where dropping one message at a time re-tokenised a 32k-token context thousands of times."""
+    if max_tokens is None or count_tokens(context) <= max_tokens:
         return context
-    while len(context) > 1 and count_tokens(context) > max_tokens:
-        context = context[1:]
-    return context
+    lo, hi = 1, len(context) - 1  # the first start s with a context[s:] that fits (or the last turn alone) is in [lo, hi]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if count_tokens(context[mid:]) <= max_tokens else (mid + 1, hi)
+    return context[lo:]
 
 
 def answer(text: str) -> list[dict[str, str]]:
@@ -153,13 +158,21 @@ def run_rm_eval(items: list[Item], labeller: Labeller, rank: Callable[[Item], li
     """Accuracy per context length (pairwise and best-of-N, with standard errors)."""
     rng = random.Random(seed)
     results: dict[int, LengthResult] = {}
-    for item in items:
+    for item in progress(items, "rm-eval items"):
         context = truncate(item.context, count_tokens, max_tokens) if count_tokens else item.context
         pairwise, best = score_item(item, labeller, rank, rng, context)
         res = results.setdefault(item.length, LengthResult(item.length))
         res.pairwise.append(pairwise)
         res.best_of_n.append(best)
     return [results[k].row() for k in sorted(results)]
+
+
+def progress(items: list[Item], description: str):
+    """Iterate with a bar on stderr (a judge at 32k tokens takes minutes per item)."""
+    from rich.console import Console
+    from rich.progress import track
+
+    return track(items, description=description, console=Console(stderr=True), transient=False)
 
 
 def reward_model_rank(model: Any) -> Callable[[Item], list[float]]:
