@@ -72,6 +72,24 @@ def test_accuracy_of_a_scorer_that_knows_one_that_is_wrong_and_one_that_cannot_t
     assert right[0]["pairwise_se"] == 0.0
 
 
+def test_a_reward_model_scores_each_option_once_for_both_kinds_of_item(items):
+    calls = []
+
+    def rank(item):  # r = 2 for the better answer, 1 for worse[0], 0 for the rest
+        calls.append(item)
+        return [2.0, 1.0] + [0.0] * (len(item.worse) - 1)
+
+    def no_labeller(cands):
+        raise AssertionError("the pair should be judged from the ranking's scores")
+
+    rows = run_rm_eval(items, no_labeller, rank)
+    assert len(calls) == len(items) and all(r["pairwise_acc"] == 1.0 and r["best_of_n_acc"] == 1.0 for r in rows)
+    flat = run_rm_eval(items, no_labeller, lambda item: [1.0] * (1 + len(item.worse)))
+    assert all(r["pairwise_acc"] == 0.5 and r["best_of_n_acc"] == pytest.approx(1 / 3) for r in flat)
+    wrong = run_rm_eval(items, no_labeller, lambda item: [0.0, 1.0] + [0.5] * (len(item.worse) - 1))
+    assert all(r["pairwise_acc"] == 0.0 and r["best_of_n_acc"] == 0.0 for r in wrong)
+
+
 def test_truncation_keeps_the_last_turn(items, count):
     longest = items[1].context
     cut = truncate(longest, count, 100)

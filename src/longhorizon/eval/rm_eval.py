@@ -7,7 +7,8 @@ that chat, the better answer is the oracle's action and the worse ones are the e
 (`wrong_action`: the right format, a wrong value). Two kinds of item:
 
 - pairwise: (better, worse), shown in a random order; right when the labeller's P(better ≻ worse) > 1/2
-  (a tie counts 1/2);
+  (a tie counts 1/2); a reward model's pair is judged from its best-of-N scores, r(better) > r(worse), the
+  same verdict as its Bradley-Terry labeller's without scoring the two answers twice;
 - best-of-N: the better answer among N - 1 worse ones; right when the scorer ranks it first. A reward model
   ranks by its score; a preference model or a judge by its summed P(option ≻ other) against the others. A
   tie at the top counts 1/(tied options) when the better answer is among them (a random pick's chance).
@@ -133,16 +134,21 @@ def answer(text: str) -> list[dict[str, str]]:
 
 def score_item(item: Item, labeller: Labeller, rank: Callable[[Item], list[float]] | None, rng: random.Random,
                context: list[dict[str, str]]) -> tuple[float, float]:
-    """(pairwise score, best-of-N score) of one item: 1 right, 1/2 tie (pairwise), 0 wrong."""
+    """(pairwise score, best-of-N score) of one item: 1 right, 1/2 tie (pairwise), 0 wrong.
+
+    With a ranking (a reward model), the pair is judged from the same scores, r(better) against r(worse[0]):
+    its labeller's sigmoid(r_a - r_b) > 1/2 exactly when r_a > r_b, and the N forward passes serve both."""
     swap = rng.random() < 0.5
-    a, b = (item.worse[0], item.better) if swap else (item.better, item.worse[0])
-    (label,) = labeller([Candidate(context, answer(a), answer(b))])
-    p_better = 1 - label.prob if swap else label.prob
-    pairwise = 1.0 if p_better > 0.5 else 0.5 if p_better == 0.5 else 0.0
     options = [item.better, *item.worse]
     if rank is not None:
         scores = rank(Item(item.length, context, item.better, item.worse))
-    else:  # pairwise wins of each option against every other
+        pairwise = 1.0 if scores[0] > scores[1] else 0.5 if scores[0] == scores[1] else 0.0
+    else:
+        a, b = (item.worse[0], item.better) if swap else (item.better, item.worse[0])
+        (label,) = labeller([Candidate(context, answer(a), answer(b))])
+        p_better = 1 - label.prob if swap else label.prob
+        pairwise = 1.0 if p_better > 0.5 else 0.5 if p_better == 0.5 else 0.0
+        # best-of-N: the pairwise wins of each option against every other
         pairs = [(i, j) for i in range(len(options)) for j in range(len(options)) if i != j]
         probs = labeller([Candidate(context, answer(options[i]), answer(options[j])) for i, j in pairs])
         scores = [0.0] * len(options)
@@ -184,20 +190,21 @@ def scorer_for(kind: str, model: str, dtype: str = "float32", max_new_tokens: in
                ) -> tuple[Labeller, Any, Any, int | None]:
     """(labeller, best-of-N ranking or None, tokenizer, context window less room for the answer) of a reward
     model, preference model or judge."""
-    from longhorizon.feedback.labellers import make_labeller
+    from longhorizon.feedback.labellers import make_labeller, preference_model_labeller, reward_model_labeller
 
-    labeller = make_labeller(kind, model, dtype, max_new_tokens)
     rank = None
     if kind == "reward_model":
         from longhorizon.feedback.reward_model import load_reward_model
 
         scorer = load_reward_model(model, dtype=dtype)
-        rank = reward_model_rank(scorer)
+        labeller, rank = reward_model_labeller(scorer), reward_model_rank(scorer)
     elif kind == "preference_model":
         from longhorizon.feedback.reward_model import load_preference_model
 
         scorer = load_preference_model(model, dtype=dtype)
+        labeller = preference_model_labeller(scorer)
     else:
+        labeller = make_labeller(kind, model, dtype, max_new_tokens)
         from longhorizon.models import load_model
 
         scorer = load_model(model, dtype)
