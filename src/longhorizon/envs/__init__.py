@@ -29,6 +29,7 @@ ENTRY_POINTS: dict[str, str] = {
     "longhorizon/Search-v0": "longhorizon.envs.search.env:SearchEnv",
     "longhorizon/LongWrite-v0": "longhorizon.envs.longwrite.env:LongWriteEnv",
     "longhorizon/JudgePairs-v0": "longhorizon.envs.judgepairs.env:JudgePairsEnv",
+    "longhorizon/StepCritic-v0": "longhorizon.envs.stepcritic.env:StepCriticEnv",
 }
 
 
