@@ -9,8 +9,9 @@
 2. trlm: best-of-4 reranked by the TRLM-Fo score (log P(observation | candidate)) against best-of-1, which is
    a random choice among the same samples, on the Execution task.
 3. critic: the step critic's first-wrong-step accuracy on Execution episodes of a noisy oracle (p = 0.7,
-   horizon 4, every step played): the critic's answer against the verifier's label, beside the majority
-   baseline (always the most common label).
+   horizon 4, every step played; StepCritic-v0's held-out solutions): the critic's answer against the
+   verifier's label, beside the majority baseline (always the most common label). `--critic MODEL` measures a
+   trained critic (recipes/critic-sft.yaml, recipes/critic-rl.yaml) instead of the bundled model.
 4. rm_eval: `longhorizon rm-eval`'s accuracy against context length for the bundled model as a judge, and
    for a reward model when `--reward-model` is given.
 Every number is printed and written to OUT/results.json, whichever way it comes out.
@@ -73,19 +74,20 @@ def trlm_part(args, out: Path) -> dict:
 
 
 def critic_part(args, out: Path) -> dict:
+    """The step critic on StepCritic-v0's held-out solutions (env seeds 1000000..): 4-turn Execution episodes of
+    the noisy oracle, p = 0.7, every turn played; the critic reads them as `Judge.critique` sends them."""
+    from longhorizon.envs.stepcritic.env import StepCriticKnobs, play, source_spec
     from longhorizon.feedback.critic import first_error, solution_steps
     from longhorizon.feedback.judges import Judge, episode_text
     from longhorizon.models import SamplingParams, TransformersSampler, load_model
-    from longhorizon.rollout import EpisodeSpec, run_episodes
-    from longhorizon.rollout.policies import NoisyOraclePolicy
 
-    knobs = {**EXECUTION, "stop_on_error": False, "horizon": 4}
-    specs = [EpisodeSpec("longhorizon/Execution-v0", seed=1_000_000 + i, env_kwargs=knobs) for i in range(args.episodes)]
-    episodes = run_episodes(specs, NoisyOraclePolicy(0.7, seed=0))
+    knobs = StepCriticKnobs(dict_size=EXECUTION["dict_size"], value_range=EXECUTION["value_range"], horizon=4)
+    episodes = [play(source_spec(knobs, 1_000_000 + i), knobs.p_correct) for i in range(args.episodes)]
     labels = [first_error(t) for t in episodes]
-    lm = load_model(args.model, "bfloat16")
+    critic = args.critic or args.model
+    lm = load_model(critic, "bfloat16")
     judge = Judge(TransformersSampler(lm.model, lm.tokenizer, SamplingParams(temperature=0.0, max_new_tokens=384),
-                                      kv_cache_bytes=0), args.model)
+                                      kv_cache_bytes=0), critic)
     start = time.perf_counter()
     critiques = judge.critique([(episode_text(t)[0], solution_steps(t)) for t in episodes])
     right = np.array([c.first_error == k for c, k in zip(critiques, labels)], dtype=float)
@@ -94,7 +96,7 @@ def critic_part(args, out: Path) -> dict:
               "parsed": float(np.mean([c.first_error is not None for c in critiques])),
               "majority_label": majority[0], "majority_accuracy": majority[1] / len(labels),
               "labels": dict(Counter(labels)), "wall_s": time.perf_counter() - start}
-    print("critic", result, flush=True)
+    print("critic", critic, result, flush=True)
     return result
 
 
@@ -130,6 +132,8 @@ def main() -> None:
                     "or none (only --reward-model)")
     ap.add_argument("--policy", default=None, help="best_of, trlm: the policy whose samples are chosen among (default: "
                     "--model); its results are keyed PART[policy=NAME]")
+    ap.add_argument("--critic", default=None, help="critic: the step critic (default: --model), e.g. a model trained "
+                    "on StepCritic-v0 (recipes/critic-sft.yaml); its result is keyed critic[critic=NAME]")
     ap.add_argument("--parts", default=",".join(PARTS))
     ap.add_argument("--out", default="benchmarks/results/judges")
     args = ap.parse_args()
@@ -143,7 +147,10 @@ def main() -> None:
     suffix = f"[policy={Path(args.policy).parent.name or args.policy}]" if args.policy else ""
     args.policy = args.policy or args.model
     for part in args.parts.split(","):
-        results[part + (suffix if part in ("best_of", "trlm") else "")] = PARTS[part](args, out)
+        key = part + (suffix if part in ("best_of", "trlm") else "")
+        if part == "critic" and args.critic:
+            key = f"critic[critic={Path(args.critic).parent.name or args.critic}]"
+        results[key] = PARTS[part](args, out)
         path.write_text(json.dumps(results, indent=1, default=str))
     print(f"results: {path}")
 
