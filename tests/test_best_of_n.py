@@ -1,5 +1,6 @@
 """Reward-guided best-of-N (issue 15 item 8, DeformPAM's action selection for text): the choice by hand, the TRLM
-and implicit scores against teacher-forced forward passes, and an eval on the tiny random model."""
+and implicit scores against teacher-forced forward passes, the reward model's against its score of the episode
+by hand, the critic's steps before the first wrong one, and evals on the tiny random model."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import torch
 from longhorizon.errors import ConfigError, UserError
 from longhorizon.eval.config import load_eval_config
 from longhorizon.eval.evaluate import make_policy, run
-from longhorizon.rollout.best_of_n import (BestOfNPolicy, continuation_logprobs, implicit_scorer, trlm_ids,
-                                           trlm_scorer)
-from longhorizon.rollout.runner import Action
+from longhorizon.feedback.critic import Critique
+from longhorizon.rollout.best_of_n import (BestOfNPolicy, continuation_logprobs, critic_scorer, implicit_scorer,
+                                           reward_model_scorer, trlm_ids, trlm_scorer)
+from longhorizon.rollout.runner import Action, EpisodeSpec, LiveEpisode
 
 
 class Replies:
@@ -73,18 +75,78 @@ def test_implicit_reward_is_zero_against_itself_and_the_logratio_otherwise(tiny)
     assert score == pytest.approx(2.0 * (theta - ref), abs=1e-5) and score != 0.0
 
 
+def one_turn_played(horizon=3):
+    """A live Execution episode after one oracle turn."""
+    episode = LiveEpisode(EpisodeSpec("longhorizon/Execution-v0", seed=7, env_kwargs={"horizon": horizon}))
+    episode.step(Action(text=episode.env.unwrapped.oracle_action()))
+    return episode
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tiny, tmp_path_factory):
+    from longhorizon.feedback.reward_model import attach_score_head, load_reward_model
+
+    path = tmp_path_factory.mktemp("rm")
+    torch.manual_seed(0)
+    attach_score_head(tiny.model, tiny.tokenizer, "reward_model").save_pretrained(path)
+    tiny.tokenizer.save_pretrained(path)
+    return path, load_reward_model(path)
+
+
+def test_reward_model_scores_the_episode_with_the_candidate_as_its_last_turn(tiny_rm):
+    from longhorizon.feedback.reward_model import episode_texts
+
+    _, rm = tiny_rm
+    episode = one_turn_played()
+    right = episode.env.unwrapped.oracle_action()
+    scores = reward_model_scorer(rm)([episode, episode], [Action(text=right), Action(text="<answer>999</answer>")])
+    system = episode.agent_spec.system_prompt
+    context, continuation = episode_texts(episode.trajectory, system)  # the turn played, then each candidate
+    by_hand = rm.score([(context, continuation + [{"role": "user", "content": episode.observation},
+                                                  {"role": "assistant", "content": text}])
+                        for text in (right, "<answer>999</answer>")])
+    assert scores == pytest.approx(by_hand, abs=1e-5) and scores[0] != scores[1]
+    assert len(episode.trajectory.turns) == 1  # the live episode is untouched
+
+
+class FixedCritic:
+    """A critic whose answer for the i-th item is answers[i]; it records the (problem, steps) it read."""
+
+    def __init__(self, answers):
+        self.answers, self.items = answers, []
+
+    def critique(self, items):
+        self.items += items
+        return [Critique(k, {}, "" if k is not None else "no answer") for k in self.answers]
+
+
+def test_critic_scores_the_steps_before_the_first_wrong_one():
+    episode = one_turn_played()
+    critic = FixedCritic([-1, 2, 1, None])
+    scores = critic_scorer(critic)([episode] * 4, [Action(text=f"<answer>{v}</answer>") for v in range(4)])
+    assert scores == [1.0, 0.5, 0.0, 0.0]  # none wrong; step 2 of 2 (the candidate) wrong: 1/2; step 1; unreadable
+    problem, steps = critic.items[1]
+    assert problem == episode.trajectory.turns[0].observation and len(steps) == 2
+    assert steps[0] == episode.trajectory.turns[0].action and steps[1].endswith("<answer>1</answer>")
+
+
 def test_best_of_settings_are_checked():
     with pytest.raises(ConfigError, match="implicit needs best_of.model"):
         load_eval_config(None, ["best_of={scorer: implicit}"])
+    with pytest.raises(ConfigError, match="reward_model needs best_of.model"):
+        load_eval_config(None, ["best_of={scorer: reward_model}"])
     with pytest.raises(ConfigError, match="sampler: transformers"):
         load_eval_config(None, ["best_of={scorer: trlm}", "sampler=vllm"])
     with pytest.raises(UserError, match="best_of needs a model policy"):
         make_policy(load_eval_config(None, ["model=oracle", "best_of={scorer: trlm}"]))
 
 
-def test_an_eval_with_best_of_records_every_candidates_score(tmp_path):
+@pytest.mark.parametrize("scorer", ["trlm", "reward_model"])
+def test_an_eval_with_best_of_records_every_candidates_score(tmp_path, scorer, tiny_rm):
+    model = f", model: {tiny_rm[0]}" if scorer == "reward_model" else ""
     cfg = load_eval_config(None, ["model=tiny-random", "horizons=[2]", "episodes=2", "max_new_tokens=4",
-                                  "best_of={n: 3, scorer: trlm}", "temperature=1.0", f"run_dir={tmp_path / 'eval'}"])
+                                  f"best_of={{n: 3, scorer: {scorer}{model}}}", "temperature=1.0",
+                                  f"run_dir={tmp_path / 'eval'}"])
     run(cfg)
     episodes = [json.loads(line) for line in (tmp_path / "eval" / "trajectories.jsonl").read_text().splitlines()]
     turns = [t for e in episodes for t in e["turns"]]

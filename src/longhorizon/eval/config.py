@@ -31,15 +31,18 @@ class BestOfSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     n: int = Field(4, ge=1, description="candidate actions sampled per episode and turn")
-    scorer: Literal["judge", "trlm", "implicit"] = Field(description="judge (pointwise rubric judge), trlm (time-reversal score of the observation given the candidate), implicit (beta * (log pi_model - log pi_policy), e.g. a DPO-trained model)")
-    model: str | None = Field(None, description="the scorer's model (a registered name or a model directory); None = the policy's own model (judge, trlm); implicit needs one")
+    scorer: Literal["judge", "trlm", "reward_model", "critic", "implicit"] = Field(description="judge (pointwise rubric judge), trlm (time-reversal score of the observation given the candidate), reward_model (a Bradley-Terry reward model's score of the episode with the candidate), critic (a DeepCritic step critic: the steps before the first wrong one), implicit (beta * (log pi_model - log pi_policy), e.g. a DPO-trained model)")
+    model: str | None = Field(None, description="the scorer's model (a registered name or a model directory); None = the policy's own model (judge, trlm, critic); implicit and reward_model need one")
     beta: float = Field(1.0, gt=0, description="implicit: beta of the implicit reward")
-    max_new_tokens: int = Field(256, ge=1, description="judge: tokens the judge may write")
+    max_new_tokens: int = Field(256, ge=1, description="judge, critic: tokens the judge or critic may write")
 
     @model_validator(mode="after")
     def _implicit_needs_a_model(self) -> "BestOfSettings":
         if self.scorer == "implicit" and not self.model:
             raise ValueError("best_of.scorer implicit needs best_of.model (e.g. a DPO-trained model directory)")
+        if self.scorer == "reward_model" and not self.model:
+            raise ValueError("best_of.scorer reward_model needs best_of.model (a reward model directory: "
+                             "`algorithm.name: reward_model`)")
         return self
 
 

@@ -13,6 +13,13 @@ Scorers (`SCORERS`, picked by name in the eval config's `best_of: {n, scorer, mo
   mean log-prob of the current observation (the query) given the candidate under a forward
   model asked to work backwards, `TRLM_INSTRUCTION` (the paper's wording is UNVERIFIED; ours).
   Length-normalised (mean over the query's tokens), so queries of any length compare;
+- "reward_model": a Bradley-Terry reward model (`algorithm.name: reward_model`, `best_of.model` its
+  directory) scores the episode so far with the candidate as its last turn, r(first prompt, every turn), as
+  it scores whole episodes (`RewardModel.score_episodes`, with the env's system prompt);
+- "critic": the DeepCritic step critic (`feedback/critic.py`, e.g. a model trained on StepCritic-v0) reads
+  the episode so far with the candidate as its last step and names the first wrong step k; the score is
+  the steps before it, (k - 1) / n (1 when none is wrong, 0 when its answer cannot be read), so a candidate
+  it blames scores below one it passes;
 - "implicit": DeformPAM's implicit reward, beta (log pi_theta(a|s) - log pi_ref(a|s)) summed over
   the candidate's tokens, with pi_theta the scorer model (e.g. DPO-trained from the policy) and
   pi_ref the policy that sampled, both teacher-forced at temperature 1.
@@ -28,6 +35,7 @@ import torch
 from longhorizon.context.base import encode, render
 from longhorizon.feedback.judges import Judge
 from longhorizon.rollout.runner import Action, LiveEpisode
+from longhorizon.types import Trajectory, Turn
 
 Scorer = Callable[[list[LiveEpisode], list[Action]], list[float]]  # one score per (episode, its candidate)
 TRLM_INSTRUCTION = ("Below is a response written by an assistant. Write the message from the user that this "
@@ -85,6 +93,34 @@ def judge_scorer(judge: Judge) -> Scorer:
     return score
 
 
+def with_candidate(episode: LiveEpisode, action: Action) -> Trajectory:
+    """The episode so far with the candidate as its last turn (a copy; the live episode is untouched)."""
+    t = episode.trajectory
+    return Trajectory(env_id=t.env_id, seed=t.seed, group_id=t.group_id, horizon=t.horizon, metadata=t.metadata,
+                      turns=[*t.turns, Turn(observation=episode.observation, action=action.text)])
+
+
+def reward_model_scorer(model: Any) -> Scorer:
+    """r(first prompt, every turn so far and the candidate) of a Bradley-Terry reward model."""
+    def score(episodes: list[LiveEpisode], actions: list[Action]) -> list[float]:
+        return model.score_episodes([with_candidate(e, a) for e, a in zip(episodes, actions)],
+                                    [e.agent_spec.system_prompt for e in episodes])
+
+    return score
+
+
+def critic_scorer(judge: Judge) -> Scorer:
+    """The steps before the first one the step critic finds wrong, (k - 1) / n, with the candidate as step n."""
+    from longhorizon.feedback.critic import solution_steps, steps_before_error
+
+    def score(episodes: list[LiveEpisode], actions: list[Action]) -> list[float]:
+        trajs = [with_candidate(e, a) for e, a in zip(episodes, actions)]
+        items = [(t.turns[0].observation, solution_steps(t)) for t in trajs]
+        return [steps_before_error(c.first_error, len(steps)) for c, (_, steps) in zip(judge.critique(items), items)]
+
+    return score
+
+
 @torch.no_grad()
 def continuation_logprobs(model: Any, prompt: list[int], continuation: list[int]) -> torch.Tensor:
     """(len(continuation),) log-probs of `continuation` after `prompt` under `model` (temperature 1)."""
@@ -128,7 +164,7 @@ def implicit_scorer(model: Any, ref_model: Any, beta: float = 1.0) -> Scorer:
     return score
 
 
-SCORERS = ("judge", "trlm", "implicit")
+SCORERS = ("judge", "trlm", "reward_model", "critic", "implicit")
 
 
 def best_of(policy: Any, settings: Any, dtype: str = "float32") -> BestOfNPolicy:
@@ -136,12 +172,17 @@ def best_of(policy: Any, settings: Any, dtype: str = "float32") -> BestOfNPolicy
     from longhorizon.feedback.judges import Judge
     from longhorizon.models import SamplingParams, TransformersSampler, load_model
 
+    if settings.scorer == "reward_model":
+        from longhorizon.feedback.reward_model import load_reward_model
+
+        return BestOfNPolicy(policy, settings.n, reward_model_scorer(load_reward_model(settings.model, dtype=dtype)))
     own = policy.sampler.model, policy.sampler.tokenizer
     model, tokenizer = own if settings.model is None else (lambda lm: (lm.model, lm.tokenizer))(load_model(settings.model, dtype))
     model.eval()
-    if settings.scorer == "judge":
+    if settings.scorer in ("judge", "critic"):
         params = SamplingParams(temperature=0.0, max_new_tokens=settings.max_new_tokens)
-        scorer = judge_scorer(Judge(TransformersSampler(model, tokenizer, params, kv_cache_bytes=0), settings.model or "policy"))
+        judge = Judge(TransformersSampler(model, tokenizer, params, kv_cache_bytes=0), settings.model or "policy")
+        scorer = judge_scorer(judge) if settings.scorer == "judge" else critic_scorer(judge)
     elif settings.scorer == "trlm":
         scorer = trlm_scorer(model, tokenizer)
     else:
