@@ -14,6 +14,8 @@
    trained critic (recipes/critic-sft.yaml, recipes/critic-rl.yaml) instead of the bundled model.
 4. rm_eval: `longhorizon rm-eval`'s accuracy against context length for the bundled model as a judge, and
    for a reward model when `--reward-model` is given.
+5. scorers (not run by default): best-of-4 on the Execution task with trained scorers against best-of-1: the
+   step critic `--critic` and the reward model `--reward-model`.
 Every number is printed and written to OUT/results.json, whichever way it comes out.
 """
 
@@ -61,6 +63,22 @@ def best_of_part(args, out: Path) -> dict:
             results[f"{name}/{arm}"] = eval_arm(args.policy, env_id, knobs, horizons, args.episodes, best_of,
                                                 out / "runs" / (name + tag(args)) / arm, tokens)
             print(name, arm, results[f"{name}/{arm}"], flush=True)
+    return results
+
+
+def scorers_part(args, out: Path) -> dict:
+    """Best-of-4 on the Execution task with trained scorers, against best-of-1: the step critic (`--critic`, e.g.
+    one trained on StepCritic-v0) and the reward model (`--reward-model`), each when given."""
+    arms = [("best_of_1", None)]
+    if args.critic:
+        arms.append(("critic_best_of_4", {"n": 4, "scorer": "critic", "model": args.critic, "max_new_tokens": 256}))
+    if args.reward_model:
+        arms.append(("reward_model_best_of_4", {"n": 4, "scorer": "reward_model", "model": args.reward_model}))
+    results = {}
+    for arm, best_of in arms:
+        results[arm] = eval_arm(args.policy, "longhorizon/Execution-v0", EXECUTION, [1, 2], args.episodes, best_of,
+                                out / "runs" / ("scorers" + tag(args)) / arm, 6)
+        print("scorers", arm, results[arm], flush=True)
     return results
 
 
@@ -117,7 +135,8 @@ def rm_eval_part(args, out: Path) -> dict:
     return results
 
 
-PARTS = {"best_of": best_of_part, "trlm": trlm_part, "critic": critic_part, "rm_eval": rm_eval_part}
+PARTS = {"best_of": best_of_part, "trlm": trlm_part, "critic": critic_part, "rm_eval": rm_eval_part,
+         "scorers": scorers_part}
 
 
 def main() -> None:
@@ -130,11 +149,11 @@ def main() -> None:
     ap.add_argument("--reward-model", default=None, help="a reward model directory for rm_eval")
     ap.add_argument("--rm-scorers", default="judge", help="rm_eval: judge (the --model judge, slow at long contexts), "
                     "or none (only --reward-model)")
-    ap.add_argument("--policy", default=None, help="best_of, trlm: the policy whose samples are chosen among (default: "
+    ap.add_argument("--policy", default=None, help="best_of, trlm, scorers: the policy whose samples are chosen among (default: "
                     "--model); its results are keyed PART[policy=NAME]")
     ap.add_argument("--critic", default=None, help="critic: the step critic (default: --model), e.g. a model trained "
                     "on StepCritic-v0 (recipes/critic-sft.yaml); its result is keyed critic[critic=NAME]")
-    ap.add_argument("--parts", default=",".join(PARTS))
+    ap.add_argument("--parts", default="best_of,trlm,critic,rm_eval", help="any of " + ",".join(PARTS))
     ap.add_argument("--out", default="benchmarks/results/judges")
     args = ap.parse_args()
     import torch
@@ -147,7 +166,7 @@ def main() -> None:
     suffix = f"[policy={Path(args.policy).parent.name or args.policy}]" if args.policy else ""
     args.policy = args.policy or args.model
     for part in args.parts.split(","):
-        key = part + (suffix if part in ("best_of", "trlm") else "")
+        key = part + (suffix if part in ("best_of", "trlm", "scorers") else "")
         if part == "critic" and args.critic:
             key = f"critic[critic={Path(args.critic).parent.name or args.critic}]"
         results[key] = PARTS[part](args, out)
