@@ -119,7 +119,7 @@ def critic_part(args, out: Path) -> dict:
 
 
 def rm_eval_part(args, out: Path) -> dict:
-    from longhorizon.eval.rm_eval import build_items, run_rm_eval, scorer_for, token_counter
+    from longhorizon.eval.rm_eval import build_items, plot_rm_eval, run_rm_eval, scorer_for, token_counter
 
     results = {}
     scorers = [("judge", args.model)] * ("judge" in args.rm_scorers.split(",")) + (
@@ -131,6 +131,7 @@ def rm_eval_part(args, out: Path) -> dict:
         items = build_items("longhorizon/Execution-v0", {**EXECUTION, "stop_on_error": False, "horizon": 4096},
                             [int(x) for x in args.rm_lengths.split(",")], args.rm_items, 4, count)
         results[kind] = {"rows": run_rm_eval(items, labeller, rank, count, window), "wall_s": time.perf_counter() - start}
+        plot_rm_eval(results[kind]["rows"], out / f"rm_eval_{kind}.png", f"rm-eval, {kind}: {Path(model).parent.name or model}", 4)
         print("rm_eval", kind, results[kind], flush=True)
     return results
 

@@ -812,7 +812,7 @@ def rm_eval_cmd(
         table.add_row(str(r["length"]), str(r["items"]), f"{r['pairwise_acc']:.3f} ± {r['pairwise_se']:.3f}",
                       f"{r['best_of_n_acc']:.3f} ± {r['best_of_n_se']:.3f}")
     console.print(table)
-    console.print(f"plot: {plot_rm_eval(rows, out / 'rm_eval.png', f'{kind}: {Path(model).name}')}")
+    console.print(f"plot: {plot_rm_eval(rows, out / 'rm_eval.png', f'{kind}: {Path(model).name}', n)}")
 
 
 # --------------------------------------------------------------------- demos

@@ -219,7 +219,8 @@ def token_counter(tokenizer: Any) -> Callable[[list[dict[str, str]]], int]:
     return lambda messages: len(encode(tokenizer, render(tokenizer, messages, None, True)))
 
 
-def plot_rm_eval(rows: list[dict[str, float]], path: Any, title: str) -> Any:
+def plot_rm_eval(rows: list[dict[str, float]], path: Any, title: str, n: int | None = None) -> Any:
+    """Accuracy against context length, with chance (1/2 pairwise; 1/n best-of-n when n is given) dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -230,6 +231,8 @@ def plot_rm_eval(rows: list[dict[str, float]], path: Any, title: str) -> Any:
     for key, label in (("pairwise", "pairwise"), ("best_of_n", "best-of-N")):
         ax.errorbar(x, [r[f"{key}_acc"] for r in rows], yerr=[r[f"{key}_se"] for r in rows], marker="o", capsize=3,
                     label=label)
+    for i, (level, label) in enumerate([(0.5, "chance, pairwise")] + ([(1 / n, f"chance, best-of-{n}")] if n else [])):
+        ax.axhline(level, color=f"C{i}", linestyle="--", linewidth=0.8, label=label)
     ax.set(xscale="log", xlabel="context length (tokens)", ylabel="accuracy", ylim=(-0.05, 1.05), title=title)
     ax.legend()
     fig.tight_layout()
