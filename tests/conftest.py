@@ -14,6 +14,20 @@ def tiny() -> LoadedModel:
 
 
 @pytest.fixture(scope="module")
+def reward_model_dir(tiny, tmp_path_factory):
+    """A reward model directory: the tiny model with a seeded scalar head (`algorithm.name: reward_model`)."""
+    import torch
+
+    from longhorizon.feedback.reward_model import attach_score_head
+
+    path = tmp_path_factory.mktemp("rm")
+    torch.manual_seed(0)
+    attach_score_head(tiny.model, tiny.tokenizer, "reward_model").save_pretrained(path)
+    tiny.tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
 def local_ray():
     """A private local Ray (6 CPUs, no dashboard) for one test module's Ray workers."""
     import os

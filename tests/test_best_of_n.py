@@ -83,14 +83,10 @@ def one_turn_played(horizon=3):
 
 
 @pytest.fixture(scope="module")
-def tiny_rm(tiny, tmp_path_factory):
-    from longhorizon.feedback.reward_model import attach_score_head, load_reward_model
+def tiny_rm(reward_model_dir):
+    from longhorizon.feedback.reward_model import load_reward_model
 
-    path = tmp_path_factory.mktemp("rm")
-    torch.manual_seed(0)
-    attach_score_head(tiny.model, tiny.tokenizer, "reward_model").save_pretrained(path)
-    tiny.tokenizer.save_pretrained(path)
-    return path, load_reward_model(path)
+    return reward_model_dir, load_reward_model(reward_model_dir)
 
 
 def test_reward_model_scores_the_episode_with_the_candidate_as_its_last_turn(tiny_rm):

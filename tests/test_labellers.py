@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from longhorizon.cli import app
@@ -47,17 +46,6 @@ def test_each_labeller_by_hand():
     judged = judge_labeller(SignJudge([-3, 0, 2]))(CANDIDATES)
     assert [lab.prob for lab in judged] == pytest.approx([1.0, 0.5, 0.5 - 2 / 6])
     assert [lab.strength for lab in judged] == [-3, None, 2] and [lab.preferred for lab in judged] == ["a", "tie", "b"]
-
-
-@pytest.fixture(scope="module")
-def reward_model_dir(tiny, tmp_path_factory):
-    from longhorizon.feedback.reward_model import attach_score_head
-
-    path = tmp_path_factory.mktemp("rm")
-    torch.manual_seed(0)
-    attach_score_head(tiny.model, tiny.tokenizer, "reward_model").save_pretrained(path)
-    tiny.tokenizer.save_pretrained(path)
-    return path
 
 
 def test_prefs_build_labelled_by_a_reward_model(reward_model_dir, tmp_path):
