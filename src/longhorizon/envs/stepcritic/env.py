@@ -59,7 +59,7 @@ from longhorizon.envs.core.base import TextEnv
 from longhorizon.envs.core.knobs import Int, Knobs, Real, set_knobs
 from longhorizon.envs.execution.env import ExecutionEnv
 from longhorizon.envs.execution.words import WORDS
-from longhorizon.feedback.critic import (Critique, critic_reward, critique_messages, first_error, parse_critique,
+from longhorizon.feedback.critic import (Critique, critique_messages, first_error, parse_critique,
                                          solution_steps)
 from longhorizon.feedback.judges import episode_text
 from longhorizon.types import Trajectory
@@ -192,8 +192,8 @@ class StepCriticEnv(TextEnv):
         if self.done:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         self.done = True
-        reward = critic_reward(str(action), self.gold, len(self.steps))  # DeepCritic (methods-2.md §2) [UNVERIFIED]
         critique = parse_critique(str(action), len(self.steps))
+        reward = float(critique.first_error == self.gold)  # critic_reward, parsed once: DeepCritic (methods-2.md §2) [UNVERIFIED]
         info: dict[str, Any] = {"correct": reward == 1.0, "success": reward == 1.0, "expected": self.gold,
                                 "parsed": critique.first_error, "metrics": self._metrics(critique)}
         if critique.first_error is None:
